@@ -1,0 +1,135 @@
+//! Assembly of the grouped response body, `{"user":{…},"orders":[…],"_errors":{…}}`. Call
+//! bodies arrive as already-validated JSON bytes and are spliced in as they are: no tree, no
+//! re-serialisation. Keys are JSON-escaped once, at config load ([`json_key`]).
+
+use serde::Serialize;
+
+/// The `_errors` entry for a call that failed: `{"error":"timeout","elapsed_ms":300}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorEntry<'a> {
+    /// The error kind (`timeout`, `connect`, `status`, `invalid_body`, `too_large`, …).
+    pub error: &'a str,
+    /// How long the call ran before it failed, in whole milliseconds.
+    pub elapsed_ms: u64,
+    /// The backend's status code, for `status` errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// A human-readable reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
+}
+
+/// Returns `"name":` with `name` JSON-escaped, ready to be copied in front of a value.
+pub fn json_key(name: &str) -> Box<[u8]> {
+    let mut key = serde_json::to_vec(name).unwrap_or_default();
+    key.push(b':');
+    key.into_boxed_slice()
+}
+
+/// Builds the response object in call order; errors go to a trailing `_errors` object.
+#[derive(Debug)]
+pub struct BodyBuilder {
+    body: Vec<u8>,
+    errors: Vec<u8>,
+}
+
+impl BodyBuilder {
+    /// Starts an object, reserving `capacity` bytes (the sum of the call bodies is a good hint).
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut body = Vec::with_capacity(capacity + 64);
+        body.push(b'{');
+        Self { body, errors: Vec::new() }
+    }
+
+    /// Appends `key` (from [`json_key`]) and a raw JSON value that the caller validated.
+    pub fn push_raw(&mut self, key: &[u8], raw_json: &[u8]) {
+        if self.body.len() > 1 {
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(key);
+        self.body.extend_from_slice(raw_json);
+    }
+
+    /// Records a failed call under `_errors`.
+    pub fn push_error(&mut self, key: &[u8], entry: &ErrorEntry<'_>) {
+        self.errors.push(if self.errors.is_empty() { b'{' } else { b',' });
+        self.errors.extend_from_slice(key);
+        // Serialising plain strings and integers into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.errors, entry);
+    }
+
+    /// True when at least one error was recorded.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// Closes the object and returns its bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        if !self.errors.is_empty() {
+            if self.body.len() > 1 {
+                self.body.push(b',');
+            }
+            self.body.extend_from_slice(b"\"_errors\":");
+            self.body.extend_from_slice(&self.errors);
+            self.body.push(b'}');
+        }
+        self.body.push(b'}');
+        self.body
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn parse(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn raw_bodies_are_grouped_in_call_order() {
+        let mut b = BodyBuilder::with_capacity(0);
+        b.push_raw(&json_key("user"), br#"{"id": 1}"#);
+        b.push_raw(&json_key("orders"), b" [1,2] ");
+        b.push_raw(&json_key("n"), b"null");
+        let bytes = b.finish();
+        assert_eq!(bytes, br#"{"user":{"id": 1},"orders": [1,2] ,"n":null}"#);
+        assert_eq!(parse(&bytes), json!({"user": {"id": 1}, "orders": [1, 2], "n": null}));
+    }
+
+    #[test]
+    fn errors_follow_the_bodies() {
+        let mut b = BodyBuilder::with_capacity(16);
+        b.push_raw(&json_key("user"), b"{}");
+        let timeout = ErrorEntry { error: "timeout", elapsed_ms: 300, status: None, detail: None };
+        b.push_error(&json_key("orders"), &timeout);
+        let status = ErrorEntry { error: "status", elapsed_ms: 4, status: Some(503), detail: Some("x\"y") };
+        b.push_error(&json_key("reviews"), &status);
+        assert!(b.has_errors());
+        let value = parse(&b.finish());
+        assert_eq!(
+            value,
+            json!({"user": {}, "_errors": {
+                "orders": {"error": "timeout", "elapsed_ms": 300},
+                "reviews": {"error": "status", "elapsed_ms": 4, "status": 503, "detail": "x\"y"}
+            }})
+        );
+    }
+
+    #[test]
+    fn only_errors_or_nothing_is_still_valid_json() {
+        let mut b = BodyBuilder::with_capacity(0);
+        assert!(!b.has_errors());
+        let entry = ErrorEntry { error: "connect", elapsed_ms: 1, status: None, detail: None };
+        b.push_error(&json_key("a"), &entry);
+        assert_eq!(parse(&b.finish()), json!({"_errors": {"a": {"error": "connect", "elapsed_ms": 1}}}));
+        assert_eq!(parse(&BodyBuilder::with_capacity(0).finish()), json!({}));
+    }
+
+    #[test]
+    fn keys_are_escaped() {
+        assert_eq!(&*json_key("a\"b\\c\n"), br#""a\"b\\c\n":"#);
+    }
+}

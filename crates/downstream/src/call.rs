@@ -1,0 +1,175 @@
+//! One backend call: build the request, send it on the backend's pool, read the body as a
+//! stream up to the backend's limit, check that it is JSON, and classify every failure into
+//! one of the contract's error kinds. Each call runs in its own `backend_call` span and is
+//! bounded by `min(call timeout, time left before the endpoint deadline)`.
+
+use crate::backend::Backend;
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use std::time::Duration;
+use tokio::time::{Instant, timeout_at};
+use tracing::{Instrument, field};
+
+/// Span name of one backend call.
+pub const CALL_SPAN: &str = "backend_call";
+
+/// One call to make: which backend, which path, which headers, how long it may take.
+#[derive(Debug)]
+pub struct CallRequest<'a> {
+    /// The call's name in the endpoint (for spans and errors).
+    pub name: &'a str,
+    /// The backend to call.
+    pub backend: &'a Backend,
+    /// The rendered, already-encoded path and query, starting with `/`.
+    pub path_and_query: String,
+    /// Forwarded headers (the backend's own headers are added here).
+    pub headers: HeaderMap,
+    /// The call's own timeout.
+    pub timeout: Duration,
+}
+
+/// The result of one call and how long it took.
+#[derive(Debug)]
+pub struct CallOutcome {
+    /// The validated JSON body, or why the call failed.
+    pub result: Result<Bytes, CallError>,
+    /// Time from the start of the call to its end.
+    pub elapsed: Duration,
+}
+
+/// Why a call failed; [`CallError::kind`] is the contract's error kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The call's own timeout expired.
+    #[error("no complete answer within {}ms", .0.as_millis())]
+    Timeout(Duration),
+    /// The endpoint's deadline was reached before the call finished.
+    #[error("endpoint deadline reached")]
+    Cancelled,
+    /// The connection could not be made, or broke before a complete answer.
+    #[error("{0}")]
+    Connect(String),
+    /// The backend answered with a non-2xx status.
+    #[error("backend answered status {0}")]
+    Status(u16),
+    /// The body is not JSON.
+    #[error("body is not JSON: {0}")]
+    InvalidBody(String),
+    /// The body is larger than the backend's `max_response_body`.
+    #[error("body exceeds the {0} byte limit")]
+    TooLarge(usize),
+}
+
+impl CallError {
+    /// The contract's error kind: `timeout`, `cancelled`, `connect`, `status`, `invalid_body`
+    /// or `too_large`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Timeout(_) => "timeout",
+            CallError::Cancelled => "cancelled",
+            CallError::Connect(_) => "connect",
+            CallError::Status(_) => "status",
+            CallError::InvalidBody(_) => "invalid_body",
+            CallError::TooLarge(_) => "too_large",
+        }
+    }
+
+    /// True when the failure is about time (`timeout`, `cancelled`): a required call failing
+    /// this way makes the endpoint answer 504 instead of 502.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, CallError::Timeout(_) | CallError::Cancelled)
+    }
+}
+
+impl CallRequest<'_> {
+    /// Runs the call under its timeout and the endpoint `deadline`, inside its own span.
+    pub async fn run(self, deadline: Instant) -> CallOutcome {
+        let span = tracing::info_span!(
+            CALL_SPAN,
+            call = self.name,
+            backend = &*self.backend.name,
+            server.address = &*self.backend.address,
+            http.response.status_code = field::Empty,
+            error.r#type = field::Empty,
+            duration_ms = field::Empty,
+        );
+        let started = Instant::now();
+        let own_limit = started + self.timeout;
+        let result = async {
+            match timeout_at(own_limit.min(deadline), self.send()).await {
+                Ok(result) => result,
+                Err(_) if deadline < own_limit => Err(CallError::Cancelled),
+                Err(_) => Err(CallError::Timeout(self.timeout)),
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let elapsed = started.elapsed();
+        span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+        if let Err(error) = &result {
+            span.record("error.type", error.kind());
+            tracing::debug!(parent: &span, error.kind = error.kind(), %error, "backend call failed");
+        }
+        CallOutcome { result, elapsed }
+    }
+
+    async fn send(&self) -> Result<Bytes, CallError> {
+        let backend = self.backend;
+        let mut headers = self.headers.clone();
+        headers.extend(backend.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let url = format!("{}{}", backend.base_url, self.path_and_query);
+        let response = backend
+            .client
+            .get(url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| transport_error("request failed", &e))?;
+        let status = response.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
+        if !status.is_success() {
+            return Err(CallError::Status(status.as_u16()));
+        }
+        let body = read_capped(response, backend.max_response_body).await?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map_err(|e| CallError::InvalidBody(e.to_string()))?;
+        Ok(body)
+    }
+}
+
+/// Reads the body chunk by chunk and stops as soon as it would exceed `limit`.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Bytes, CallError> {
+    let declared = response.content_length().unwrap_or(0);
+    if declared > limit as u64 {
+        return Err(CallError::TooLarge(limit));
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error("body read failed", &e))? {
+        let so_far = first.as_ref().map_or(0, Bytes::len) + rest.len();
+        if so_far + chunk.len() > limit {
+            return Err(CallError::TooLarge(limit));
+        }
+        match &first {
+            None => first = Some(chunk),
+            Some(head) => {
+                if rest.is_empty() {
+                    rest.reserve(declared.max((head.len() + chunk.len()) as u64) as usize);
+                    rest.extend_from_slice(head);
+                }
+                rest.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() })
+}
+
+/// A transport failure, described by the innermost cause (e.g. "connection refused").
+fn transport_error(what: &str, error: &reqwest::Error) -> CallError {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let what = if error.is_connect() { "connection failed" } else { what };
+    CallError::Connect(format!("{what}: {cause}"))
+}

@@ -1,0 +1,25 @@
+//! The command line: `fanout [serve] --config FILE`, `fanout check --config FILE`.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// fanout: an API fan-out aggregation gateway.
+#[derive(Debug, Parser)]
+#[command(name = "fanout", version, about)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The YAML config file.
+    #[arg(long, short, global = true, default_value = "fanout.yaml")]
+    pub config: PathBuf,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the configured endpoints (the default).
+    Serve,
+    /// Validate the config and print the compiled plan; exit 2 with every error on bad config.
+    Check,
+}

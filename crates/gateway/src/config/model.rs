@@ -1,0 +1,110 @@
+//! The configuration file as written: serde types with `deny_unknown_fields`, so a typo is an
+//! error, and optional fields whose defaults are applied (and documented) in `validate`.
+//! Durations and sizes stay text here and are parsed in `validate`, so that one bad value does
+//! not hide the other mistakes in the same section.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+
+/// `server:` — listeners and inbound limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Text>,
+    pub admin_listen: Option<Text>,
+    pub request_timeout: Option<Text>,
+    pub shutdown_grace: Option<Text>,
+    pub header_read_timeout: Option<Text>,
+    pub max_request_body: Option<Text>,
+    pub max_in_flight: Option<usize>,
+    pub max_connections: Option<usize>,
+}
+
+/// `telemetry:` — logging.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<Text>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (production).
+    #[default]
+    Json,
+    /// Human-readable, coloured when on a terminal (development).
+    Pretty,
+}
+
+/// `backends.NAME:` — one backend service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub url: Text,
+    pub timeout: Option<Text>,
+    pub connect_timeout: Option<Text>,
+    pub max_response_body: Option<Text>,
+    #[serde(default)]
+    pub headers: IndexMap<String, Text>,
+    #[serde(default)]
+    pub http2: bool,
+    pub max_idle_connections: Option<usize>,
+}
+
+/// `endpoints[i]:` — one aggregated route. `calls` stays untyped so each call is checked on its
+/// own and reports its own key path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub route: Text,
+    pub timeout: Option<Text>,
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    #[serde(default)]
+    pub forward_query: Vec<String>,
+    pub calls: IndexMap<String, serde_json::Value>,
+}
+
+/// `endpoints[i].calls.NAME:` — one backend call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCall {
+    pub backend: Text,
+    pub path: Text,
+    #[serde(default)]
+    pub required: bool,
+    pub timeout: Option<Text>,
+}
+
+/// A scalar read as text: YAML and environment overrides may give `8080` or `"8080"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_owned()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}

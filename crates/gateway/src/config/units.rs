@@ -1,0 +1,67 @@
+//! Human units in config values: durations such as `250ms` or `2s` (humantime) and sizes such
+//! as `1MiB`, `512KB` or a plain byte count.
+
+/// Parses a positive duration like `250ms`, `2s`, `1m 30s`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?}: {e} (write e.g. 250ms, 2s, 1m)"))?;
+    if duration.is_zero() {
+        return Err(format!("duration {text:?} must be greater than zero"));
+    }
+    Ok(duration)
+}
+
+/// Parses a size: a byte count, or a number with `B`, `KB`, `KiB`, `MB`, `MiB`, `GB`, `GiB`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "invalid size {text:?}: unknown unit {other:?} (use B, KB, KiB, MB, MiB, GB, GiB)"
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("invalid size {text:?} (write e.g. 1MiB, 512KB or 4096)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration(" 2s "), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("0s").unwrap_err().contains("greater than zero"));
+        assert!(parse_duration("fast").unwrap_err().contains("invalid duration \"fast\""));
+        assert!(parse_duration("250").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("4 MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("512KB"), Ok(512_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("1TB").unwrap_err().contains("unknown unit \"TB\""));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
+    }
+}

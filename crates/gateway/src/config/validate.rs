@@ -1,0 +1,537 @@
+//! Typing and checking the configuration tree. Each section, backend, endpoint and call is
+//! deserialised on its own, and every value is checked, so one run reports *every* mistake with
+//! its key path. The result, [`Settings`], holds parsed values only (addresses, durations,
+//! sizes, header names, URL templates, the route table); no I/O happens here.
+
+use super::error::ConfigErrors;
+use super::model::{LogFormat, RawBackend, RawCall, RawEndpoint, RawServer, RawTelemetry, Text};
+use super::units::{parse_duration, parse_size};
+use compose::Template;
+use downstream::BackendSettings;
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const TOP_LEVEL_KEYS: [&str; 4] = ["server", "telemetry", "backends", "endpoints"];
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1 and common non-standard ones): never forwarded.
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers the gateway sets itself, so they cannot be listed in `forward_headers`.
+const GATEWAY_OWNED: [&str; 3] = ["host", "content-length", "x-request-id"];
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Settings {
+    /// `server:` settings.
+    pub server: ServerSettings,
+    /// `telemetry:` settings.
+    pub telemetry: TelemetrySettings,
+    /// `backends:`, in file order.
+    pub backends: Vec<BackendConfig>,
+    /// `endpoints:`, in file order.
+    pub endpoints: Vec<EndpointConfig>,
+    /// Route path → index into `endpoints`.
+    pub router: matchit::Router<usize>,
+}
+
+/// `server:` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Public listener (default `0.0.0.0:8080`).
+    pub listen: SocketAddr,
+    /// Admin listener (default `0.0.0.0:9901`).
+    pub admin_listen: SocketAddr,
+    /// Hard cap on any inbound request (default 2s).
+    pub request_timeout: Duration,
+    /// Drain time after SIGTERM (default 20s).
+    pub shutdown_grace: Duration,
+    /// Time a connection has to send its first byte and each request head (default 5s).
+    pub header_read_timeout: Duration,
+    /// Largest accepted request body, by `Content-Length` (default 1MiB).
+    pub max_request_body: usize,
+    /// Requests served at once; more get 503 + `Retry-After` (default 10000).
+    pub max_in_flight: usize,
+    /// Open client connections; more are closed at accept (default 25000).
+    pub max_connections: usize,
+}
+
+/// `telemetry:` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// `json` (default) or `pretty`.
+    pub log_format: LogFormat,
+    /// A `tracing` filter such as `info` or `gateway=debug` (default `info`); `RUST_LOG` wins.
+    pub log_level: String,
+}
+
+/// One backend: its client settings and its default call timeout.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Client settings (name, base URL, headers, limits).
+    pub settings: BackendSettings,
+    /// Default timeout of calls to this backend (default 1s).
+    pub timeout: Duration,
+}
+
+/// One endpoint.
+#[derive(Debug)]
+pub struct EndpointConfig {
+    /// The route as written, e.g. `GET /api/page/{id}`.
+    pub route: String,
+    /// Route parameter names, in path order.
+    pub params: Vec<String>,
+    /// Deadline for the whole endpoint (default `server.request_timeout`).
+    pub timeout: Duration,
+    /// Inbound headers copied to every call.
+    pub forward_headers: Vec<HeaderName>,
+    /// Inbound query parameters copied to every call.
+    pub forward_query: Vec<String>,
+    /// The calls, in declared order (the response keeps this order).
+    pub calls: Vec<CallConfig>,
+}
+
+/// One call of an endpoint.
+#[derive(Debug)]
+pub struct CallConfig {
+    /// The call's name: its key in the response.
+    pub name: String,
+    /// Index into [`Settings::backends`].
+    pub backend: usize,
+    /// The path template as written.
+    pub path: String,
+    /// The parsed path template.
+    pub template: Template,
+    /// The call's timeout (default: its backend's).
+    pub timeout: Duration,
+    /// A required call's failure fails the endpoint (502/504).
+    pub required: bool,
+}
+
+/// Types and checks the whole tree; returns every problem found.
+pub fn validate(tree: Value) -> Result<Settings, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let Value::Object(mut top) = tree else {
+        errors.push("", "the config must be a mapping with keys server, backends, endpoints, telemetry");
+        return Err(errors);
+    };
+    for key in top.keys().filter(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
+        errors.push(key.clone(), format!("unknown key (expected one of: {})", TOP_LEVEL_KEYS.join(", ")));
+    }
+    let server = typed::<RawServer>(top.remove("server"), "server", &mut errors).unwrap_or_default();
+    let server = server_settings(server, &mut errors);
+    let telemetry =
+        typed::<RawTelemetry>(top.remove("telemetry"), "telemetry", &mut errors).unwrap_or_default();
+    let telemetry = telemetry_settings(telemetry, &mut errors);
+    let (backend_names, backends) = backends(top.remove("backends"), &mut errors);
+    let endpoints = endpoints(top.remove("endpoints"), &server, &backend_names, &backends, &mut errors);
+    let router = route_table(&endpoints, &mut errors);
+    let backends = backends.into_iter().flatten().collect::<Vec<_>>();
+    let endpoints = endpoints.into_iter().map(|(_, e)| e).collect();
+    errors.into_result(Settings { server, telemetry, backends, endpoints, router })
+}
+
+/// Deserialises one unit at `path`; a missing or null unit is `None` without an error.
+fn typed<T: DeserializeOwned>(value: Option<Value>, path: &str, errors: &mut ConfigErrors) -> Option<T> {
+    let value = value.filter(|v| !v.is_null())?;
+    match serde_path_to_error::deserialize(value) {
+        Ok(typed) => Some(typed),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = match inner.as_str() {
+                "." => path.to_owned(),
+                _ if inner.starts_with('[') => format!("{path}{inner}"),
+                _ => format!("{path}.{inner}"),
+            };
+            errors.push(full, e.into_inner().to_string());
+            None
+        }
+    }
+}
+
+fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings {
+    let mut c = Checker { errors, prefix: "server" };
+    let listen = c.addr("listen", raw.listen, "0.0.0.0:8080");
+    let admin_listen = c.addr("admin_listen", raw.admin_listen, "0.0.0.0:9901");
+    if listen == admin_listen {
+        c.error(
+            "admin_listen",
+            "must differ from server.listen (admin endpoints are never on the public port)",
+        );
+    }
+    ServerSettings {
+        listen,
+        admin_listen,
+        request_timeout: c.duration("request_timeout", raw.request_timeout, "2s"),
+        shutdown_grace: c.duration("shutdown_grace", raw.shutdown_grace, "20s"),
+        header_read_timeout: c.duration("header_read_timeout", raw.header_read_timeout, "5s"),
+        max_request_body: c.size("max_request_body", raw.max_request_body, "1MiB"),
+        max_in_flight: c.positive("max_in_flight", raw.max_in_flight, 10_000),
+        max_connections: c.positive("max_connections", raw.max_connections, 25_000),
+    }
+}
+
+fn telemetry_settings(raw: RawTelemetry, errors: &mut ConfigErrors) -> TelemetrySettings {
+    let log_level = raw.log_level.map_or_else(|| "info".to_owned(), |t| t.0);
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
+        errors.push("telemetry.log_level", format!("invalid filter {log_level:?}: {e}"));
+    }
+    TelemetrySettings { log_format: raw.log_format.unwrap_or_default(), log_level }
+}
+
+/// Returns every backend name (so calls to a backend with a bad field do not also report
+/// "unknown backend") and the backends that validated.
+fn backends(value: Option<Value>, errors: &mut ConfigErrors) -> (Vec<String>, Vec<Option<BackendConfig>>) {
+    let Some(map) = mapping(value, "backends", errors) else {
+        return (Vec::new(), Vec::new());
+    };
+    if map.is_empty() {
+        errors.push("backends", "at least one backend is required");
+    }
+    let mut names = Vec::new();
+    let mut configs = Vec::new();
+    for (name, value) in map {
+        let path = format!("backends.{name}");
+        check_name(&path, &name, "backend", errors);
+        let config =
+            typed::<RawBackend>(Some(value), &path, errors).map(|raw| backend(&path, &name, raw, errors));
+        names.push(name);
+        configs.push(config);
+    }
+    (names, configs)
+}
+
+fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -> BackendConfig {
+    let mut c = Checker { errors, prefix: path };
+    let base_url = c.base_url(raw.url);
+    let timeout = c.duration("timeout", raw.timeout, "1s");
+    let connect_timeout =
+        raw.connect_timeout.map_or(timeout, |t| c.duration("connect_timeout", Some(t), "1s"));
+    let mut headers = HeaderMap::new();
+    for (key, value) in raw.headers {
+        let header_path = format!("headers.{key}");
+        if let Some(header) = c.header_name(&header_path, &key) {
+            match HeaderValue::from_str(&value.0) {
+                Ok(v) => {
+                    headers.insert(header, v);
+                }
+                Err(_) => c.error(&header_path, "invalid header value (control characters are not allowed)"),
+            }
+        }
+    }
+    let settings = BackendSettings {
+        name: name.to_owned(),
+        base_url,
+        headers,
+        max_response_body: c.size("max_response_body", raw.max_response_body, "4MiB"),
+        http2: raw.http2,
+        connect_timeout,
+        max_idle_connections: raw.max_idle_connections.unwrap_or(1024),
+    };
+    BackendConfig { settings, timeout }
+}
+
+type Endpoints = Vec<(usize, EndpointConfig)>;
+
+fn endpoints(
+    value: Option<Value>,
+    server: &ServerSettings,
+    backend_names: &[String],
+    backends: &[Option<BackendConfig>],
+    errors: &mut ConfigErrors,
+) -> Endpoints {
+    let items = match value.filter(|v| !v.is_null()) {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        Some(Value::Array(_)) | None => {
+            errors.push("endpoints", "at least one endpoint is required");
+            return Vec::new();
+        }
+        Some(_) => {
+            errors.push("endpoints", "must be a list of endpoints");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let path = format!("endpoints[{i}]");
+        if let Some(raw) = typed::<RawEndpoint>(Some(item), &path, errors) {
+            let ctx = EndpointContext { path: &path, server, backend_names, backends };
+            if let Some(endpoint) = endpoint(&ctx, raw, errors) {
+                out.push((i, endpoint));
+            }
+        }
+    }
+    out
+}
+
+struct EndpointContext<'a> {
+    path: &'a str,
+    server: &'a ServerSettings,
+    backend_names: &'a [String],
+    backends: &'a [Option<BackendConfig>],
+}
+
+fn endpoint(
+    ctx: &EndpointContext<'_>,
+    raw: RawEndpoint,
+    errors: &mut ConfigErrors,
+) -> Option<EndpointConfig> {
+    let before = errors.0.len();
+    let route_path = format!("{}.route", ctx.path);
+    let params = match parse_route(&raw.route.0) {
+        Ok(params) => params,
+        Err(message) => {
+            errors.push(&route_path, message);
+            Vec::new()
+        }
+    };
+    let mut c = Checker { errors, prefix: ctx.path };
+    let default_timeout = humantime::format_duration(ctx.server.request_timeout).to_string();
+    let timeout = c.duration("timeout", raw.timeout, &default_timeout);
+    if timeout > ctx.server.request_timeout {
+        c.error("timeout", format!("{timeout:?} exceeds server.request_timeout ({default_timeout})"));
+    }
+    let forward_headers = raw
+        .forward_headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| c.forwardable_header(&format!("forward_headers[{i}]"), name))
+        .collect();
+    for (i, name) in raw.forward_query.iter().enumerate() {
+        if name.is_empty() {
+            c.error(&format!("forward_query[{i}]"), "must not be empty");
+        }
+    }
+    if raw.calls.is_empty() {
+        c.error("calls", "at least one call is required");
+    }
+    let param_names: Vec<&str> = params.iter().map(String::as_str).collect();
+    let mut calls = Vec::new();
+    for (name, value) in raw.calls {
+        let path = format!("{}.calls.{name}", ctx.path);
+        check_name(&path, &name, "call", errors);
+        if params.contains(&name) {
+            errors.push(&path, format!("call name {name:?} clashes with the route parameter {{{name}}}"));
+        }
+        if let Some(raw_call) = typed::<RawCall>(Some(value), &path, errors) {
+            calls.extend(call(ctx, &path, name, raw_call, &param_names, errors));
+        }
+    }
+    (errors.0.len() == before).then(|| EndpointConfig {
+        route: raw.route.0,
+        params,
+        timeout,
+        forward_headers,
+        forward_query: raw.forward_query,
+        calls,
+    })
+}
+
+fn call(
+    ctx: &EndpointContext<'_>,
+    path: &str,
+    name: String,
+    raw: RawCall,
+    params: &[&str],
+    errors: &mut ConfigErrors,
+) -> Option<CallConfig> {
+    let Some(backend) = ctx.backend_names.iter().position(|b| *b == raw.backend.0) else {
+        let known = ctx.backend_names.join(", ");
+        errors
+            .push(format!("{path}.backend"), format!("unknown backend {:?} (known: {known})", raw.backend.0));
+        return None;
+    };
+    let template = Template::parse(&raw.path.0, params)
+        .map_err(|e| errors.push(format!("{path}.path"), format!("{:?}: {e}", raw.path.0)))
+        .ok();
+    let backend_timeout = ctx.backends[backend].as_ref().map_or(Duration::from_secs(1), |b| b.timeout);
+    let timeout = match raw.timeout {
+        Some(t) => Checker { errors, prefix: path }.duration("timeout", Some(t), "1s"),
+        None => backend_timeout,
+    };
+    Some(CallConfig { name, backend, path: raw.path.0, template: template?, timeout, required: raw.required })
+}
+
+/// Parses `GET /api/page/{id}` and returns the parameter names in path order.
+fn parse_route(route: &str) -> Result<Vec<String>, String> {
+    let Some((method, path)) = route.split_once(' ') else {
+        return Err(format!("{route:?} must be \"GET /path/{{param}}\""));
+    };
+    if method != "GET" {
+        return Err(format!(
+            "method {method:?} is not supported: endpoints aggregate reads, so routes are GET (HEAD is answered too)"
+        ));
+    }
+    if !path.starts_with('/') {
+        return Err(format!("path {path:?} must start with \"/\""));
+    }
+    let mut params: Vec<String> = Vec::new();
+    for segment in path.split('/').skip(1) {
+        if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("invalid route parameter {{{name}}} (use letters, digits and _)"));
+            }
+            if params.iter().any(|p| p == name) {
+                return Err(format!("route parameter {{{name}}} appears twice"));
+            }
+            params.push(name.to_owned());
+        } else if segment.contains(['{', '}']) || segment == "." || segment == ".." {
+            return Err(format!("path segment {segment:?} must be literal text or a whole {{param}}"));
+        } else if !segment.bytes().all(|b| b.is_ascii_graphic() && !b"?#%\\".contains(&b)) {
+            return Err(format!("path segment {segment:?} contains characters that need encoding"));
+        }
+    }
+    Ok(params)
+}
+
+fn route_table(endpoints: &Endpoints, errors: &mut ConfigErrors) -> matchit::Router<usize> {
+    let mut router = matchit::Router::new();
+    for (position, (file_index, endpoint)) in endpoints.iter().enumerate() {
+        let path = endpoint.route.split_once(' ').map_or("", |(_, p)| p);
+        if let Err(e) = router.insert(path, position) {
+            errors.push(
+                format!("endpoints[{file_index}].route"),
+                format!("{path:?} conflicts with another route: {e}"),
+            );
+        }
+    }
+    router
+}
+
+/// Names become JSON keys, span fields and `Server-Timing` tokens: keep them simple.
+fn check_name(path: &str, name: &str, what: &str, errors: &mut ConfigErrors) {
+    let valid = !name.is_empty()
+        && !name.starts_with('_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        errors.push(
+            path,
+            format!("invalid {what} name {name:?}: use letters, digits, - and _ (not leading _)"),
+        );
+    }
+}
+
+fn mapping(value: Option<Value>, path: &str, errors: &mut ConfigErrors) -> Option<Map<String, Value>> {
+    match value.filter(|v| !v.is_null()) {
+        Some(Value::Object(map)) => Some(map),
+        None => {
+            errors.push(path, "is required");
+            None
+        }
+        Some(_) => {
+            errors.push(path, "must be a mapping of name to settings");
+            None
+        }
+    }
+}
+
+/// Checks values of one section and records errors under its prefix.
+struct Checker<'a> {
+    errors: &'a mut ConfigErrors,
+    prefix: &'a str,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(format!("{}.{key}", self.prefix), message);
+    }
+
+    fn duration(&mut self, key: &str, value: Option<Text>, default: &str) -> Duration {
+        let text = value.map_or_else(|| default.to_owned(), |t| t.0);
+        parse_duration(&text).unwrap_or_else(|e| {
+            self.error(key, e);
+            Duration::from_secs(1)
+        })
+    }
+
+    fn size(&mut self, key: &str, value: Option<Text>, default: &str) -> usize {
+        let text = value.map_or_else(|| default.to_owned(), |t| t.0);
+        parse_size(&text).unwrap_or_else(|e| {
+            self.error(key, e);
+            1
+        })
+    }
+
+    fn positive(&mut self, key: &str, value: Option<usize>, default: usize) -> usize {
+        let value = value.unwrap_or(default);
+        if value == 0 {
+            self.error(key, "must be greater than zero");
+        }
+        value
+    }
+
+    fn addr(&mut self, key: &str, value: Option<Text>, default: &str) -> SocketAddr {
+        let text = value.map_or_else(|| default.to_owned(), |t| t.0);
+        text.parse().unwrap_or_else(|_| {
+            self.error(key, format!("invalid address {text:?} (write IP:PORT, e.g. 0.0.0.0:8080)"));
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        })
+    }
+
+    /// `http://host[:port][/prefix]`, returned without a trailing slash.
+    fn base_url(&mut self, url: Text) -> String {
+        let text = url.0;
+        let uri = match text.parse::<Uri>() {
+            Ok(uri) => uri,
+            Err(e) => {
+                self.error("url", format!("invalid URL {text:?}: {e}"));
+                return text;
+            }
+        };
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => self.error("url", "https backends are not supported yet (no TLS stack is compiled in); use http:// inside the cluster"),
+            _ => self.error("url", format!("URL {text:?} must start with http://")),
+        }
+        if uri.authority().is_none_or(|a| a.host().is_empty() || a.as_str().contains('@')) {
+            self.error("url", format!("URL {text:?} needs a host and no user info"));
+        }
+        if uri.query().is_some() || text.contains('#') {
+            self.error("url", format!("URL {text:?} must not have a query or fragment"));
+        }
+        text.trim_end_matches('/').to_owned()
+    }
+
+    fn header_name(&mut self, key: &str, name: &str) -> Option<HeaderName> {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(header) if HOP_BY_HOP.contains(&header.as_str()) => {
+                self.error(key, format!("{name:?} is a hop-by-hop header and is never forwarded"));
+                None
+            }
+            Ok(header) => Some(header),
+            Err(_) => {
+                self.error(key, format!("invalid header name {name:?}"));
+                None
+            }
+        }
+    }
+
+    fn forwardable_header(&mut self, key: &str, name: &str) -> Option<HeaderName> {
+        let header = self.header_name(key, name)?;
+        if name.contains('_') {
+            self.error(key, format!("{name:?}: header names with \"_\" are never forwarded (proxies treat them inconsistently)"));
+            return None;
+        }
+        if GATEWAY_OWNED.contains(&header.as_str()) {
+            self.error(key, format!("{name:?} is set by the gateway itself and cannot be forwarded"));
+            return None;
+        }
+        Some(header)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -1,0 +1,174 @@
+//! Table tests for config validation: a valid file compiles with its defaults, and every kind
+//! of mistake is reported with its key path, all at once.
+
+use super::*;
+use serde_json::json;
+
+fn errors_of(tree: Value) -> Vec<String> {
+    validate(tree).unwrap_err().0.iter().map(ToString::to_string).collect()
+}
+
+fn valid_tree() -> Value {
+    json!({
+        "server": {"listen": "127.0.0.1:8080", "admin_listen": "127.0.0.1:9901", "request_timeout": "2s"},
+        "backends": {
+            "users": {"url": "http://users:8080/", "timeout": "250ms", "headers": {"x-api-key": "k"}},
+            "orders": {"url": "http://orders:8080/v1"}
+        },
+        "endpoints": [{
+            "route": "GET /api/page/{id}",
+            "timeout": "800ms",
+            "forward_headers": ["authorization", "Accept-Language"],
+            "forward_query": ["locale"],
+            "calls": {
+                "user": {"backend": "users", "path": "/users/{id}", "required": true},
+                "orders": {"backend": "orders", "path": "/orders?user={id}", "timeout": "300ms"}
+            }
+        }]
+    })
+}
+
+#[test]
+fn a_valid_config_compiles_with_defaults() {
+    let settings = validate(valid_tree()).unwrap();
+    assert_eq!(settings.server.shutdown_grace, Duration::from_secs(20));
+    assert_eq!(settings.server.max_request_body, 1 << 20);
+    assert_eq!(settings.server.max_in_flight, 10_000);
+    assert_eq!(settings.telemetry.log_format, LogFormat::Json);
+    assert_eq!(settings.backends[0].settings.base_url, "http://users:8080");
+    assert_eq!(settings.backends[1].settings.base_url, "http://orders:8080/v1");
+    assert_eq!(settings.backends[1].timeout, Duration::from_secs(1));
+    let endpoint = &settings.endpoints[0];
+    assert_eq!(endpoint.params, ["id"]);
+    assert_eq!(endpoint.forward_headers, ["authorization", "accept-language"]);
+    let names: Vec<_> = endpoint.calls.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["user", "orders"], "declared order is kept");
+    assert_eq!(endpoint.calls[0].timeout, Duration::from_millis(250), "backend default applies");
+    assert_eq!(endpoint.calls[1].timeout, Duration::from_millis(300));
+    assert!(endpoint.calls[0].required && !endpoint.calls[1].required);
+    assert_eq!(settings.router.at("/api/page/7").unwrap().value, &0);
+}
+
+#[test]
+fn every_mistake_is_reported_with_its_key_path() {
+    let tree = json!({
+        "server": {"listen": "nowhere", "request_timeout": "fast", "max_in_flight": 0},
+        "telemetry": {"log_format": "xml"},
+        "extra": 1,
+        "backends": {
+            "users": {"url": "https://users", "timeout": "250"},
+            "orders": {"url": "http://orders", "tmeout": "1s"},
+            "bad name": {"url": "http://x"}
+        },
+        "endpoints": [
+            {
+                "route": "GET /api/page/{id}",
+                "timeout": "5s",
+                "forward_headers": ["connection", "x_custom", "host"],
+                "calls": {
+                    "user": {"backend": "user", "path": "/users/{id}"},
+                    "orders": {"backend": "orders", "path": "/orders/{uid}"},
+                    "id": {"backend": "users", "path": "/x"},
+                    "_errors": {"backend": "users", "path": "/x"}
+                }
+            },
+            {"route": "POST /submit", "calls": {"a": {"backend": "users", "path": "/a"}}},
+            {"route": "GET /b", "calls": {"a": {"backend": "users", "path": "/a", "timeout": "soon"}}},
+            {"route": "GET /c", "calls": {}}
+        ]
+    });
+    let expected = [
+        "extra: unknown key (expected one of: server, telemetry, backends, endpoints)",
+        "server.listen: invalid address \"nowhere\" (write IP:PORT, e.g. 0.0.0.0:8080)",
+        "server.request_timeout: invalid duration \"fast\": expected number at 0 (write e.g. 250ms, 2s, 1m)",
+        "server.max_in_flight: must be greater than zero",
+        "telemetry.log_format: unknown variant `xml`, expected `json` or `pretty`",
+        "backends.users.url: https backends are not supported yet (no TLS stack is compiled in); use http:// inside the cluster",
+        "backends.users.timeout: invalid duration \"250\": time unit needed, for example 250sec or 250ms (write e.g. 250ms, 2s, 1m)",
+        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`",
+        "backends.bad name: invalid backend name \"bad name\": use letters, digits, - and _ (not leading _)",
+        "endpoints[0].timeout: 5s exceeds server.request_timeout (1s)",
+        "endpoints[0].forward_headers[0]: \"connection\" is a hop-by-hop header and is never forwarded",
+        "endpoints[0].forward_headers[1]: \"x_custom\": header names with \"_\" are never forwarded (proxies treat them inconsistently)",
+        "endpoints[0].forward_headers[2]: \"host\" is set by the gateway itself and cannot be forwarded",
+        "endpoints[0].calls.user.backend: unknown backend \"user\" (known: users, orders, bad name)",
+        "endpoints[0].calls.orders.path: \"/orders/{uid}\": unknown route parameter {uid} (route parameters: id)",
+        "endpoints[0].calls.id: call name \"id\" clashes with the route parameter {id}",
+        "endpoints[0].calls._errors: invalid call name \"_errors\": use letters, digits, - and _ (not leading _)",
+        "endpoints[1].route: method \"POST\" is not supported: endpoints aggregate reads, so routes are GET (HEAD is answered too)",
+        "endpoints[2].calls.a.timeout: invalid duration \"soon\": expected number at 0 (write e.g. 250ms, 2s, 1m)",
+        "endpoints[3].calls: at least one call is required",
+    ];
+    assert_eq!(errors_of(tree), expected);
+}
+
+#[test]
+fn structural_mistakes_are_reported() {
+    assert_eq!(
+        errors_of(json!([1])),
+        ["the config must be a mapping with keys server, backends, endpoints, telemetry"]
+    );
+    assert_eq!(
+        errors_of(json!({})),
+        ["backends: is required", "endpoints: at least one endpoint is required"]
+    );
+    assert_eq!(
+        errors_of(json!({"backends": {"a": {"url": "http://a"}}, "endpoints": {"x": 1}})),
+        ["endpoints: must be a list of endpoints"]
+    );
+    assert_eq!(
+        errors_of(
+            json!({"backends": {"a": {}}, "endpoints": [{"route": "GET /", "calls": {"x": {"backend": "a"}}}]})
+        ),
+        ["backends.a: missing field `url`", "endpoints[0].calls.x: missing field `path`"]
+    );
+    assert_eq!(
+        errors_of(
+            json!({"backends": {"a": {"url": "http://a"}}, "endpoints": [{"route": "GET /", "calls": {"x": {"backend": "a", "path": "/", "required": "yes"}}}]})
+        ),
+        ["endpoints[0].calls.x.required: invalid type: string \"yes\", expected a boolean"]
+    );
+}
+
+#[test]
+fn routes_are_checked() {
+    let cases = [
+        ("/no-method", "\"/no-method\" must be \"GET /path/{param}\""),
+        ("GET api", "path \"api\" must start with \"/\""),
+        ("GET /a/{id}/{id}", "route parameter {id} appears twice"),
+        ("GET /a/x{id}", "path segment \"x{id}\" must be literal text or a whole {param}"),
+        ("GET /a/{*rest}", "invalid route parameter {*rest} (use letters, digits and _)"),
+        ("GET /a/b%20c", "path segment \"b%20c\" contains characters that need encoding"),
+    ];
+    for (route, message) in cases {
+        assert_eq!(parse_route(route), Err(message.to_owned()), "route {route:?}");
+    }
+    assert_eq!(parse_route("GET /a/{x}/b/{y}").unwrap(), ["x", "y"]);
+}
+
+#[test]
+fn conflicting_routes_are_reported() {
+    let mut tree = valid_tree();
+    let copy = tree["endpoints"][0].clone();
+    tree["endpoints"].as_array_mut().unwrap().push(copy);
+    let errors = errors_of(tree);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("endpoints[1].route: \"/api/page/{id}\" conflicts with another route"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn backend_urls_are_checked() {
+    let cases = [
+        ("ftp://x", "backends.a.url: URL \"ftp://x\" must start with http://"),
+        ("http://u:p@x", "backends.a.url: URL \"http://u:p@x\" needs a host and no user info"),
+        ("http://x/?q=1", "backends.a.url: URL \"http://x/?q=1\" must not have a query or fragment"),
+        ("not a url", "backends.a.url: invalid URL \"not a url\": invalid uri character"),
+    ];
+    for (url, message) in cases {
+        let tree = json!({"backends": {"a": {"url": url}}, "endpoints": [{"route": "GET /", "calls": {"x": {"backend": "a", "path": "/"}}}]});
+        assert_eq!(errors_of(tree), [message], "url {url:?}");
+    }
+}

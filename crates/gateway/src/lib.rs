@@ -1,0 +1,21 @@
+//! fanout's gateway: configuration, the compiled plan, the HTTP server and its middleware, the
+//! endpoint handler that fans out to backends and composes the response, and the admin server.
+//!
+//! Layout (a request's path through the code is in `docs/request-lifecycle.md`):
+//! - [`config`]: YAML + environment → validated [`config::Settings`], every error with its key path.
+//! - [`plan`]: settings compiled into the immutable [`plan::Plan`] used by the hot path.
+//! - [`server`]: listeners, connection limits, graceful shutdown.
+//! - [`service`]: the tower stack around every request (request id, limits, routing).
+//! - [`endpoint`]: one endpoint request: render calls, execute them, compose the answer.
+//! - [`problem`]: every error response (`application/problem+json`), chosen in one place.
+//! - [`admin`]: `/healthz` and `/readyz` on the admin port.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod endpoint;
+pub mod plan;
+pub mod problem;
+pub mod server;
+pub mod service;
+pub mod telemetry;

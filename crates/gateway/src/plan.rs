@@ -1,0 +1,140 @@
+//! The plan: validated settings compiled into what the hot path reads — the route table, per
+//! endpoint the parsed templates, pre-escaped JSON keys, header names, and one shared
+//! [`downstream::Backend`] (with its own connection pool) per backend. Built once at load and
+//! held in an `Arc`; nothing known at load is computed per request.
+
+use crate::config::{ConfigErrors, ServerSettings, Settings, TelemetrySettings};
+use compose::{Template, json_key};
+use downstream::Backend;
+use http::HeaderName;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The compiled configuration.
+#[derive(Debug)]
+pub struct Plan {
+    /// Server settings.
+    pub server: ServerSettings,
+    /// Telemetry settings.
+    pub telemetry: TelemetrySettings,
+    /// Endpoints, indexed by the router's values.
+    pub endpoints: Vec<EndpointPlan>,
+    router: matchit::Router<usize>,
+}
+
+/// One endpoint, ready to serve.
+#[derive(Debug)]
+pub struct EndpointPlan {
+    /// The route as configured (`GET /api/page/{id}`): the span's `http.route`.
+    pub route: Box<str>,
+    /// Route parameter names in path order; templates refer to them by index.
+    pub params: Vec<Box<str>>,
+    /// Deadline for the whole endpoint.
+    pub timeout: Duration,
+    /// Inbound headers copied to every call.
+    pub forward_headers: Vec<HeaderName>,
+    /// Inbound query parameters copied to every call.
+    pub forward_query: Vec<Box<str>>,
+    /// The calls in declared order.
+    pub calls: Vec<CallPlan>,
+}
+
+/// One call, ready to render and send.
+#[derive(Debug)]
+pub struct CallPlan {
+    /// The call's name.
+    pub name: Box<str>,
+    /// `"name":`, JSON-escaped once.
+    pub key: Box<[u8]>,
+    /// The backend (shared pool).
+    pub backend: Arc<Backend>,
+    /// The parsed path template.
+    pub template: Template,
+    /// The template as written, for `fanout check`.
+    pub path: Box<str>,
+    /// The call's timeout.
+    pub timeout: Duration,
+    /// Whether the call's failure fails the endpoint.
+    pub required: bool,
+}
+
+impl Plan {
+    /// Builds backend clients and assembles the plan.
+    pub fn build(settings: Settings) -> Result<Plan, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let mut backends = Vec::with_capacity(settings.backends.len());
+        for backend in settings.backends {
+            let name = backend.settings.name.clone();
+            match Backend::new(backend.settings) {
+                Ok(built) => backends.push(Arc::new(built)),
+                Err(e) => errors.push(format!("backends.{name}"), e.to_string()),
+            }
+        }
+        errors.into_result(())?;
+        let endpoints = settings
+            .endpoints
+            .into_iter()
+            .map(|endpoint| EndpointPlan {
+                route: endpoint.route.into(),
+                params: endpoint.params.into_iter().map(Into::into).collect(),
+                timeout: endpoint.timeout,
+                forward_headers: endpoint.forward_headers,
+                forward_query: endpoint.forward_query.into_iter().map(Into::into).collect(),
+                calls: endpoint
+                    .calls
+                    .into_iter()
+                    .map(|call| CallPlan {
+                        key: json_key(&call.name),
+                        name: call.name.into(),
+                        backend: Arc::clone(&backends[call.backend]),
+                        template: call.template,
+                        path: call.path.into(),
+                        timeout: call.timeout,
+                        required: call.required,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Plan {
+            server: settings.server,
+            telemetry: settings.telemetry,
+            endpoints,
+            router: settings.router,
+        })
+    }
+
+    /// Finds the endpoint for a request path and its raw (still percent-encoded) parameters.
+    pub fn route<'p>(&self, path: &'p str) -> Option<(&EndpointPlan, matchit::Params<'_, 'p>)> {
+        let matched = self.router.at(path).ok()?;
+        let endpoint = self.endpoints.get(*matched.value)?;
+        Some((endpoint, matched.params))
+    }
+
+    /// A human-readable listing of the plan, printed by `fanout check`.
+    pub fn describe(&self) -> String {
+        let s = &self.server;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "server: listen {} admin {} request_timeout {:?} max_in_flight {}",
+            s.listen, s.admin_listen, s.request_timeout, s.max_in_flight
+        );
+        for endpoint in &self.endpoints {
+            let _ = writeln!(out, "{} (timeout {:?})", endpoint.route, endpoint.timeout);
+            for call in &endpoint.calls {
+                let _ = writeln!(
+                    out,
+                    "  {:<16} {} {}{} timeout {:?}{}",
+                    call.name,
+                    call.backend.name(),
+                    call.backend.base_url(),
+                    call.path,
+                    call.timeout,
+                    if call.required { " required" } else { "" }
+                );
+            }
+        }
+        out
+    }
+}

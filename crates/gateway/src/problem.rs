@@ -1,0 +1,161 @@
+//! Every error response, as `application/problem+json` (RFC 9457), with its status chosen in
+//! one place ([`Problem::status`]). Bodies say what went wrong without leaking internals.
+
+use bytes::Bytes;
+use compose::ParamError;
+use downstream::CallError;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+
+/// A response body of the gateway.
+pub type Body = Full<Bytes>;
+
+/// What went wrong with a request.
+#[derive(Debug)]
+pub enum Problem<'a> {
+    /// No route matches the path.
+    NotFound,
+    /// The path matches, the method does not.
+    MethodNotAllowed,
+    /// `Content-Length` over `server.max_request_body`.
+    BodyTooLarge(usize),
+    /// Request-target longer than the limit.
+    UriTooLong(usize),
+    /// A route parameter cannot be placed into a backend URL.
+    BadParameter {
+        /// The parameter's name.
+        name: &'a str,
+        /// Why it is rejected.
+        reason: ParamError,
+    },
+    /// More requests in flight than `server.max_in_flight`.
+    Overloaded,
+    /// A required call failed.
+    RequiredCallFailed {
+        /// The call's name.
+        call: &'a str,
+        /// Why it failed.
+        error: &'a CallError,
+    },
+}
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    r#type: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+}
+
+impl Problem<'_> {
+    /// The HTTP status for this problem.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Problem::NotFound => StatusCode::NOT_FOUND,
+            Problem::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Problem::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Problem::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            Problem::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            Problem::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Problem::RequiredCallFailed { error, .. } if error.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            Problem::RequiredCallFailed { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Problem::NotFound => "no endpoint is configured for this path".to_owned(),
+            Problem::MethodNotAllowed => "this endpoint answers GET and HEAD".to_owned(),
+            Problem::BodyTooLarge(limit) => format!("request body exceeds {limit} bytes"),
+            Problem::UriTooLong(limit) => format!("request target exceeds {limit} bytes"),
+            Problem::BadParameter { name, reason } => format!("route parameter {{{name}}} {reason}"),
+            Problem::Overloaded => "too many requests in flight; retry shortly".to_owned(),
+            Problem::RequiredCallFailed { call, error } => format!("required call {call:?} failed: {error}"),
+        }
+    }
+
+    /// Renders the problem as a response.
+    pub fn response(&self) -> Response<Body> {
+        let status = self.status();
+        let (call, error) = match self {
+            Problem::RequiredCallFailed { call, error } => (Some(*call), Some(error.kind())),
+            _ => (None, None),
+        };
+        let body = ProblemBody {
+            r#type: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.detail(),
+            call,
+            error,
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = Response::new(Full::new(Bytes::from(bytes)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        match self {
+            Problem::MethodNotAllowed => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            Problem::Overloaded => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+
+    async fn json_of(response: Response<Body>) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn required_failures_map_to_502_and_504() {
+        let status = CallError::Status(500);
+        let problem = Problem::RequiredCallFailed { call: "user", error: &status };
+        assert_eq!(problem.status(), StatusCode::BAD_GATEWAY);
+        let body = json_of(problem.response()).await;
+        assert_eq!(body["call"], "user");
+        assert_eq!(body["error"], "status");
+        assert_eq!(body["detail"], "required call \"user\" failed: backend answered status 500");
+        let timeout = CallError::Timeout(Duration::from_millis(50));
+        assert_eq!(
+            Problem::RequiredCallFailed { call: "u", error: &timeout }.status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        let cancelled = CallError::Cancelled;
+        assert_eq!(
+            Problem::RequiredCallFailed { call: "u", error: &cancelled }.status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+    }
+
+    #[tokio::test]
+    async fn client_errors_are_problem_json() {
+        let response = Problem::MethodNotAllowed.response();
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], "GET, HEAD");
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        let body =
+            json_of(Problem::BadParameter { name: "id", reason: ParamError::Separator }.response()).await;
+        assert_eq!(body["status"], 400);
+        assert_eq!(body["title"], "Bad Request");
+        assert_eq!(body["detail"], "route parameter {id} contains a path separator");
+        assert_eq!(Problem::Overloaded.response().headers()["retry-after"], "1");
+    }
+}

@@ -1,0 +1,138 @@
+//! The public server: bind both listeners, accept connections under `max_connections`, give
+//! each connection a first-byte deadline and hyper's head-read timeout (slowloris), serve
+//! HTTP/1.1 and h2c with the [`crate::service::stack`], and on shutdown drain: `/readyz`
+//! turns 503, the listener closes, in-flight requests get `shutdown_grace` to finish.
+
+use crate::admin::{self, Health};
+use crate::plan::Plan;
+use crate::service;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// Most headers accepted in one request head (more: 431).
+const MAX_HEADERS: usize = 100;
+/// Largest request head accepted (larger: 431).
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Both listeners, bound and ready.
+#[derive(Debug)]
+pub struct Listeners {
+    public: TcpListener,
+    admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the public and admin addresses of `plan`.
+    pub async fn bind(plan: &Plan) -> Result<Self, ServerError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
+        };
+        Ok(Self { public: bind(plan.server.listen).await?, admin: bind(plan.server.admin_listen).await? })
+    }
+
+    /// The bound (public, admin) addresses (ports resolved when configured as 0).
+    pub fn addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        (self.public.local_addr().ok(), self.admin.local_addr().ok())
+    }
+}
+
+/// Serves until `shutdown` resolves, then drains and returns.
+pub async fn run(plan: Arc<Plan>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let health = Arc::new(Health::default());
+    let settings = plan.server.clone();
+    let admin =
+        tokio::spawn(admin::serve(listeners.admin, Arc::clone(&health), settings.header_read_timeout));
+    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(http_builder(settings.header_read_timeout));
+    let connections = Arc::new(Semaphore::new(settings.max_connections));
+    let service = service::stack(plan);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listeners.public.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tracing::debug!("max_connections reached; closing new connection");
+            continue;
+        };
+        let watcher = graceful.watcher();
+        let builder = Arc::clone(&builder);
+        let service = TowerToHyperService::new(service.clone());
+        let first_byte_deadline = settings.header_read_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            if !sends_something(&stream, first_byte_deadline).await {
+                return;
+            }
+            let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    health.start_draining();
+    drop(listeners.public);
+    tracing::info!(grace = ?settings.shutdown_grace, "draining: no new connections, finishing requests in flight");
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown_grace elapsed with requests still in flight; closing them");
+    }
+    admin.abort();
+    tracing::info!("stopped");
+}
+
+/// HTTP/1.1 and h2c with bounded heads and timers installed (without a timer hyper silently
+/// disables `header_read_timeout`).
+fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .max_concurrent_streams(256);
+    builder
+}
+
+/// Waits for the connection's first byte; a connection silent past `deadline` is closed
+/// (hyper's head timer only starts once bytes arrive).
+async fn sends_something(stream: &TcpStream, deadline: Duration) -> bool {
+    let _ = stream.set_nodelay(true);
+    let mut byte = [0u8; 1];
+    matches!(tokio::time::timeout(deadline, stream.peek(&mut byte)).await, Ok(Ok(n)) if n > 0)
+}

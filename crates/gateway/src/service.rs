@@ -1,0 +1,138 @@
+//! The per-request service and its middleware, stacked in one place ([`stack`]), outermost
+//! first:
+//! 1. drop an unusable inbound `X-Request-Id` (too long, or not `[A-Za-z0-9._:-]`);
+//! 2. `SetRequestId` (tower-http): keep the client's id or generate one;
+//! 3. `PropagateRequestId` (tower-http): echo it on every response;
+//! 4. [`Gateway`]: the `request` span, load shedding at `max_in_flight` (503 + `Retry-After`),
+//!    request-target and body limits (414, 413), routing (404, 405) and the endpoint.
+
+use crate::endpoint::{self, X_REQUEST_ID};
+use crate::plan::Plan;
+use crate::problem::{Body, Problem};
+use http::header::CONTENT_LENGTH;
+use http::{HeaderValue, Method, Request, Response};
+use std::convert::Infallible;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use tokio::sync::Semaphore;
+use tower::{Service, ServiceBuilder};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tracing::{Instrument, field};
+
+/// Longest request-target accepted (longer: 414).
+pub const MAX_URI_LEN: usize = 8 * 1024;
+/// Longest inbound `X-Request-Id` kept (longer ones are replaced).
+const MAX_REQUEST_ID_LEN: usize = 128;
+/// Span name of one inbound request.
+pub const REQUEST_SPAN: &str = "request";
+
+/// Builds the full service stack for `plan`.
+pub fn stack<B: Send + 'static>(
+    plan: Arc<Plan>,
+) -> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static
+{
+    let in_flight = Arc::new(Semaphore::new(plan.server.max_in_flight));
+    ServiceBuilder::new()
+        .map_request(drop_unusable_request_id::<B>)
+        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .service(Gateway { plan, in_flight })
+}
+
+/// The innermost service: limits, routing and the endpoint.
+#[derive(Clone)]
+pub struct Gateway {
+    plan: Arc<Plan>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl<B: Send + 'static> Service<Request<B>> for Gateway {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let plan = Arc::clone(&self.plan);
+        let permit = Arc::clone(&self.in_flight).try_acquire_owned();
+        let span = tracing::info_span!(
+            REQUEST_SPAN,
+            http.request.method = %request.method(),
+            http.route = field::Empty,
+            http.response.status_code = field::Empty,
+            request_id = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        );
+        Box::pin(
+            async move {
+                let response = match permit {
+                    Ok(_permit) => handle(&plan, request).await,
+                    Err(_) => Problem::Overloaded.response(),
+                };
+                tracing::Span::current().record("http.response.status_code", response.status().as_u16());
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+async fn handle<B>(plan: &Plan, request: Request<B>) -> Response<Body> {
+    let (parts, _body) = request.into_parts();
+    if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_LEN {
+        return Problem::UriTooLong(MAX_URI_LEN).response();
+    }
+    let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > plan.server.max_request_body as u64) {
+        return Problem::BodyTooLarge(plan.server.max_request_body).response();
+    }
+    let Some((endpoint, params)) = plan.route(parts.uri.path()) else {
+        return Problem::NotFound.response();
+    };
+    tracing::Span::current().record("http.route", &*endpoint.route);
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        return Problem::MethodNotAllowed.response();
+    }
+    endpoint::serve(endpoint, &params, &parts.uri, &parts.headers).await
+}
+
+/// Removes an inbound `X-Request-Id` that is too long or has characters outside
+/// `[A-Za-z0-9._:-]`, so a fresh one is generated instead of forwarding junk to every backend.
+fn drop_unusable_request_id<B>(mut request: Request<B>) -> Request<B> {
+    let usable = request.headers().get(X_REQUEST_ID).is_none_or(|v| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID_LEN
+            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
+    });
+    if !usable {
+        request.headers_mut().remove(X_REQUEST_ID);
+    }
+    request
+}
+
+/// Generates request ids: a random 64-bit process prefix and a counter, as 32 hex digits.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: u64,
+    counter: Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        Self { prefix: RandomState::new().hash_one(std::process::id()), counter: Arc::new(AtomicU64::new(0)) }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::try_from(format!("{:016x}{n:016x}", self.prefix)).ok().map(RequestId::new)
+    }
+}
