@@ -22,6 +22,11 @@ pub enum Problem<'a> {
     BodyTooLarge(usize),
     /// Request-target longer than the limit.
     UriTooLong(usize),
+    /// A `Transfer-Encoding` request body. Endpoints take no body, and hyper drops a
+    /// `Content-Length` sent alongside `Transfer-Encoding`, so rejecting every chunked request
+    /// is how `Content-Length` + `Transfer-Encoding` (request smuggling) gets its 400. The
+    /// connection is closed after the answer.
+    ChunkedBody,
     /// A route parameter cannot be placed into a backend URL.
     BadParameter {
         /// The parameter's name.
@@ -60,7 +65,7 @@ impl Problem<'_> {
             Problem::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Problem::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Problem::UriTooLong(_) => StatusCode::URI_TOO_LONG,
-            Problem::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            Problem::BadParameter { .. } | Problem::ChunkedBody => StatusCode::BAD_REQUEST,
             Problem::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Problem::RequiredCallFailed { error, .. } if error.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             Problem::RequiredCallFailed { .. } => StatusCode::BAD_GATEWAY,
@@ -74,6 +79,9 @@ impl Problem<'_> {
             Problem::BodyTooLarge(limit) => format!("request body exceeds {limit} bytes"),
             Problem::UriTooLong(limit) => format!("request target exceeds {limit} bytes"),
             Problem::BadParameter { name, reason } => format!("route parameter {{{name}}} {reason}"),
+            Problem::ChunkedBody => {
+                "Transfer-Encoding is not accepted: endpoints take no request body".to_owned()
+            }
             Problem::Overloaded => "too many requests in flight; retry shortly".to_owned(),
             Problem::RequiredCallFailed { call, error } => format!("required call {call:?} failed: {error}"),
         }
@@ -105,6 +113,9 @@ impl Problem<'_> {
             }
             Problem::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Problem::ChunkedBody => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -4,12 +4,13 @@
 //! 2. `SetRequestId` (tower-http): keep the client's id or generate one;
 //! 3. `PropagateRequestId` (tower-http): echo it on every response;
 //! 4. [`Gateway`]: the `request` span, load shedding at `max_in_flight` (503 + `Retry-After`),
-//!    request-target and body limits (414, 413), routing (404, 405) and the endpoint.
+//!    request-target and body limits (414, 413), any `Transfer-Encoding` body (400, connection
+//!    closed: this covers `Content-Length` + `Transfer-Encoding`), routing (404, 405), the endpoint.
 
 use crate::endpoint::{self, X_REQUEST_ID};
 use crate::plan::Plan;
 use crate::problem::{Body, Problem};
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response};
 use std::convert::Infallible;
 use std::future::Future;
@@ -87,6 +88,9 @@ async fn handle<B>(plan: &Plan, request: Request<B>) -> Response<Body> {
     let (parts, _body) = request.into_parts();
     if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_LEN {
         return Problem::UriTooLong(MAX_URI_LEN).response();
+    }
+    if parts.headers.contains_key(TRANSFER_ENCODING) {
+        return Problem::ChunkedBody.response();
     }
     let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > plan.server.max_request_body as u64) {

@@ -165,7 +165,7 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
     let mut c = Checker { errors, prefix: "server" };
     let listen = c.addr("listen", raw.listen, "0.0.0.0:8080");
     let admin_listen = c.addr("admin_listen", raw.admin_listen, "0.0.0.0:9901");
-    if listen == admin_listen {
+    if listen == admin_listen && listen.port() != 0 {
         c.error(
             "admin_listen",
             "must differ from server.listen (admin endpoints are never on the public port)",

@@ -1,0 +1,152 @@
+//! Routes compiled from specs (validated, bodies prepared) and the
+//! per-request decision of what to answer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::body::{self, Body};
+use crate::error::MockError;
+use crate::rng;
+use crate::spec::{Behavior, Latency, RouteSpec};
+
+/// The routes of one service, ready to answer requests.
+#[derive(Debug)]
+pub(crate) struct Routes {
+    router: matchit::Router<Route>,
+    has_reset: bool,
+}
+
+#[derive(Debug)]
+struct Route {
+    latency: Latency,
+    status: StatusCode,
+    body: Body,
+    error_rate: f64,
+    error_status: StatusCode,
+    behavior: Behavior,
+}
+
+/// What to do with a request once its latency has elapsed.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Answer this status with this JSON body.
+    Respond(StatusCode, Bytes),
+    /// Never answer.
+    Hang,
+    /// Abort the connection with an RST.
+    Reset,
+}
+
+impl Routes {
+    /// Validates `specs` and prepares their bodies.
+    pub(crate) fn compile(specs: &[RouteSpec]) -> Result<Self, MockError> {
+        let mut router = matchit::Router::new();
+        let mut has_reset = false;
+        for spec in specs {
+            let route = Route::compile(spec)?;
+            has_reset |= route.behavior == Behavior::Reset;
+            router
+                .insert(spec.path.as_str(), route)
+                .map_err(|source| MockError::Pattern { path: spec.path.clone(), source })?;
+        }
+        Ok(Self { router, has_reset })
+    }
+
+    /// Whether some route may have to reset its connection.
+    pub(crate) fn has_reset(&self) -> bool {
+        self.has_reset
+    }
+
+    /// Waits for the latency of the route matching `path` and tells how to
+    /// answer.
+    pub(crate) async fn answer(&self, path: &str) -> Outcome {
+        let Ok(matched) = self.router.at(path) else {
+            return Outcome::Respond(StatusCode::NOT_FOUND, body::not_found());
+        };
+        let route = matched.value;
+        let delay = sample(route.latency);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if route.error_rate > 0.0 && rng::unit() < route.error_rate {
+            return Outcome::Respond(route.error_status, body::simulated_error());
+        }
+        match route.behavior {
+            Behavior::Normal => Outcome::Respond(route.status, route.body.render(&matched.params)),
+            Behavior::Hang => Outcome::Hang,
+            Behavior::Reset => Outcome::Reset,
+            Behavior::Garbage => Outcome::Respond(StatusCode::OK, body::garbage()),
+        }
+    }
+}
+
+impl Route {
+    fn compile(spec: &RouteSpec) -> Result<Self, MockError> {
+        let status = |status: u16| {
+            StatusCode::from_u16(status).map_err(|_| MockError::Status { path: spec.path.clone(), status })
+        };
+        if !(0.0..=1.0).contains(&spec.error_rate) {
+            return Err(MockError::ErrorRate { path: spec.path.clone(), rate: spec.error_rate });
+        }
+        if let Latency::Jitter { min, max } = spec.latency {
+            if min > max {
+                return Err(MockError::Jitter { path: spec.path.clone(), min, max });
+            }
+        }
+        Ok(Self {
+            latency: spec.latency,
+            status: status(spec.status)?,
+            body: Body::compile(&spec.path, &spec.body, spec.body_size),
+            error_rate: spec.error_rate,
+            error_status: status(spec.error_status)?,
+            behavior: spec.behavior,
+        })
+    }
+}
+
+/// The delay to apply to one request.
+fn sample(latency: Latency) -> Duration {
+    match latency {
+        Latency::Fixed(delay) => delay,
+        Latency::Jitter { min, max } => min + (max - min).mul_f64(rng::unit()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Routes, sample};
+    use crate::error::MockError;
+    use crate::spec::{Latency, RouteSpec};
+
+    #[test]
+    fn jitter_samples_stay_within_bounds() {
+        let (min, max) = (Duration::from_millis(5), Duration::from_millis(25));
+        for _ in 0..1000 {
+            let delay = sample(Latency::Jitter { min, max });
+            assert!(min <= delay && delay <= max, "{delay:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_specs_are_rejected() {
+        let check = |spec: RouteSpec| Routes::compile(&[spec]).err();
+        assert!(matches!(check(RouteSpec::new("/a").status(42)), Some(MockError::Status { status: 42, .. })));
+        assert!(matches!(
+            check(RouteSpec::new("/a").error_rate(1.5, 500)),
+            Some(MockError::ErrorRate { .. })
+        ));
+        assert!(matches!(
+            check(RouteSpec::new("/a").jitter(Duration::from_millis(9), Duration::from_millis(1))),
+            Some(MockError::Jitter { .. })
+        ));
+        assert!(matches!(check(RouteSpec::new("/a/{")), Some(MockError::Pattern { .. })));
+        assert!(matches!(
+            Routes::compile(&[RouteSpec::new("/a/{x}"), RouteSpec::new("/a/{y}")]),
+            Err(MockError::Pattern { .. })
+        ));
+    }
+}

@@ -1,0 +1,69 @@
+//! `fanout check`: a valid config prints the plan; a config with several mistakes exits 2 and
+//! names every mistake with its key path; `serve` refuses a bad config the same way.
+
+use crate::support::run_fanout;
+
+const BROKEN: &str = "server:
+  listen: localhost
+  request_timeout: soon
+backends:
+  users: { url: \"http://users:8080\", timeout: 250 }
+  orders: { url: \"http://orders:8080\", tmeout: 1s }
+endpoints:
+  - route: GET /api/page/{id}
+    forward_headers: [connection]
+    calls:
+      user: { backend: user, path: \"/users/{id}\" }
+      orders: { backend: orders, path: \"/orders/{uid}\" }
+  - route: DELETE /x
+    calls:
+      a: { backend: users, path: /a }
+";
+
+#[test]
+fn check_reports_every_mistake_with_its_key_path_and_exits_2() {
+    for command in ["check", "serve"] {
+        let output = run_fanout(&[command], BROKEN);
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for path in [
+            "server.listen: invalid address \"localhost\"",
+            "server.request_timeout: invalid duration \"soon\"",
+            "backends.users.timeout: invalid duration \"250\"",
+            "backends.orders.tmeout: unknown field `tmeout`",
+            "endpoints[0].forward_headers[0]: \"connection\" is a hop-by-hop header",
+            "endpoints[0].calls.user.backend: unknown backend \"user\" (known: users, orders)",
+            "endpoints[0].calls.orders.path: \"/orders/{uid}\": unknown route parameter {uid}",
+            "endpoints[1].route: method \"DELETE\" is not supported",
+        ] {
+            assert!(stderr.contains(path), "{command}: missing {path:?} in:\n{stderr}");
+        }
+        assert!(stderr.contains("has 8 error(s)"), "{stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    }
+}
+
+#[test]
+fn check_prints_the_plan_of_a_valid_config() {
+    let yaml = "backends:\n  users: { url: \"http://users:8080\", timeout: 250ms }\n\
+                endpoints:\n  - route: GET /api/page/{id}\n    calls:\n      \
+                user: { backend: users, path: \"/users/{id}\", required: true }\n";
+    let output = run_fanout(&["check"], yaml);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("GET /api/page/{id}"), "{stdout}");
+    assert!(stdout.contains("users http://users:8080/users/{id} timeout 250ms required"), "{stdout}");
+    assert!(stdout.contains("config OK"));
+}
+
+#[test]
+fn unreadable_and_non_yaml_configs_exit_2() {
+    let output = run_fanout(&["check"], "endpoints: [unclosed\n");
+    assert_eq!(output.status.code(), Some(2));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["check", "--config", "/nonexistent/fanout.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read config file"));
+}

@@ -1,0 +1,80 @@
+//! The success path: grouped bodies from concurrent backends and the contract's headers.
+
+use crate::support::{Gateway, config, get_json};
+use mockend::{MockServer, RouteSpec, ServiceSpec};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const NAMES: [&str; 5] = ["catalog", "pricing", "inventory", "reviews", "recommendations"];
+
+#[tokio::test]
+async fn five_backends_of_200ms_answer_together_with_grouped_bodies() {
+    let mut servers = Vec::new();
+    for name in NAMES {
+        let route = RouteSpec::json("/items/{id}", json!({"service": name, "id": "{id}"}))
+            .latency(Duration::from_millis(200));
+        servers.push(MockServer::spawn(ServiceSpec::new(vec![route])).await.unwrap());
+    }
+    let backends: Vec<_> = NAMES.iter().copied().zip(servers.iter()).collect();
+    let mut endpoint = String::from("  - route: GET /page/{id}\n    calls:\n");
+    for name in NAMES {
+        endpoint.push_str(&format!(
+            "      {name}: {{ backend: {name}, path: \"/items/{{id}}\", required: true }}\n"
+        ));
+    }
+    let gateway = Gateway::start(&config(&backends, &endpoint));
+
+    let started = Instant::now();
+    let (status, headers, body) = get_json(&format!("{}/page/42", gateway.url)).await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(status, 200);
+    assert!(elapsed < Duration::from_millis(450), "took {elapsed:?}: calls did not run concurrently");
+    let expected = json!({
+        "catalog": {"service": "catalog", "id": "42"},
+        "pricing": {"service": "pricing", "id": "42"},
+        "inventory": {"service": "inventory", "id": "42"},
+        "reviews": {"service": "reviews", "id": "42"},
+        "recommendations": {"service": "recommendations", "id": "42"},
+    });
+    assert_eq!(body, expected);
+    let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, NAMES, "calls appear in declared order");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["x-fanout-complete"], "true");
+    assert!(!headers["x-request-id"].is_empty());
+    let timing = headers["server-timing"].to_str().unwrap();
+    for name in NAMES.iter().chain(&["total"]) {
+        assert!(timing.contains(&format!("{name};dur=")), "Server-Timing {timing:?} lacks {name}");
+    }
+    for server in &servers {
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].path_and_query, "/items/42");
+    }
+}
+
+#[tokio::test]
+async fn head_is_answered_and_forwarded_query_parameters_reach_backends() {
+    let server = MockServer::spawn(ServiceSpec::new(vec![
+        RouteSpec::json("/u/{id}", json!({"ok": true})),
+        RouteSpec::json("/search", json!([1, 2])),
+    ]))
+    .await
+    .unwrap();
+    let endpoint = "  - route: GET /p/{id}\n    forward_query: [locale]\n    calls:\n      \
+                    user: { backend: b, path: \"/u/{id}\" }\n      \
+                    hits: { backend: b, path: \"/search?q={id}\" }\n";
+    let gateway = Gateway::start(&config(&[("b", &server)], endpoint));
+
+    let (status, _, body) = get_json(&format!("{}/p/7?locale=en+US&debug=1&locale=fr", gateway.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"user": {"ok": true}, "hits": [1, 2]}));
+    let mut paths: Vec<_> = server.requests().into_iter().map(|r| r.path_and_query).collect();
+    paths.sort();
+    assert_eq!(paths, ["/search?q=7&locale=en+US&locale=fr", "/u/7?locale=en+US&locale=fr"]);
+
+    let head = crate::support::client().head(format!("{}/p/7", gateway.url)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["x-fanout-complete"], "true");
+}

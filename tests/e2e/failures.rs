@@ -1,0 +1,116 @@
+//! Degraded answers: optional calls that fail give 200 with `_errors`; required calls that fail
+//! give 502 / 504 problem+json naming the call.
+
+use crate::support::{Gateway, client, config, get_json};
+use mockend::{Behavior, MockServer, RouteSpec, ServiceSpec};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn spawn(route: RouteSpec) -> MockServer {
+    MockServer::spawn(ServiceSpec::new(vec![route])).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_optional_timeout_degrades_the_answer_within_its_timeout() {
+    let fast = spawn(RouteSpec::json("/x/{id}", json!({"fast": true}))).await;
+    let slow = spawn(RouteSpec::json("/x/{id}", json!({"slow": true})).latency(Duration::from_secs(2))).await;
+    let endpoint = "  - route: GET /page/{id}\n    calls:\n      \
+                    fast: { backend: fast, path: \"/x/{id}\", required: true }\n      \
+                    slow: { backend: slow, path: \"/x/{id}\", timeout: 150ms }\n";
+    let gateway = Gateway::start(&config(&[("fast", &fast), ("slow", &slow)], endpoint));
+
+    let started = Instant::now();
+    let (status, headers, body) = get_json(&format!("{}/page/1", gateway.url)).await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(status, 200);
+    assert!(elapsed >= Duration::from_millis(150), "answered before the timeout: {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(400), "answered late: {elapsed:?}");
+    assert_eq!(headers["x-fanout-complete"], "false");
+    assert_eq!(body["fast"], json!({"fast": true}));
+    assert!(body.get("slow").is_none());
+    assert_eq!(body["_errors"]["slow"]["error"], "timeout");
+    let elapsed_ms = body["_errors"]["slow"]["elapsed_ms"].as_u64().unwrap();
+    assert!((150..400).contains(&elapsed_ms), "elapsed_ms {elapsed_ms}");
+}
+
+#[tokio::test]
+async fn each_optional_failure_has_its_error_kind_and_the_rest_stands() {
+    let ok = spawn(RouteSpec::json("/r", json!({"fine": 1}))).await;
+    let status = spawn(RouteSpec::json("/r", json!({})).status(500)).await;
+    let garbage = spawn(RouteSpec::json("/r", json!({})).behavior(Behavior::Garbage)).await;
+    let reset = spawn(RouteSpec::json("/r", json!({})).behavior(Behavior::Reset)).await;
+    let huge = spawn(RouteSpec::json("/r", json!({})).body_size(512 * 1024)).await;
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nbackends:\n  \
+         ok: {{ url: \"{}\" }}\n  status: {{ url: \"{}\" }}\n  garbage: {{ url: \"{}\" }}\n  \
+         reset: {{ url: \"{}\" }}\n  huge: {{ url: \"{}\", max_response_body: 64KiB }}\n  \
+         closed: {{ url: \"http://127.0.0.1:1\" }}\n\
+         endpoints:\n  - route: GET /all\n    calls:\n      \
+         ok: {{ backend: ok, path: /r }}\n      status: {{ backend: status, path: /r }}\n      \
+         garbage: {{ backend: garbage, path: /r }}\n      reset: {{ backend: reset, path: /r }}\n      \
+         huge: {{ backend: huge, path: /r }}\n      closed: {{ backend: closed, path: /r }}\n",
+        ok.url(),
+        status.url(),
+        garbage.url(),
+        reset.url(),
+        huge.url()
+    );
+    let gateway = Gateway::start(&yaml);
+
+    let (code, headers, body) = get_json(&format!("{}/all", gateway.url)).await;
+
+    assert_eq!(code, 200);
+    assert_eq!(headers["x-fanout-complete"], "false");
+    assert_eq!(body["ok"], json!({"fine": 1}));
+    let errors = &body["_errors"];
+    assert_eq!(errors["status"]["error"], "status");
+    assert_eq!(errors["status"]["status"], 500);
+    assert_eq!(errors["garbage"]["error"], "invalid_body");
+    assert_eq!(errors["reset"]["error"], "connect");
+    assert_eq!(errors["huge"]["error"], "too_large");
+    assert_eq!(errors["closed"]["error"], "connect");
+    assert!(errors["closed"]["detail"].as_str().unwrap().contains("connection failed"), "{errors}");
+    let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, ["ok", "_errors"]);
+}
+
+#[tokio::test]
+async fn a_required_failure_is_502_and_a_required_timeout_is_504() {
+    let ok = spawn(RouteSpec::json("/r", json!({"fine": 1}))).await;
+    let broken = spawn(RouteSpec::json("/r", json!({})).status(503)).await;
+    let slow = spawn(RouteSpec::json("/r", json!({})).latency(Duration::from_secs(2))).await;
+    let endpoints = "  - route: GET /broken\n    calls:\n      \
+                     ok: { backend: ok, path: /r }\n      \
+                     user: { backend: broken, path: /r, required: true }\n  \
+                     - route: GET /slow\n    calls:\n      \
+                     ok: { backend: ok, path: /r }\n      \
+                     user: { backend: slow, path: /r, required: true, timeout: 100ms }\n  \
+                     - route: GET /deadline\n    timeout: 120ms\n    calls:\n      \
+                     user: { backend: slow, path: /r, required: true }\n";
+    let gateway = Gateway::start(&config(&[("ok", &ok), ("broken", &broken), ("slow", &slow)], endpoints));
+
+    let (status, headers, body) = get_json(&format!("{}/broken", gateway.url)).await;
+    assert_eq!(status, 502);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(body["status"], 502);
+    assert_eq!(body["call"], "user");
+    assert_eq!(body["error"], "status");
+    assert!(body["detail"].as_str().unwrap().contains("status 503"), "{body}");
+    assert!(headers.contains_key("server-timing") && headers.contains_key("x-request-id"));
+
+    let started = Instant::now();
+    let (status, headers, body) = get_json(&format!("{}/slow", gateway.url)).await;
+    assert_eq!(status, 504);
+    assert!(started.elapsed() < Duration::from_millis(600));
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(body["call"], "user");
+    assert_eq!(body["error"], "timeout");
+
+    let (status, _, body) = get_json(&format!("{}/deadline", gateway.url)).await;
+    assert_eq!(status, 504);
+    assert_eq!(body["error"], "cancelled", "the endpoint deadline, not the call timeout, ended it");
+
+    let response = client().get(format!("{}/broken", gateway.url)).send().await.unwrap();
+    assert_eq!(response.status(), 502, "the gateway keeps serving");
+}

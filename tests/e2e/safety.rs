@@ -1,0 +1,177 @@
+//! Hostile input: route parameters that try to change the backend URL, headers that must not
+//! be forwarded, request limits, and malformed HTTP that must never produce a 5xx or kill the
+//! process.
+
+use crate::support::{Gateway, client, config, get_json, raw_exchange, raw_get, raw_status};
+use mockend::{MockServer, RouteSpec, ServiceSpec};
+use serde_json::json;
+use std::time::Duration;
+
+async fn echo_server() -> MockServer {
+    MockServer::spawn(ServiceSpec::new(vec![
+        RouteSpec::json("/items/{id}", json!({"ok": true})),
+        RouteSpec::json("/search", json!({"ok": true})),
+    ]))
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn hostile_route_parameters_never_change_backend_path_or_query() {
+    let items = echo_server().await;
+    let admin = echo_server().await;
+    let endpoint = "  - route: GET /page/{id}\n    calls:\n      \
+                    item: { backend: items, path: \"/items/{id}\" }\n      \
+                    search: { backend: items, path: \"/search?q={id}&x=1\" }\n";
+    let gateway = Gateway::start(&config(&[("items", &items), ("admin", &admin)], endpoint));
+
+    let rejected = ["..%2F..%2Fadmin", "%2e%2e", "%2E", "..", "a%2Fb", "a%5Cb", "%0D%0AHost:%20evil", "a%00"];
+    for value in rejected {
+        let (status, body) = raw_get(gateway.addr, &format!("/page/{value}")).await;
+        assert_eq!(status, Some(400), "{value}: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(body["detail"].as_str().unwrap().starts_with("route parameter {id}"), "{body}");
+    }
+    assert!(items.requests().is_empty(), "a rejected request reached a backend");
+
+    let accepted = [
+        ("a%3Fx%3D1", "a%3Fx%3D1"),
+        ("a%23frag", "a%23frag"),
+        ("caf%C3%A9", "caf%C3%A9"),
+        ("a%26q%3Dadmin", "a%26q%3Dadmin"),
+        ("%25252e", "%25252e"),
+        ("x;y=1", "x%3By%3D1"),
+    ];
+    for (value, encoded) in accepted {
+        let before = items.requests().len();
+        let (status, body) = raw_get(gateway.addr, &format!("/page/{value}")).await;
+        assert_eq!(status, Some(200), "{value}: {body}");
+        let mut seen: Vec<_> = items.requests().into_iter().skip(before).map(|r| r.path_and_query).collect();
+        seen.sort();
+        assert_eq!(seen, [format!("/items/{encoded}"), format!("/search?q={encoded}&x=1")], "value {value}");
+    }
+    assert!(admin.requests().is_empty(), "a parameter redirected a call to another backend");
+}
+
+#[tokio::test]
+async fn only_listed_end_to_end_headers_reach_backends_with_the_request_id() {
+    let a = echo_server().await;
+    let b = echo_server().await;
+    let endpoint = "  - route: GET /page/{id}\n    forward_headers: [authorization, accept-language, x-drop]\n    \
+                    calls:\n      a: { backend: a, path: \"/items/{id}\" }\n      b: { backend: b, path: \"/items/{id}\" }\n";
+    let gateway = Gateway::start(&config(&[("a", &a), ("b", &b)], endpoint));
+
+    let request = "GET /page/1 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer t\r\nAccept-Language: de\r\n\
+                   Connection: close, x-drop\r\nX-Drop: 1\r\nX-Unlisted: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\n\
+                   Proxy-Authorization: p\r\nUpgrade: websocket\r\nX-Request-Id: test-id-123\r\n\r\n";
+    let answer = raw_exchange(gateway.addr, request.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(raw_status(&answer), Some(200), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("x-request-id: test-id-123"), "{answer}");
+    for server in [&a, &b] {
+        let seen = &server.requests()[0].headers;
+        assert_eq!(seen["authorization"], "Bearer t");
+        assert_eq!(seen["accept-language"], "de");
+        assert_eq!(seen["x-request-id"], "test-id-123");
+        for absent in ["x-drop", "x-unlisted", "keep-alive", "te", "proxy-authorization", "upgrade"] {
+            assert!(!seen.contains_key(absent), "{absent} reached a backend");
+        }
+    }
+
+    let response = client().get(format!("{}/page/2", gateway.url)).send().await.unwrap();
+    let generated = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 32);
+    for server in [&a, &b] {
+        assert_eq!(server.requests()[1].headers["x-request-id"], generated.as_str());
+    }
+
+    let junk = "x".repeat(300);
+    let response =
+        client().get(format!("{}/page/3", gateway.url)).header("x-request-id", &junk).send().await.unwrap();
+    assert_ne!(response.headers()["x-request-id"], junk.as_str(), "an oversized request id is replaced");
+}
+
+#[tokio::test]
+async fn unknown_paths_wrong_methods_and_large_bodies_get_problem_json() {
+    let items = echo_server().await;
+    let endpoint =
+        "  - route: GET /page/{id}\n    calls:\n      item: { backend: items, path: \"/items/{id}\" }\n";
+    let gateway = Gateway::start(&config(&[("items", &items)], endpoint));
+
+    let (status, headers, body) = get_json(&format!("{}/nope", gateway.url)).await;
+    assert_eq!((status, body["status"].as_u64()), (404, Some(404)));
+    assert_eq!(headers["content-type"], "application/problem+json");
+
+    let response = client().post(format!("{}/page/1", gateway.url)).body("{}").send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+
+    let big = "GET /page/1 HTTP/1.1\r\nHost: gw\r\nContent-Length: 5000000\r\n\r\n";
+    let answer = raw_exchange(gateway.addr, big.as_bytes(), Duration::from_secs(3)).await;
+    assert_eq!(raw_status(&answer), Some(413), "{answer}");
+    assert!(answer.contains("application/problem+json"));
+    assert!(items.requests().is_empty());
+}
+
+#[tokio::test]
+async fn malformed_http_never_gets_a_5xx_nor_kills_the_process() {
+    let items = echo_server().await;
+    let endpoint =
+        "  - route: GET /page/{id}\n    calls:\n      item: { backend: items, path: \"/items/{id}\" }\n";
+    let mut gateway = Gateway::start(&config(&[("items", &items)], endpoint));
+
+    let many_headers: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases: Vec<(&str, Vec<u8>, Option<u16>)> = vec![
+        ("garbage", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03 garbage\r\n\r\n".to_vec(), Some(400)),
+        ("no version", b"GET /page/1\r\n\r\n".to_vec(), Some(400)),
+        ("bad header line", b"GET /page/1 HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n".to_vec(), Some(400)),
+        (
+            "content-length with transfer-encoding",
+            b"GET /page/1 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                .to_vec(),
+            Some(400),
+        ),
+        ("obsolete line folding", b"GET /page/1 HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n".to_vec(), Some(400)),
+        ("nul in header", b"GET /page/1 HTTP/1.1\r\nHost: a\r\nX-A: b\x00c\r\n\r\n".to_vec(), Some(400)),
+        ("too many headers", format!("GET /page/1 HTTP/1.1\r\n{many_headers}\r\n").into_bytes(), Some(431)),
+        (
+            "huge head",
+            format!("GET /page/1 HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(40 * 1024)).into_bytes(),
+            Some(431),
+        ),
+        ("long target", format!("GET /page/{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000)).into_bytes(), Some(414)),
+        ("bad h2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\ngarbage-frames".to_vec(), None),
+    ];
+    for (name, request, expected) in cases {
+        let answer = raw_exchange(gateway.addr, &request, Duration::from_secs(3)).await;
+        let status = raw_status(&answer);
+        if let Some(code) = status {
+            assert!(code < 500, "{name}: answered {code}");
+        }
+        if expected.is_some() {
+            assert_eq!(status, expected, "{name}: {answer}");
+        }
+        assert!(gateway.is_running(), "{name} killed the gateway");
+    }
+    let (status, _, _) = get_json(&format!("{}/page/1", gateway.url)).await;
+    assert_eq!(status, 200, "still serving after malformed input");
+}
+
+#[tokio::test]
+async fn silent_and_slow_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let items = echo_server().await;
+    let endpoint =
+        "  - route: GET /page/{id}\n    calls:\n      item: { backend: items, path: \"/items/{id}\" }\n";
+    let gateway = Gateway::start(&config(&[("items", &items)], endpoint));
+    for partial in [&b""[..], b"GET /page/1 HTTP/1.1\r\nHost: a\r\nX-Slow: "] {
+        let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+        stream.write_all(partial).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(6), stream.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "connection sending {partial:?} was never closed");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(1500), "closed too early: {waited:?}");
+    }
+}

@@ -1,0 +1,188 @@
+//! Test support: start the `fanout` binary on a generated config (ports picked by the OS and
+//! read back from its `listening` log line), a plain HTTP client, and raw-socket helpers.
+
+use mockend::MockServer;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A running `fanout serve` process; killed on drop.
+pub struct Gateway {
+    child: Child,
+    /// `http://127.0.0.1:PORT` of the public listener.
+    pub url: String,
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub admin: String,
+    /// The public listener's address.
+    pub addr: std::net::SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    dir: PathBuf,
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir() -> PathBuf {
+    let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("fanout-e2e-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `yaml` to a file in a fresh temp dir and returns both.
+pub fn write_config(yaml: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir();
+    let file = dir.join("fanout.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    (dir, file)
+}
+
+/// Runs `fanout ARGS --config FILE` to completion with `yaml` as the config.
+pub fn run_fanout(args: &[&str], yaml: &str) -> std::process::Output {
+    let (dir, file) = write_config(yaml);
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_fanout")).args(args).arg("--config").arg(&file).output().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+    output
+}
+
+/// A config with `backends` (name, server) and the given `endpoints:` YAML list.
+pub fn config(backends: &[(&str, &MockServer)], endpoints: &str) -> String {
+    let mut yaml = String::from(
+        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  shutdown_grace: 5s\n  header_read_timeout: 2s\nbackends:\n",
+    );
+    for (name, server) in backends {
+        yaml.push_str(&format!("  {name}:\n    url: {}\n", server.url()));
+    }
+    yaml.push_str("endpoints:\n");
+    yaml.push_str(endpoints);
+    yaml
+}
+
+impl Gateway {
+    /// Starts `fanout serve` on `yaml` and waits until it listens.
+    pub fn start(yaml: &str) -> Gateway {
+        let (dir, file) = write_config(yaml);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&file)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let started = Instant::now();
+        loop {
+            let listening = logs.lock().unwrap().iter().find_map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).ok()?;
+                if v["message"] != "listening" {
+                    return None;
+                }
+                Some((v["public"].as_str()?.to_owned(), v["admin"].as_str()?.to_owned()))
+            });
+            if let Some((public, admin)) = listening {
+                return Gateway {
+                    child,
+                    url: format!("http://{public}"),
+                    admin: format!("http://{admin}"),
+                    addr: public.parse().unwrap(),
+                    logs,
+                    dir,
+                };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("fanout exited before listening: {status}");
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "fanout did not start listening");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The log lines written so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A client that never uses a proxy and keeps connections alive.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// GETs `url` and returns (status, headers, JSON body).
+pub async fn get_json(url: &str) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let response = client().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap();
+    let json = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+    (status, headers, json)
+}
+
+/// Writes raw bytes on a new connection and reads the answer until close or `limit`.
+pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8], limit: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status code of the first response in a raw HTTP/1.1 answer.
+pub fn raw_status(answer: &str) -> Option<u16> {
+    answer.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// GETs the raw request-target `target` over a plain socket (no client-side normalisation of
+/// `..` or `%2e`) and returns the status and the body.
+pub async fn raw_get(addr: std::net::SocketAddr, target: &str) -> (Option<u16>, String) {
+    let request = format!("GET {target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+    let answer = raw_exchange(addr, request.as_bytes(), Duration::from_secs(5)).await;
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (raw_status(&answer), body)
+}
