@@ -1,6 +1,9 @@
 //! End-to-end tests: the real `fanout` binary, started as a process with a generated config,
 //! against real mock backends (`mockend`) on ephemeral ports, over real sockets.
 
+// Test helpers panic on setup failures by design: a failed setup is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod check;
 mod composition;
 mod failures;
