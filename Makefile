@@ -1,0 +1,35 @@
+# fanout — every target is one line; logic lives in scripts/.
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+.PHONY: help build run test lint fmt check-config bench clean ci
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+build: ## Build the fanout and mockend binaries (debug)
+	$(CARGO) build --locked --workspace --bins
+
+run: ## Build and start the demo: five simulated backends + the gateway (Ctrl-C stops both)
+	bash scripts/run.sh
+
+test: build ## Run every test: unit tests and end-to-end tests against the real binary
+	$(CARGO) test --locked --workspace
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all --check && $(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+check-config: build ## Validate the demo config and print its plan
+	./target/debug/fanout check --config demo/fanout.yaml
+
+bench: ## End-to-end benchmark with oha: direct backend vs gateway (installs oha if missing)
+	bash scripts/bench.sh
+
+ci: lint test ## What CI runs
+	@echo "ci: lint and tests passed"
+
+clean: ## Remove build output
+	$(CARGO) clean
