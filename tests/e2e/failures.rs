@@ -114,3 +114,27 @@ async fn a_required_failure_is_502_and_a_required_timeout_is_504() {
     let response = client().get(format!("{}/broken", gateway.url)).send().await.unwrap();
     assert_eq!(response.status(), 502, "the gateway keeps serving");
 }
+
+#[tokio::test]
+async fn a_required_failure_answers_at_once_and_cancels_the_other_calls() {
+    let broken = spawn(RouteSpec::json("/r", json!({})).status(500)).await;
+    let slow = spawn(RouteSpec::json("/r", json!({})).latency(Duration::from_millis(1500))).await;
+    let endpoint = "  - route: GET /page\n    calls:\n      \
+                    slow: { backend: slow, path: /r, timeout: 2s }\n      \
+                    user: { backend: broken, path: /r, required: true }\n";
+    let gateway = Gateway::start(&config(&[("broken", &broken), ("slow", &slow)], endpoint));
+
+    let started = Instant::now();
+    let (status, headers, body) = get_json(&format!("{}/page", gateway.url)).await;
+    assert_eq!(status, 502);
+    assert_eq!(body["call"], "user");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "waited for the slow call: {:?}",
+        started.elapsed()
+    );
+    let timing = headers["server-timing"].to_str().unwrap();
+    assert!(timing.starts_with("user;dur=") && !timing.contains("slow;"), "{timing}");
+    let cancelled = crate::support::wait_until(Duration::from_secs(1), || slow.cancelled() == 1).await;
+    assert!(cancelled, "the slow call kept running after the 502");
+}

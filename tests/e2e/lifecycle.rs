@@ -1,21 +1,10 @@
 //! Lifecycle: a client that goes away cancels its backend calls; SIGTERM drains in-flight
 //! requests while `/readyz` turns 503, then the process exits 0.
 
-use crate::support::{Gateway, client, config};
+use crate::support::{Gateway, client, config, wait_until};
 use mockend::{Behavior, MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
-use std::time::{Duration, Instant};
-
-async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    condition()
-}
+use std::time::Duration;
 
 #[tokio::test]
 async fn a_client_that_disconnects_cancels_its_backend_calls() {

@@ -84,6 +84,20 @@ async fn only_listed_end_to_end_headers_reach_backends_with_the_request_id() {
         assert_eq!(server.requests()[1].headers["x-request-id"], generated.as_str());
     }
 
+    let backend_wins = "  - route: GET /own\n    forward_headers: [authorization]\n    calls:\n      \
+                        a: { backend: keyed, path: \"/items/1\" }\n";
+    let keyed_yaml = config(&[("keyed", &a)], backend_wins).replace(
+        &format!("url: {}\n", a.url()),
+        &format!("url: {}\n    headers: {{ authorization: \"Bearer backend\" }}\n", a.url()),
+    );
+    let keyed = Gateway::start(&keyed_yaml);
+    let before = a.requests().len();
+    let response = client().get(format!("{}/own", keyed.url)).bearer_auth("client").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = &a.requests()[before].headers;
+    let values: Vec<_> = seen.get_all("authorization").iter().collect();
+    assert_eq!(values, ["Bearer backend"], "a client header must not override the backend's own");
+
     let junk = "x".repeat(300);
     let response =
         client().get(format!("{}/page/3", gateway.url)).header("x-request-id", &junk).send().await.unwrap();
@@ -100,6 +114,8 @@ async fn unknown_paths_wrong_methods_and_large_bodies_get_problem_json() {
     let (status, headers, body) = get_json(&format!("{}/nope", gateway.url)).await;
     assert_eq!((status, body["status"].as_u64()), (404, Some(404)));
     assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(headers["server-timing"].to_str().unwrap().starts_with("total;dur="));
+    assert!(headers.contains_key("x-request-id"));
 
     let response = client().post(format!("{}/page/1", gateway.url)).body("{}").send().await.unwrap();
     assert_eq!(response.status(), 405);

@@ -186,3 +186,15 @@ pub async fn raw_get(addr: std::net::SocketAddr, target: &str) -> (Option<u16>, 
     let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
     (raw_status(&answer), body)
 }
+
+/// Polls `condition` every 10 ms (yielding to the runtime) until it holds or `limit` passes.
+pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    condition()
+}

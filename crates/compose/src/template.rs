@@ -195,7 +195,11 @@ fn check_segment(decoded: &[u8]) -> Result<(), ParamError> {
         [] => Err(ParamError::Empty),
         b"." | b".." => Err(ParamError::DotSegment),
         _ if decoded.iter().any(|b| *b == b'/' || *b == b'\\') => Err(ParamError::Separator),
-        _ if decoded.iter().any(|b| b.is_ascii_control()) => Err(ParamError::Control),
+        _ if decoded.iter().any(u8::is_ascii_control) => Err(ParamError::Control),
+        // C1 controls (U+0080..U+009F, e.g. NEL) when the value is UTF-8 text.
+        _ if std::str::from_utf8(decoded).is_ok_and(|t| t.chars().any(char::is_control)) => {
+            Err(ParamError::Control)
+        }
         _ => Ok(()),
     }
 }
@@ -215,7 +219,10 @@ fn resolve(name: &str, route_params: &[&str]) -> Result<usize, TemplateError> {
 fn fills_whole(before: &str, after: Option<char>, position: Position) -> bool {
     let starts = match position {
         Position::Path => before.ends_with('/'),
-        Position::Query => before.ends_with('='),
+        Position::Query => {
+            let pair = before.rsplit(['?', '&']).next().unwrap_or_default();
+            pair.ends_with('=') && pair.matches('=').count() == 1
+        }
     };
     let ends = matches!(
         (after, position),
@@ -240,7 +247,8 @@ fn check_literal(text: &str, offset: usize, in_query: bool) -> Result<(), Templa
         }
     }
     let path = if in_query { "" } else { text.split('?').next().unwrap_or_default() };
-    match path.split('/').find(|s| *s == "." || *s == "..") {
+    let is_dot = |segment: &&str| matches!(&*percent_decode_str(segment).decode_utf8_lossy(), "." | "..");
+    match path.split('/').find(is_dot) {
         Some(dot) => Err(TemplateError::DotSegment(dot.to_owned())),
         None => Ok(()),
     }
@@ -286,6 +294,7 @@ mod tests {
             ("a%0D%0AHost:%20evil", ParamError::Control),
             ("a%00", ParamError::Control),
             ("%7F", ParamError::Control),
+            ("a%C2%85b", ParamError::Control),
             ("a%2fb", ParamError::Separator),
         ];
         for (value, expected) in cases {
@@ -340,6 +349,8 @@ mod tests {
             ("/u{id}", TemplateError::NotWhole("id".into())),
             ("/u/{id}x", TemplateError::NotWhole("id".into())),
             ("/u?q=a{id}", TemplateError::NotWhole("id".into())),
+            ("/s?a=b={id}", TemplateError::NotWhole("id".into())),
+            ("/a/%2e%2E/b", TemplateError::DotSegment("%2e%2E".into())),
         ];
         for (source, expected) in cases {
             assert_eq!(Template::parse(source, &params), Err(expected), "template {source:?}");

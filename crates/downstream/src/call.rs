@@ -26,6 +26,8 @@ pub struct CallRequest<'a> {
     pub headers: HeaderMap,
     /// The call's own timeout.
     pub timeout: Duration,
+    /// Whether the endpoint fails when this call fails (the executor then stops at once).
+    pub required: bool,
 }
 
 /// The result of one call and how long it took.
@@ -83,7 +85,7 @@ impl CallError {
 
 impl CallRequest<'_> {
     /// Runs the call under its timeout and the endpoint `deadline`, inside its own span.
-    pub async fn run(self, deadline: Instant) -> CallOutcome {
+    pub async fn run(mut self, deadline: Instant) -> CallOutcome {
         let span = tracing::info_span!(
             CALL_SPAN,
             call = self.name,
@@ -113,10 +115,13 @@ impl CallRequest<'_> {
         CallOutcome { result, elapsed }
     }
 
-    async fn send(&self) -> Result<Bytes, CallError> {
+    async fn send(&mut self) -> Result<Bytes, CallError> {
         let backend = self.backend;
-        let mut headers = self.headers.clone();
-        headers.extend(backend.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut headers = std::mem::take(&mut self.headers);
+        // The backend's own headers win over forwarded ones of the same name.
+        for (name, value) in &backend.headers {
+            headers.insert(name, value.clone());
+        }
         let url = format!("{}{}", backend.base_url, self.path_and_query);
         let response = backend
             .client

@@ -8,4 +8,4 @@ mod executor;
 
 pub use backend::{Backend, BackendError, BackendSettings};
 pub use call::{CallError, CallOutcome, CallRequest};
-pub use executor::execute;
+pub use executor::{Execution, execute};

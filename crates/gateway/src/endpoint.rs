@@ -3,11 +3,11 @@
 //! endpoint deadline, and compose the answer — grouped raw bodies, `_errors`,
 //! `X-Fanout-Complete`, `Server-Timing` — or a 502/504 problem when a required call failed.
 
-use crate::plan::{CallPlan, EndpointPlan};
+use crate::plan::EndpointPlan;
 use crate::problem::{Body, Problem};
 use bytes::Bytes;
 use compose::{BodyBuilder, ErrorEntry, push_query_pair, server_timing};
-use downstream::{CallError, CallOutcome, CallRequest};
+use downstream::{CallError, CallOutcome, CallRequest, Execution};
 use http::header::{CONNECTION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri};
 use http_body_util::Full;
@@ -17,7 +17,8 @@ use tokio::time::Instant;
 pub const X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
 /// Header carrying the request id, taken from the client or generated.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+/// Header with each call's duration and the total, for DevTools.
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 /// Serves `endpoint` for a request with these raw route `params`, `uri` and `headers`.
 pub async fn serve(
@@ -28,8 +29,10 @@ pub async fn serve(
 ) -> Response<Body> {
     let started = Instant::now();
     let deadline = started + endpoint.timeout;
-    let values: Vec<&str> = endpoint.params.iter().map(|name| params.get(name).unwrap_or_default()).collect();
+    // matchit yields parameters in path order, the order templates index them by.
+    let values: Vec<&str> = params.iter().map(|(_, value)| value).collect();
     let forwarded = forwarded_headers(endpoint, headers);
+    let query = forwarded_query(endpoint, uri);
     let mut calls = Vec::with_capacity(endpoint.calls.len());
     for call in &endpoint.calls {
         let mut path_and_query = String::new();
@@ -37,17 +40,20 @@ pub async fn serve(
             let name = endpoint.params.get(index).map_or("", |n| &**n);
             return Problem::BadParameter { name, reason }.response();
         }
-        append_forwarded_query(endpoint, call, uri, &mut path_and_query);
+        for (i, (name, value)) in query.iter().enumerate() {
+            push_query_pair(name, value, i == 0 && !call.template.has_query(), &mut path_and_query);
+        }
         calls.push(CallRequest {
             name: &call.name,
             backend: &call.backend,
             path_and_query,
             headers: forwarded.clone(),
             timeout: call.timeout,
+            required: call.required,
         });
     }
-    let outcomes = downstream::execute(calls, deadline).await;
-    compose_response(endpoint, &outcomes, started)
+    let execution = downstream::execute(calls, deadline).await;
+    compose_response(endpoint, &execution, started)
 }
 
 /// Copies the endpoint's `forward_headers` (never one the client named in `Connection`, which
@@ -77,39 +83,36 @@ fn named_in_connection(inbound: &HeaderMap, name: &HeaderName) -> bool {
         .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
-/// Appends the endpoint's `forward_query` parameters found in the inbound query.
-fn append_forwarded_query(endpoint: &EndpointPlan, call: &CallPlan, uri: &Uri, out: &mut String) {
-    let Some(query) = uri.query() else { return };
-    if endpoint.forward_query.is_empty() {
-        return;
-    }
-    let mut first = !call.template.has_query();
-    for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if endpoint.forward_query.iter().any(|allowed| **allowed == *name) {
-            push_query_pair(name, value, first, out);
-            first = false;
-        }
-    }
+/// The inbound query parameters named in the endpoint's `forward_query`, raw, in order.
+fn forwarded_query<'u>(endpoint: &EndpointPlan, uri: &'u Uri) -> Vec<(&'u str, &'u str)> {
+    let Some(query) = uri.query().filter(|_| !endpoint.forward_query.is_empty()) else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .filter(|(name, _)| endpoint.forward_query.iter().any(|allowed| **allowed == **name))
+        .collect()
 }
 
-/// Builds the 200 answer from the outcomes, or the problem for the first failed required call.
-fn compose_response(endpoint: &EndpointPlan, outcomes: &[CallOutcome], started: Instant) -> Response<Body> {
-    let timing = server_timing(
-        endpoint.calls.iter().zip(outcomes).map(|(call, outcome)| (&*call.name, outcome.elapsed)),
-        started.elapsed(),
-    );
-    let capacity = outcomes.iter().map(|o| o.result.as_ref().map_or(64, Bytes::len) + 24).sum();
+/// Builds the 200 answer from the outcomes, or the problem for the failed required call.
+fn compose_response(endpoint: &EndpointPlan, execution: &Execution, started: Instant) -> Response<Body> {
+    let finished = endpoint.calls.iter().zip(&execution.outcomes).filter_map(|(c, o)| Some((c, o.as_ref()?)));
+    let timing = server_timing(finished.clone().map(|(call, o)| (&*call.name, o.elapsed)), started.elapsed());
+    if let Some((call, Err(error))) = execution
+        .failed_required
+        .and_then(|i| Some((endpoint.calls.get(i)?, &execution.outcomes.get(i)?.as_ref()?.result)))
+    {
+        tracing::warn!(call = &*call.name, error.kind = error.kind(), %error, "required call failed");
+        let mut response = Problem::RequiredCallFailed { call: &call.name, error }.response();
+        insert_timing(&mut response, timing);
+        return response;
+    }
+    let capacity = finished.clone().map(|(_, o)| o.result.as_ref().map_or(64, Bytes::len) + 24).sum();
     let mut body = BodyBuilder::with_capacity(capacity);
-    for (call, outcome) in endpoint.calls.iter().zip(outcomes) {
+    for (call, outcome) in finished {
         match &outcome.result {
             Ok(bytes) => body.push_raw(&call.key, bytes),
-            Err(error) if call.required => {
-                tracing::warn!(call = &*call.name, error.kind = error.kind(), %error, "required call failed");
-                let mut response = Problem::RequiredCallFailed { call: &call.name, error }.response();
-                insert_timing(&mut response, timing);
-                return response;
-            }
             Err(error) => body.push_error(&call.key, &error_entry(error, outcome)),
         }
     }
@@ -136,7 +139,8 @@ fn error_entry<'a>(error: &'a CallError, outcome: &CallOutcome) -> ErrorEntry<'a
     }
 }
 
-fn insert_timing(response: &mut Response<Body>, timing: String) {
+/// Sets `Server-Timing` on `response`.
+pub fn insert_timing(response: &mut Response<Body>, timing: String) {
     if let Ok(value) = HeaderValue::try_from(timing) {
         response.headers_mut().insert(SERVER_TIMING, value);
     }

@@ -51,6 +51,8 @@ fn serve(plan: Plan) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
+        // Registered before the first log line, so an early SIGTERM still drains and exits 0.
+        let shutdown = shutdown_signal().context("installing signal handlers")?;
         let listeners = Listeners::bind(&plan).await?;
         let (public, admin) = listeners.addrs();
         tracing::info!(
@@ -59,26 +61,20 @@ fn serve(plan: Plan) -> anyhow::Result<()> {
             endpoints = plan.endpoints.len(),
             "listening"
         );
-        server::run(Arc::new(plan), listeners, shutdown_signal()).await;
+        server::run(Arc::new(plan), listeners, shutdown).await;
         Ok(())
     })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// Installs SIGTERM and SIGINT handlers now; the returned future resolves on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
-    };
-    tokio::select! {
-        () = terminate => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    })
 }

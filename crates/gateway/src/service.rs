@@ -3,11 +3,11 @@
 //! 1. drop an unusable inbound `X-Request-Id` (too long, or not `[A-Za-z0-9._:-]`);
 //! 2. `SetRequestId` (tower-http): keep the client's id or generate one;
 //! 3. `PropagateRequestId` (tower-http): echo it on every response;
-//! 4. [`Gateway`]: the `request` span, load shedding at `max_in_flight` (503 + `Retry-After`),
+//! 4. [`Gateway`]: the `request` span, `Server-Timing: total;dur=…` on every answer, load shedding at `max_in_flight` (503 + `Retry-After`),
 //!    request-target and body limits (414, 413), any `Transfer-Encoding` body (400, connection
 //!    closed: this covers `Content-Length` + `Transfer-Encoding`), routing (404, 405), the endpoint.
 
-use crate::endpoint::{self, X_REQUEST_ID};
+use crate::endpoint::{self, SERVER_TIMING, X_REQUEST_ID};
 use crate::plan::Plan;
 use crate::problem::{Body, Problem};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
@@ -72,10 +72,14 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         );
         Box::pin(
             async move {
-                let response = match permit {
+                let started = tokio::time::Instant::now();
+                let mut response = match permit {
                     Ok(_permit) => handle(&plan, request).await,
                     Err(_) => Problem::Overloaded.response(),
                 };
+                if !response.headers().contains_key(SERVER_TIMING) {
+                    endpoint::insert_timing(&mut response, compose::server_timing([], started.elapsed()));
+                }
                 tracing::Span::current().record("http.response.status_code", response.status().as_u16());
                 Ok(response)
             }

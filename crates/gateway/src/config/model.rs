@@ -17,8 +17,8 @@ pub struct RawServer {
     pub shutdown_grace: Option<Text>,
     pub header_read_timeout: Option<Text>,
     pub max_request_body: Option<Text>,
-    pub max_in_flight: Option<usize>,
-    pub max_connections: Option<usize>,
+    pub max_in_flight: Option<Text>,
+    pub max_connections: Option<Text>,
 }
 
 /// `telemetry:` — logging.
@@ -51,8 +51,8 @@ pub struct RawBackend {
     #[serde(default)]
     pub headers: IndexMap<String, Text>,
     #[serde(default)]
-    pub http2: bool,
-    pub max_idle_connections: Option<usize>,
+    pub http2: Flag,
+    pub max_idle_connections: Option<Text>,
 }
 
 /// `endpoints[i]:` — one aggregated route. `calls` stays untyped so each call is checked on its
@@ -76,11 +76,40 @@ pub struct RawCall {
     pub backend: Text,
     pub path: Text,
     #[serde(default)]
-    pub required: bool,
+    pub required: Flag,
     pub timeout: Option<Text>,
 }
 
-/// A scalar read as text: YAML and environment overrides may give `8080` or `"8080"`.
+/// A boolean written as `true`/`false` in YAML or as the text `"true"`/`"false"` (which is how
+/// environment overrides arrive).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Flag;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true or false")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Flag, E> {
+                Ok(Flag(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Flag, E> {
+                match v {
+                    "true" => Ok(Flag(true)),
+                    "false" => Ok(Flag(false)),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A scalar read as text: YAML may give `8080` or `"8080"`; environment overrides are always
+/// text, and stay text (no guessing of types), so `0123` stays `0123`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Text(pub String);
 
@@ -102,6 +131,9 @@ impl<'de> Deserialize<'de> for Text {
                 Ok(Text(v.to_string()))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Text, E> {
                 Ok(Text(v.to_string()))
             }
         }

@@ -20,7 +20,6 @@ pub fn read(path: &Path, env: &HashMap<String, String>) -> Result<Value, ConfigE
             config::Environment::with_prefix("FANOUT")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true)
                 .source(Some(env.clone().into_iter().collect())),
         )
         .build()

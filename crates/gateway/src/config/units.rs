@@ -1,12 +1,18 @@
 //! Human units in config values: durations such as `250ms` or `2s` (humantime) and sizes such
 //! as `1MiB`, `512KB` or a plain byte count.
 
+/// The longest duration accepted anywhere (keeps every deadline computation far from overflow).
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 /// Parses a positive duration like `250ms`, `2s`, `1m 30s`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let duration = humantime::parse_duration(text.trim())
         .map_err(|e| format!("invalid duration {text:?}: {e} (write e.g. 250ms, 2s, 1m)"))?;
     if duration.is_zero() {
         return Err(format!("duration {text:?} must be greater than zero"));
+    }
+    if duration > MAX_DURATION {
+        return Err(format!("duration {text:?} is longer than the 1 day maximum"));
     }
     Ok(duration)
 }
@@ -51,6 +57,8 @@ mod tests {
         assert!(parse_duration("0s").unwrap_err().contains("greater than zero"));
         assert!(parse_duration("fast").unwrap_err().contains("invalid duration \"fast\""));
         assert!(parse_duration("250").is_err());
+        assert!(parse_duration("500000000000y").unwrap_err().contains("1 day maximum"));
+        assert!(parse_duration("2d").is_err());
     }
 
     #[test]

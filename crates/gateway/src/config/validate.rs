@@ -14,6 +14,9 @@ use serde_json::{Map, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The largest value accepted for counts such as `max_in_flight`.
+const MAX_COUNT: usize = 10_000_000;
+
 const TOP_LEVEL_KEYS: [&str; 4] = ["server", "telemetry", "backends", "endpoints"];
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and common non-standard ones): never forwarded.
@@ -130,22 +133,28 @@ pub fn validate(tree: Value) -> Result<Settings, ConfigErrors> {
     for key in top.keys().filter(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
         errors.push(key.clone(), format!("unknown key (expected one of: {})", TOP_LEVEL_KEYS.join(", ")));
     }
-    let server = typed::<RawServer>(top.remove("server"), "server", &mut errors).unwrap_or_default();
+    let server = optional::<RawServer>(top.remove("server"), "server", &mut errors);
     let server = server_settings(server, &mut errors);
-    let telemetry =
-        typed::<RawTelemetry>(top.remove("telemetry"), "telemetry", &mut errors).unwrap_or_default();
+    let telemetry = optional::<RawTelemetry>(top.remove("telemetry"), "telemetry", &mut errors);
     let telemetry = telemetry_settings(telemetry, &mut errors);
     let (backend_names, backends) = backends(top.remove("backends"), &mut errors);
     let endpoints = endpoints(top.remove("endpoints"), &server, &backend_names, &backends, &mut errors);
     let router = route_table(&endpoints, &mut errors);
-    let backends = backends.into_iter().flatten().collect::<Vec<_>>();
     let endpoints = endpoints.into_iter().map(|(_, e)| e).collect();
-    errors.into_result(Settings { server, telemetry, backends, endpoints, router })
+    // Calls hold indexes into `backends`: only a complete list keeps them aligned (a missing
+    // backend always comes with an error already recorded).
+    match backends.into_iter().collect::<Option<Vec<_>>>() {
+        Some(backends) => errors.into_result(Settings { server, telemetry, backends, endpoints, router }),
+        None => Err(errors),
+    }
 }
 
-/// Deserialises one unit at `path`; a missing or null unit is `None` without an error.
-fn typed<T: DeserializeOwned>(value: Option<Value>, path: &str, errors: &mut ConfigErrors) -> Option<T> {
-    let value = value.filter(|v| !v.is_null())?;
+/// Deserialises one unit at `path`; an empty (null) unit is an error.
+fn typed<T: DeserializeOwned>(value: Value, path: &str, errors: &mut ConfigErrors) -> Option<T> {
+    if value.is_null() {
+        errors.push(path, "is empty: settings are required here");
+        return None;
+    }
     match serde_path_to_error::deserialize(value) {
         Ok(typed) => Some(typed),
         Err(e) => {
@@ -159,6 +168,11 @@ fn typed<T: DeserializeOwned>(value: Option<Value>, path: &str, errors: &mut Con
             None
         }
     }
+}
+
+/// An optional section: absent or empty means all defaults.
+fn optional<T: DeserializeOwned + Default>(value: Option<Value>, path: &str, errors: &mut ConfigErrors) -> T {
+    value.filter(|v| !v.is_null()).and_then(|v| typed(v, path, errors)).unwrap_or_default()
 }
 
 fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings {
@@ -178,8 +192,8 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
         shutdown_grace: c.duration("shutdown_grace", raw.shutdown_grace, "20s"),
         header_read_timeout: c.duration("header_read_timeout", raw.header_read_timeout, "5s"),
         max_request_body: c.size("max_request_body", raw.max_request_body, "1MiB"),
-        max_in_flight: c.positive("max_in_flight", raw.max_in_flight, 10_000),
-        max_connections: c.positive("max_connections", raw.max_connections, 25_000),
+        max_in_flight: c.count("max_in_flight", raw.max_in_flight, 10_000),
+        max_connections: c.count("max_connections", raw.max_connections, 25_000),
     }
 }
 
@@ -205,8 +219,7 @@ fn backends(value: Option<Value>, errors: &mut ConfigErrors) -> (Vec<String>, Ve
     for (name, value) in map {
         let path = format!("backends.{name}");
         check_name(&path, &name, "backend", errors);
-        let config =
-            typed::<RawBackend>(Some(value), &path, errors).map(|raw| backend(&path, &name, raw, errors));
+        let config = typed::<RawBackend>(value, &path, errors).map(|raw| backend(&path, &name, raw, errors));
         names.push(name);
         configs.push(config);
     }
@@ -236,9 +249,9 @@ fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -
         base_url,
         headers,
         max_response_body: c.size("max_response_body", raw.max_response_body, "4MiB"),
-        http2: raw.http2,
+        http2: raw.http2.0,
         connect_timeout,
-        max_idle_connections: raw.max_idle_connections.unwrap_or(1024),
+        max_idle_connections: c.count("max_idle_connections", raw.max_idle_connections, 1024),
     };
     BackendConfig { settings, timeout }
 }
@@ -266,7 +279,7 @@ fn endpoints(
     let mut out = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         let path = format!("endpoints[{i}]");
-        if let Some(raw) = typed::<RawEndpoint>(Some(item), &path, errors) {
+        if let Some(raw) = typed::<RawEndpoint>(item, &path, errors) {
             let ctx = EndpointContext { path: &path, server, backend_names, backends };
             if let Some(endpoint) = endpoint(&ctx, raw, errors) {
                 out.push((i, endpoint));
@@ -317,6 +330,7 @@ fn endpoint(
     if raw.calls.is_empty() {
         c.error("calls", "at least one call is required");
     }
+    check_query_clashes(ctx.path, &raw.forward_query, &raw.calls, errors);
     let param_names: Vec<&str> = params.iter().map(String::as_str).collect();
     let mut calls = Vec::new();
     for (name, value) in raw.calls {
@@ -325,7 +339,7 @@ fn endpoint(
         if params.contains(&name) {
             errors.push(&path, format!("call name {name:?} clashes with the route parameter {{{name}}}"));
         }
-        if let Some(raw_call) = typed::<RawCall>(Some(value), &path, errors) {
+        if let Some(raw_call) = typed::<RawCall>(value, &path, errors) {
             calls.extend(call(ctx, &path, name, raw_call, &param_names, errors));
         }
     }
@@ -361,7 +375,36 @@ fn call(
         Some(t) => Checker { errors, prefix: path }.duration("timeout", Some(t), "1s"),
         None => backend_timeout,
     };
-    Some(CallConfig { name, backend, path: raw.path.0, template: template?, timeout, required: raw.required })
+    Some(CallConfig {
+        name,
+        backend,
+        path: raw.path.0,
+        template: template?,
+        timeout,
+        required: raw.required.0,
+    })
+}
+
+/// A forwarded query parameter must not also be set by a call's template: the client could
+/// then override (or duplicate) a value the gateway chose.
+fn check_query_clashes(
+    path: &str,
+    forward_query: &[String],
+    calls: &indexmap::IndexMap<String, Value>,
+    errors: &mut ConfigErrors,
+) {
+    for (i, name) in forward_query.iter().enumerate() {
+        for (call, value) in calls {
+            let template = value.get("path").and_then(Value::as_str).unwrap_or_default();
+            let query = template.split_once('?').map_or("", |(_, q)| q);
+            if query.split('&').any(|pair| pair.split('=').next() == Some(name.as_str())) {
+                errors.push(
+                    format!("{path}.forward_query[{i}]"),
+                    format!("{name:?} is also set by calls.{call}.path; a client could override it"),
+                );
+            }
+        }
+    }
 }
 
 /// Parses `GET /api/page/{id}` and returns the parameter names in path order.
@@ -464,12 +507,16 @@ impl Checker<'_> {
         })
     }
 
-    fn positive(&mut self, key: &str, value: Option<usize>, default: usize) -> usize {
-        let value = value.unwrap_or(default);
-        if value == 0 {
-            self.error(key, "must be greater than zero");
+    /// A count from 1 to [`MAX_COUNT`].
+    fn count(&mut self, key: &str, value: Option<Text>, default: usize) -> usize {
+        let Some(Text(text)) = value else { return default };
+        match text.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_COUNT).contains(&n) => n,
+            _ => {
+                self.error(key, format!("{text:?} must be a whole number from 1 to {MAX_COUNT}"));
+                default
+            }
         }
-        value
     }
 
     fn addr(&mut self, key: &str, value: Option<Text>, default: &str) -> SocketAddr {
@@ -497,6 +544,12 @@ impl Checker<'_> {
         }
         if uri.authority().is_none_or(|a| a.host().is_empty() || a.as_str().contains('@')) {
             self.error("url", format!("URL {text:?} needs a host and no user info"));
+        } else if let Some(authority) = uri.authority() {
+            let after_host = authority.as_str().rsplit_once(']').map_or(authority.as_str(), |(_, rest)| rest);
+            let port = after_host.split_once(':').map(|(_, port)| port.parse::<u16>());
+            if matches!(port, Some(Err(_) | Ok(0))) {
+                self.error("url", format!("URL {text:?} has an invalid port"));
+            }
         }
         if uri.query().is_some() || text.contains('#') {
             self.error("url", format!("URL {text:?} must not have a query or fragment"));

@@ -81,7 +81,7 @@ fn every_mistake_is_reported_with_its_key_path() {
         "extra: unknown key (expected one of: server, telemetry, backends, endpoints)",
         "server.listen: invalid address \"nowhere\" (write IP:PORT, e.g. 0.0.0.0:8080)",
         "server.request_timeout: invalid duration \"fast\": expected number at 0 (write e.g. 250ms, 2s, 1m)",
-        "server.max_in_flight: must be greater than zero",
+        "server.max_in_flight: \"0\" must be a whole number from 1 to 10000000",
         "telemetry.log_format: unknown variant `xml`, expected `json` or `pretty`",
         "backends.users.url: https backends are not supported yet (no TLS stack is compiled in); use http:// inside the cluster",
         "backends.users.timeout: invalid duration \"250\": time unit needed, for example 250sec or 250ms (write e.g. 250ms, 2s, 1m)",
@@ -126,7 +126,7 @@ fn structural_mistakes_are_reported() {
         errors_of(
             json!({"backends": {"a": {"url": "http://a"}}, "endpoints": [{"route": "GET /", "calls": {"x": {"backend": "a", "path": "/", "required": "yes"}}}]})
         ),
-        ["endpoints[0].calls.x.required: invalid type: string \"yes\", expected a boolean"]
+        ["endpoints[0].calls.x.required: invalid value: string \"yes\", expected true or false"]
     );
 }
 
@@ -171,4 +171,45 @@ fn backend_urls_are_checked() {
         let tree = json!({"backends": {"a": {"url": url}}, "endpoints": [{"route": "GET /", "calls": {"x": {"backend": "a", "path": "/"}}}]});
         assert_eq!(errors_of(tree), [message], "url {url:?}");
     }
+}
+
+#[test]
+fn empty_entries_and_out_of_range_numbers_are_reported() {
+    let tree = json!({
+        "server": {"max_in_flight": "4611686018427387904", "max_connections": "many", "request_timeout": "500000000000y"},
+        "backends": {"users": null, "orders": {"url": "http://orders:99999", "http2": "yes"}},
+        "endpoints": [
+            null,
+            {"route": "GET /a/{id}", "forward_query": ["user"], "calls": {
+                "x": null,
+                "y": {"backend": "orders", "path": "/o?user={id}"}
+            }}
+        ]
+    });
+    let expected = [
+        "server.request_timeout: duration \"500000000000y\" is longer than the 1 day maximum",
+        "server.max_in_flight: \"4611686018427387904\" must be a whole number from 1 to 10000000",
+        "server.max_connections: \"many\" must be a whole number from 1 to 10000000",
+        "backends.users: is empty: settings are required here",
+        "backends.orders.http2: invalid value: string \"yes\", expected true or false",
+        "endpoints[0]: is empty: settings are required here",
+        "endpoints[1].forward_query[0]: \"user\" is also set by calls.y.path; a client could override it",
+        "endpoints[1].calls.x: is empty: settings are required here",
+    ];
+    assert_eq!(errors_of(tree), expected);
+    let tree = json!({"backends": {"a": {"url": "http://a:99999"}}, "endpoints": [{"route": "GET /", "calls": {"x": {"backend": "a", "path": "/"}}}]});
+    assert_eq!(errors_of(tree), ["backends.a.url: URL \"http://a:99999\" has an invalid port"]);
+}
+
+#[test]
+fn environment_style_text_values_are_accepted() {
+    let mut tree = valid_tree();
+    tree["server"]["max_in_flight"] = json!("500");
+    tree["backends"]["users"]["http2"] = json!("true");
+    tree["backends"]["users"]["headers"]["x-api-key"] = json!("0123");
+    tree["endpoints"][0]["calls"]["orders"]["required"] = json!("false");
+    let settings = validate(tree).unwrap();
+    assert_eq!(settings.server.max_in_flight, 500);
+    assert!(settings.backends[0].settings.http2);
+    assert_eq!(settings.backends[0].settings.headers["x-api-key"], "0123");
 }
