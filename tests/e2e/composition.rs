@@ -55,24 +55,25 @@ async fn five_backends_of_200ms_answer_together_with_grouped_bodies() {
 }
 
 #[tokio::test]
-async fn head_is_answered_and_forwarded_query_parameters_reach_backends() {
+async fn head_is_answered_and_base_path_and_forwarded_query_reach_backends() {
     let server = MockServer::spawn(ServiceSpec::new(vec![
-        RouteSpec::json("/u/{id}", json!({"ok": true})),
-        RouteSpec::json("/search", json!([1, 2])),
+        RouteSpec::json("/v1/u/{id}", json!({"ok": true})),
+        RouteSpec::json("/v1/search", json!([1, 2])),
     ]))
     .await
     .unwrap();
     let endpoint = "  - route: GET /p/{id}\n    forward_query: [locale]\n    calls:\n      \
                     user: { backend: b, path: \"/u/{id}\" }\n      \
                     hits: { backend: b, path: \"/search?q={id}\" }\n";
-    let gateway = Gateway::start(&config(&[("b", &server)], endpoint));
+    let yaml = config(&[("b", &server)], endpoint).replace(&server.url(), &format!("{}/v1/", server.url()));
+    let gateway = Gateway::start(&yaml);
 
     let (status, _, body) = get_json(&format!("{}/p/7?locale=en+US&debug=1&locale=fr", gateway.url)).await;
     assert_eq!(status, 200);
     assert_eq!(body, json!({"user": {"ok": true}, "hits": [1, 2]}));
     let mut paths: Vec<_> = server.requests().into_iter().map(|r| r.path_and_query).collect();
     paths.sort();
-    assert_eq!(paths, ["/search?q=7&locale=en+US&locale=fr", "/u/7?locale=en+US&locale=fr"]);
+    assert_eq!(paths, ["/v1/search?q=7&locale=en+US&locale=fr", "/v1/u/7?locale=en+US&locale=fr"]);
 
     let head = crate::support::client().head(format!("{}/p/7", gateway.url)).send().await.unwrap();
     assert_eq!(head.status(), 200);

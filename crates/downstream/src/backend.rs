@@ -24,13 +24,27 @@ pub struct BackendSettings {
     pub max_idle_connections: usize,
 }
 
-/// Why a backend client could not be built.
+/// Why a backend could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("backend {name}: cannot build HTTP client: {source}")]
-pub struct BackendError {
-    name: String,
-    #[source]
-    source: reqwest::Error,
+pub enum BackendError {
+    /// The base URL does not parse.
+    #[error("backend {name}: invalid URL: {source}")]
+    Url {
+        /// The backend's name.
+        name: String,
+        /// The parse error.
+        #[source]
+        source: url::ParseError,
+    },
+    /// The HTTP client could not be built.
+    #[error("backend {name}: cannot build HTTP client: {source}")]
+    Client {
+        /// The backend's name.
+        name: String,
+        /// The client error.
+        #[source]
+        source: reqwest::Error,
+    },
 }
 
 /// A backend with its connection pool; shared by every call to it.
@@ -38,6 +52,10 @@ pub struct BackendError {
 pub struct Backend {
     pub(crate) name: Box<str>,
     pub(crate) base_url: Box<str>,
+    /// The base URL parsed once; each call only sets its path and query.
+    pub(crate) base: reqwest::Url,
+    /// The base URL's path prefix without a trailing slash (often empty).
+    pub(crate) path_prefix: Box<str>,
     pub(crate) address: Box<str>,
     pub(crate) headers: HeaderMap,
     pub(crate) max_response_body: usize,
@@ -58,7 +76,10 @@ impl Backend {
             builder = builder.http2_prior_knowledge();
         }
         let client =
-            builder.build().map_err(|source| BackendError { name: settings.name.clone(), source })?;
+            builder.build().map_err(|source| BackendError::Client { name: settings.name.clone(), source })?;
+        let base = url::Url::parse(&settings.base_url)
+            .map_err(|source| BackendError::Url { name: settings.name.clone(), source })?;
+        let path_prefix = base.path().trim_end_matches('/').into();
         let address = settings
             .base_url
             .split("://")
@@ -69,6 +90,8 @@ impl Backend {
         Ok(Self {
             name: settings.name.into(),
             base_url: settings.base_url.into(),
+            base,
+            path_prefix,
             address,
             headers: settings.headers,
             max_response_body: settings.max_response_body,

@@ -122,7 +122,17 @@ impl CallRequest<'_> {
         for (name, value) in &backend.headers {
             headers.insert(name, value.clone());
         }
-        let url = format!("{}{}", backend.base_url, self.path_and_query);
+        let mut url = backend.base.clone();
+        let (path, query) = match self.path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (self.path_and_query.as_str(), None),
+        };
+        if backend.path_prefix.is_empty() {
+            url.set_path(path);
+        } else {
+            url.set_path(&format!("{}{path}", backend.path_prefix));
+        }
+        url.set_query(query);
         let response = backend
             .client
             .get(url)
