@@ -179,14 +179,16 @@ async fn silent_and_slow_connections_are_closed() {
     let items = echo_server().await;
     let endpoint =
         "  - route: GET /page/{id}\n    calls:\n      item: { backend: items, path: \"/items/{id}\" }\n";
-    let gateway = Gateway::start(&config(&[("items", &items)], endpoint));
-    for partial in [&b""[..], b"GET /page/1 HTTP/1.1\r\nHost: a\r\nX-Slow: "] {
+    let mut gateway = Gateway::start(&config(&[("items", &items)], endpoint));
+    let h2_preface_then_silence = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    for partial in [&b""[..], b"GET /page/1 HTTP/1.1\r\nHost: a\r\nX-Slow: ", h2_preface_then_silence] {
         let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
         stream.write_all(partial).await.unwrap();
         let started = std::time::Instant::now();
         let mut buf = Vec::new();
-        let closed = tokio::time::timeout(Duration::from_secs(6), stream.read_to_end(&mut buf)).await;
+        let closed = tokio::time::timeout(Duration::from_secs(8), stream.read_to_end(&mut buf)).await;
         assert!(closed.is_ok(), "connection sending {partial:?} was never closed");
+        assert!(gateway.is_running());
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(1500), "closed too early: {waited:?}");
     }

@@ -5,6 +5,7 @@
 //! - [`config`]: YAML + environment → validated [`config::Settings`], every error with its key path.
 //! - [`plan`]: settings compiled into the immutable [`plan::Plan`] used by the hot path.
 //! - [`server`]: listeners, connection limits, graceful shutdown.
+//! - [`connection`]: one client connection: first-byte deadline, idle watchdog, drain.
 //! - [`service`]: the tower stack around every request (request id, limits, routing).
 //! - [`endpoint`]: one endpoint request: render calls, execute them, compose the answer.
 //! - [`problem`]: every error response (`application/problem+json`), chosen in one place.
@@ -13,6 +14,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod endpoint;
 pub mod plan;
 pub mod problem;

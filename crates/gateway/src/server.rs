@@ -1,20 +1,20 @@
-//! The public server: bind both listeners, accept connections under `max_connections`, give
-//! each connection a first-byte deadline and hyper's head-read timeout (slowloris), serve
-//! HTTP/1.1 and h2c with the [`crate::service::stack`], and on shutdown drain: `/readyz`
-//! turns 503, the listener closes, in-flight requests get `shutdown_grace` to finish.
+//! The public server: bind both listeners, accept connections under `max_connections`, hand
+//! each to [`crate::connection`] (first-byte deadline, idle watchdog, HTTP/1.1 and h2c with the
+//! [`crate::service::stack`]), and on shutdown drain: `/readyz` turns 503, the listener
+//! closes, in-flight requests get `shutdown_grace` to finish.
 
 use crate::admin::{self, Health};
+use crate::connection::{self, Drain, Limits};
 use crate::plan::Plan;
 use crate::service;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// Most headers accepted in one request head (more: 431).
@@ -63,10 +63,14 @@ pub async fn run(plan: Arc<Plan>, listeners: Listeners, shutdown: impl Future<Ou
     let settings = plan.server.clone();
     let admin =
         tokio::spawn(admin::serve(listeners.admin, Arc::clone(&health), settings.header_read_timeout));
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::new();
     let builder = Arc::new(http_builder(settings.header_read_timeout));
     let connections = Arc::new(Semaphore::new(settings.max_connections));
     let service = service::stack(plan);
+    let limits = Limits {
+        first_byte: settings.header_read_timeout,
+        idle: settings.header_read_timeout.max(settings.request_timeout),
+    };
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -85,25 +89,17 @@ pub async fn run(plan: Arc<Plan>, listeners: Listeners, shutdown: impl Future<Ou
             tracing::debug!("max_connections reached; closing new connection");
             continue;
         };
-        let watcher = graceful.watcher();
-        let builder = Arc::clone(&builder);
         let service = TowerToHyperService::new(service.clone());
-        let first_byte_deadline = settings.header_read_timeout;
+        let served = connection::serve(stream, Arc::clone(&builder), service, limits, drain.watch());
         tokio::spawn(async move {
             let _permit = permit;
-            if !sends_something(&stream, first_byte_deadline).await {
-                return;
-            }
-            let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
+            served.await;
         });
     }
     health.start_draining();
     drop(listeners.public);
     tracing::info!(grace = ?settings.shutdown_grace, "draining: no new connections, finishing requests in flight");
-    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(settings.shutdown_grace, drain.drain()).await.is_err() {
         tracing::warn!("shutdown_grace elapsed with requests still in flight; closing them");
     }
     admin.abort();
@@ -127,12 +123,4 @@ fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .max_concurrent_streams(256);
     builder
-}
-
-/// Waits for the connection's first byte; a connection silent past `deadline` is closed
-/// (hyper's head timer only starts once bytes arrive).
-async fn sends_something(stream: &TcpStream, deadline: Duration) -> bool {
-    let _ = stream.set_nodelay(true);
-    let mut byte = [0u8; 1];
-    matches!(tokio::time::timeout(deadline, stream.peek(&mut byte)).await, Ok(Ok(n)) if n > 0)
 }
