@@ -41,6 +41,10 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+for pid in "${pids[@]}"; do
+  kill -0 "$pid" 2>/dev/null || { echo "a server failed to start; see $OUT/*.log" >&2; exit 1; }
+done
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 load() { oha --no-tui --output-format json "$@"; }
 
