@@ -79,3 +79,51 @@ async fn head_is_answered_and_base_path_and_forwarded_query_reach_backends() {
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["x-fanout-complete"], "true");
 }
+
+#[tokio::test]
+async fn h2c_is_served_and_spoken_to_backends_that_ask_for_it() {
+    let server =
+        MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/x", json!({"ok": true}))])).await.unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      h1: { backend: plain, path: /x }\n      h2: { backend: h2, path: /x }\n";
+    let yaml = config(&[("plain", &server)], endpoint).replace(
+        "endpoints:\n",
+        &format!("  h2: {{ url: \"{}\", http2: true }}\nendpoints:\n", server.url()),
+    );
+    let gateway = Gateway::start(&yaml);
+
+    let h2_client = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
+    let response = h2_client.get(format!("{}/page", gateway.url)).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body, json!({"h1": {"ok": true}, "h2": {"ok": true}}));
+    // HTTP/1.1 requests carry a Host header; HTTP/2 ones carry :authority instead.
+    let mut with_host: Vec<_> = server.requests().iter().map(|r| r.headers.contains_key("host")).collect();
+    with_host.sort();
+    assert_eq!(with_host, [false, true]);
+}
+
+#[tokio::test]
+async fn requests_beyond_max_in_flight_are_shed_with_503() {
+    let server = MockServer::spawn(ServiceSpec::new(vec![
+        RouteSpec::json("/x", json!({})).latency(Duration::from_millis(400)),
+    ]))
+    .await
+    .unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      x: { backend: b, path: /x }\n";
+    let yaml = config(&[("b", &server)], endpoint)
+        .replace("  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  max_in_flight: 1\n");
+    let gateway = Gateway::start(&yaml);
+
+    let first = tokio::spawn(crate::support::client().get(format!("{}/page", gateway.url)).send());
+    assert!(crate::support::wait_until(Duration::from_secs(2), || server.requests().len() == 1).await);
+    let started = Instant::now();
+    let (status, headers, body) = get_json(&format!("{}/page", gateway.url)).await;
+    assert_eq!(status, 503);
+    assert!(started.elapsed() < Duration::from_millis(200), "shedding must be immediate");
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(body["status"], 503);
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    assert_eq!(server.requests().len(), 1, "the shed request reached no backend");
+}

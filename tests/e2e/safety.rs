@@ -193,3 +193,31 @@ async fn silent_and_slow_connections_are_closed() {
         assert!(waited >= Duration::from_millis(1500), "closed too early: {waited:?}");
     }
 }
+
+#[tokio::test]
+async fn backends_are_called_directly_without_redirects_or_proxies() {
+    let target = echo_server().await;
+    let redirecting = MockServer::spawn(ServiceSpec::new(vec![
+        RouteSpec::json("/r", json!({})).status(302).location(format!("{}/items/1", target.url())),
+    ]))
+    .await
+    .unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      \
+                    moved: { backend: redirecting, path: /r }\n      \
+                    direct: { backend: target, path: /items/2 }\n";
+    let yaml = config(&[("redirecting", &redirecting), ("target", &target)], endpoint);
+    let proxy = [
+        ("HTTP_PROXY", "http://127.0.0.1:1"),
+        ("http_proxy", "http://127.0.0.1:1"),
+        ("ALL_PROXY", "http://127.0.0.1:1"),
+    ];
+    let gateway = Gateway::start_with_env(&yaml, &proxy);
+
+    let (status, _, body) = get_json(&format!("{}/page", gateway.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["direct"], json!({"ok": true}), "the proxy variables were not used");
+    assert_eq!(body["_errors"]["moved"]["error"], "status");
+    assert_eq!(body["_errors"]["moved"]["status"], 302);
+    let paths: Vec<_> = target.requests().into_iter().map(|r| r.path_and_query).collect();
+    assert_eq!(paths, ["/items/2"], "the redirect was followed");
+}

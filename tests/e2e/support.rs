@@ -65,12 +65,18 @@ pub fn config(backends: &[(&str, &MockServer)], endpoints: &str) -> String {
 impl Gateway {
     /// Starts `fanout serve` on `yaml` and waits until it listens.
     pub fn start(yaml: &str) -> Gateway {
+        Gateway::start_with_env(yaml, &[])
+    }
+
+    /// Starts `fanout serve` on `yaml` with extra environment variables.
+    pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
         let (dir, file) = write_config(yaml);
         let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
             .arg("serve")
             .arg("--config")
             .arg(&file)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

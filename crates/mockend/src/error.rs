@@ -56,6 +56,12 @@ pub enum MockError {
         /// The rejected rate.
         rate: f64,
     },
+    /// A `location` that is not a valid header value.
+    #[error("route {path:?}: location is not a valid header value")]
+    Location {
+        /// Path of the route.
+        path: String,
+    },
     /// A jitter range has `min` greater than `max`.
     #[error("route {path:?}: latency min {min:?} exceeds max {max:?}")]
     Jitter {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 
 use crate::body::{self, Body};
 use crate::error::MockError;
@@ -26,13 +26,14 @@ struct Route {
     error_rate: f64,
     error_status: StatusCode,
     behavior: Behavior,
+    location: Option<HeaderValue>,
 }
 
 /// What to do with a request once its latency has elapsed.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// Answer this status with this JSON body.
-    Respond(StatusCode, Bytes),
+    /// Answer this status with this JSON body (and a `Location` header when set).
+    Respond(StatusCode, Bytes, Option<HeaderValue>),
     /// Never answer.
     Hang,
     /// Abort the connection with an RST.
@@ -63,7 +64,7 @@ impl Routes {
     /// answer.
     pub(crate) async fn answer(&self, path: &str) -> Outcome {
         let Ok(matched) = self.router.at(path) else {
-            return Outcome::Respond(StatusCode::NOT_FOUND, body::not_found());
+            return Outcome::Respond(StatusCode::NOT_FOUND, body::not_found(), None);
         };
         let route = matched.value;
         let delay = sample(route.latency);
@@ -71,13 +72,15 @@ impl Routes {
             tokio::time::sleep(delay).await;
         }
         if route.error_rate > 0.0 && rng::unit() < route.error_rate {
-            return Outcome::Respond(route.error_status, body::simulated_error());
+            return Outcome::Respond(route.error_status, body::simulated_error(), None);
         }
         match route.behavior {
-            Behavior::Normal => Outcome::Respond(route.status, route.body.render(&matched.params)),
+            Behavior::Normal => {
+                Outcome::Respond(route.status, route.body.render(&matched.params), route.location.clone())
+            }
             Behavior::Hang => Outcome::Hang,
             Behavior::Reset => Outcome::Reset,
-            Behavior::Garbage => Outcome::Respond(StatusCode::OK, body::garbage()),
+            Behavior::Garbage => Outcome::Respond(StatusCode::OK, body::garbage(), None),
         }
     }
 }
@@ -102,6 +105,12 @@ impl Route {
             error_rate: spec.error_rate,
             error_status: status(spec.error_status)?,
             behavior: spec.behavior,
+            location: spec
+                .location
+                .as_deref()
+                .map(HeaderValue::from_str)
+                .transpose()
+                .map_err(|_| MockError::Location { path: spec.path.clone() })?,
         })
     }
 }

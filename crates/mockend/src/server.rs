@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue, LOCATION};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -161,7 +161,13 @@ async fn serve(stream: TcpStream, builder: Arc<Builder<TokioExecutor>>, shared: 
 async fn handle(shared: Arc<Shared>, reset: Option<Arc<ResetHandle>>, request: Request<Incoming>) -> Answer {
     let in_flight = shared.recorder.begin(&request);
     let answer = match shared.routes.answer(request.uri().path()).await {
-        Outcome::Respond(status, body) => Ok(json(status, body)),
+        Outcome::Respond(status, body, location) => {
+            let mut response = json(status, body);
+            if let Some(location) = location {
+                response.headers_mut().insert(LOCATION, location);
+            }
+            Ok(response)
+        }
         Outcome::Hang => std::future::pending::<Answer>().await,
         Outcome::Reset => {
             if let Some(reset) = reset {

@@ -40,6 +40,9 @@ pub struct RouteSpec {
     /// How the route answers; `normal` by default.
     #[serde(default)]
     pub behavior: Behavior,
+    /// A `Location` header for normal answers (e.g. with status 302, to test redirects).
+    #[serde(default)]
+    pub location: Option<String>,
 }
 
 /// How a route answers once its latency has elapsed.
@@ -118,6 +121,7 @@ impl RouteSpec {
             error_rate: 0.0,
             error_status: default_error_status(),
             behavior: Behavior::Normal,
+            location: None,
         }
     }
 
@@ -158,6 +162,13 @@ impl RouteSpec {
     #[must_use]
     pub fn behavior(mut self, behavior: Behavior) -> Self {
         self.behavior = behavior;
+        self
+    }
+
+    /// Adds a `Location` header to normal answers.
+    #[must_use]
+    pub fn location(mut self, location: impl Into<String>) -> Self {
+        self.location = Some(location.into());
         self
     }
 
