@@ -138,3 +138,29 @@ async fn a_required_failure_answers_at_once_and_cancels_the_other_calls() {
     let cancelled = crate::support::wait_until(Duration::from_secs(1), || slow.cancelled() == 1).await;
     assert!(cancelled, "the slow call kept running after the 502");
 }
+
+#[tokio::test]
+async fn bodies_without_a_declared_length_are_cut_at_the_limit_while_streaming() {
+    let chunk = |n: usize| format!("{n:x}\r\n{}\r\n", "x".repeat(n)).into_bytes();
+    // 400 KiB in 4 KiB chunks, no Content-Length: cut at 64 KiB, before any JSON check.
+    let mut huge = vec![b"a\r\n[\"xxxxxxx\"\r\n".to_vec()];
+    huge.extend((0..100).map(|_| chunk(4096)));
+    huge.push(b"1\r\n]\r\n0\r\n\r\n".to_vec());
+    let chunked =
+        crate::support::raw_backend("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", huge).await;
+    let small = vec![b"4\r\n\"xx\"\r\n0\r\n\r\n".to_vec()];
+    let fine =
+        crate::support::raw_backend("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", small).await;
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nbackends:\n  \
+         chunked: {{ url: \"{chunked}\", max_response_body: 64KiB }}\n  fine: {{ url: \"{fine}\" }}\n\
+         endpoints:\n  - route: GET /page\n    calls:\n      \
+         big: {{ backend: chunked, path: /b }}\n      small: {{ backend: fine, path: /s }}\n"
+    );
+    let gateway = Gateway::start(&yaml);
+
+    let (status, _, body) = get_json(&format!("{}/page", gateway.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["_errors"]["big"]["error"], "too_large");
+    assert_eq!(body["small"], "xx", "a chunked body under the limit is spliced as it is");
+}
