@@ -33,7 +33,7 @@ fn check_reports_every_mistake_with_its_key_path_and_exits_2() {
             "backends.orders.tmeout: unknown field `tmeout`",
             "endpoints[0].forward_headers[0]: \"connection\" is a hop-by-hop header",
             "endpoints[0].calls.user.backend: unknown backend \"user\" (known: users, orders)",
-            "endpoints[0].calls.orders.path: \"/orders/{uid}\": unknown route parameter {uid}",
+            "endpoints[0].calls.orders.path: \"/orders/{uid}\": unknown route parameter or call {uid}",
             "endpoints[1].route: method \"DELETE\" is not supported",
         ] {
             assert!(stderr.contains(path), "{command}: missing {path:?} in:\n{stderr}");

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn a_client_that_disconnects_cancels_its_backend_calls() {
-    let hang =
-        MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/h", json!({})).behavior(Behavior::Hang)]))
-            .await
-            .unwrap();
+    let hang = MockServer::spawn(ServiceSpec::new(vec![
+        RouteSpec::json("/h/{n}", json!({})).behavior(Behavior::Hang),
+    ]))
+    .await
+    .unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      \
-                    a: { backend: hang, path: /h, timeout: 30s }\n      b: { backend: hang, path: /h, timeout: 30s }\n";
+                    a: { backend: hang, path: /h/1, timeout: 30s }\n      b: { backend: hang, path: /h/2, timeout: 30s }\n";
     let yaml = config(&[("hang", &hang)], endpoint).replace("shutdown_grace: 5s", "request_timeout: 60s");
     let gateway = Gateway::start(&yaml);
 

@@ -50,6 +50,16 @@ impl BodyBuilder {
         self.body.extend_from_slice(raw_json);
     }
 
+    /// Appends `key` (from [`json_key`]) and `value`, serialised.
+    pub fn push_value(&mut self, key: &[u8], value: &serde_json::Value) {
+        if self.body.len() > 1 {
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(key);
+        // Serialising a `Value` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.body, value);
+    }
+
     /// Records a failed call under `_errors`.
     pub fn push_error(&mut self, key: &[u8], entry: &ErrorEntry<'_>) {
         self.errors.push(if self.errors.is_empty() { b'{' } else { b',' });

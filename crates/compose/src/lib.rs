@@ -4,9 +4,17 @@
 //! rule is tested directly.
 
 pub mod body;
+pub mod graph;
+pub mod path;
+pub mod shape;
 pub mod template;
 pub mod timing;
 
 pub use body::{BodyBuilder, ErrorEntry, json_key};
-pub use template::{ParamError, Position, Template, TemplateError, push_query_pair};
+pub use graph::{Cycle, Graph, Schedule};
+pub use path::{JsonPath, LookupError, PathError, Segment, scalar_text};
+pub use shape::{Shape, ShapeError};
+pub use template::{
+    Inputs, Names, ParamError, Position, RenderError, Template, TemplateError, push_query_pair,
+};
 pub use timing::server_timing;

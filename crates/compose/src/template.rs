@@ -1,10 +1,14 @@
-//! URL templates such as `/users/{id}?expand={part}`: parsed once at config load, rendered per
-//! request. A route parameter always fills exactly one path segment or one query value: its
-//! percent-decoded value is checked (path position) and every byte outside RFC 3986's
-//! unreserved set is percent-encoded, so no input can change which backend, path or query is
-//! called (the CVE-2022-1561 class of bugs).
+//! URL templates such as `/users/{id}?expand={part}` or `/items/{orders.items[*].sku}`: parsed
+//! once at config load, rendered per request (or per list element). `{name}` is a route
+//! parameter; `{call.path}` is a value from another call's JSON response, which makes this call
+//! depend on that one; `[*]` in such a path fans the call out over a list. Every value fills
+//! exactly one path segment or one query value: it is checked (path position) and every byte
+//! outside RFC 3986's unreserved set is percent-encoded, so no input — from the client or from
+//! a backend — can change which backend, path or query is called (the CVE-2022-1561 class).
 
+use crate::path::{JsonPath, scalar_text};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use serde_json::Value;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -23,7 +27,48 @@ pub enum Position {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Literal(Box<str>),
-    Param { index: usize, position: Position },
+    Value { source: Source, position: Position },
+}
+
+/// Where a template value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// A route parameter, by index.
+    Route(usize),
+    /// A value in another call's response: `path` from the response root, or, with `list`,
+    /// from each element of the list at `list` (fan-out).
+    Call { call: usize, list: Option<JsonPath>, path: JsonPath, text: Box<str> },
+}
+
+/// The names a template may refer to: the route's parameters and the endpoint's calls.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    /// Route parameter names, in path order.
+    pub params: &'a [&'a str],
+    /// Call names, in declared order.
+    pub calls: &'a [&'a str],
+}
+
+/// What a template is rendered from.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// Raw (still percent-encoded, as received) route parameter values, in path order.
+    pub params: &'a [&'a str],
+    /// Parsed responses of the calls this template depends on, by call index.
+    pub calls: &'a [Option<&'a Value>],
+    /// The list element being rendered, for a fan-out template.
+    pub element: Option<&'a Value>,
+}
+
+/// Why a template could not be rendered for a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// A route parameter cannot be placed into the URL (the client gets 400).
+    #[error("route parameter #{0} {1}")]
+    Param(usize, ParamError),
+    /// A value from another call's response is missing, not a scalar, or unsafe for its place.
+    #[error("{0}")]
+    Reference(String),
 }
 
 /// A parsed path-and-query template; parameters refer to the route's parameters by index.
@@ -46,14 +91,22 @@ pub enum TemplateError {
     /// `{}` with no name, or a name with characters other than letters, digits and `_`.
     #[error("invalid parameter name {0:?} (use letters, digits and _)")]
     BadName(String),
-    /// A parameter that the route does not declare.
-    #[error("unknown route parameter {{{name}}} (route parameters: {known})")]
+    /// A name that is neither a route parameter nor a call.
+    #[error("unknown route parameter or call {{{name}}} (route parameters: {params}; calls: {calls})")]
     UnknownParam {
         /// The name used in the template.
         name: String,
         /// The route's parameters, comma separated.
-        known: String,
+        params: String,
+        /// The endpoint's calls, comma separated.
+        calls: String,
     },
+    /// A malformed path after a call name.
+    #[error("{0}")]
+    Path(#[from] crate::path::PathError),
+    /// More than one `[*]` in a value, or values that fan out over different lists.
+    #[error("a call can fan out over one list only (one [*], one list per template)")]
+    SeveralLists,
     /// A character that may not appear literally in a URL (space, `#`, non-ASCII, …).
     #[error("character {0:?} is not allowed in a URL template; percent-encode it")]
     BadChar(char),
@@ -86,8 +139,8 @@ pub enum ParamError {
 }
 
 impl Template {
-    /// Parses `source`, resolving `{name}` against the route's parameter names.
-    pub fn parse(source: &str, route_params: &[&str]) -> Result<Self, TemplateError> {
+    /// Parses `source`, resolving `{name}` against the route's parameters and the calls.
+    pub fn parse(source: &str, names: Names<'_>) -> Result<Self, TemplateError> {
         if !source.starts_with('/') {
             return Err(TemplateError::NoLeadingSlash);
         }
@@ -110,11 +163,11 @@ impl Template {
             if !fills_whole(&literal, after, position) {
                 return Err(TemplateError::NotWhole(name.to_owned()));
             }
-            let index = resolve(name, route_params)?;
+            let source = resolve(name, names)?;
             if !literal.is_empty() {
                 parts.push(Part::Literal(std::mem::take(&mut literal).into()));
             }
-            parts.push(Part::Param { index, position });
+            parts.push(Part::Value { source, position });
             offset += pos + close + 1;
             rest = &rest[pos + close + 1..];
         }
@@ -128,10 +181,61 @@ impl Template {
             .iter()
             .map(|p| match p {
                 Part::Literal(s) => s.len(),
-                Part::Param { .. } => 0,
+                Part::Value { .. } => 0,
             })
             .sum();
-        Ok(Self { parts, has_query, literal_len })
+        let template = Self { parts, has_query, literal_len };
+        let lists: Vec<_> = template
+            .sources()
+            .filter_map(|s| match s {
+                Source::Call { call, list: Some(list), .. } => Some((*call, list)),
+                _ => None,
+            })
+            .collect();
+        if lists.windows(2).any(|pair| pair[0] != pair[1]) {
+            return Err(TemplateError::SeveralLists);
+        }
+        Ok(template)
+    }
+
+    fn sources(&self) -> impl Iterator<Item = &Source> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Value { source, .. } => Some(source),
+            Part::Literal(_) => None,
+        })
+    }
+
+    /// The calls this template reads from, each once, in order of first use.
+    pub fn dependencies(&self) -> Vec<usize> {
+        let mut calls = Vec::new();
+        for source in self.sources() {
+            if let Source::Call { call, .. } = source
+                && !calls.contains(call)
+            {
+                calls.push(*call);
+            }
+        }
+        calls
+    }
+
+    /// The list this template fans out over: the call and the path to the list in its response.
+    pub fn fan_out(&self) -> Option<(usize, &JsonPath)> {
+        self.sources().find_map(|s| match s {
+            Source::Call { call, list: Some(list), .. } => Some((*call, list)),
+            _ => None,
+        })
+    }
+
+    /// Checks the route parameters this template places, before any call is made.
+    pub fn check_params(&self, params: &[&str]) -> Result<(), (usize, ParamError)> {
+        for part in &self.parts {
+            if let Part::Value { source: Source::Route(index), position: Position::Path } = part {
+                let decoded: Cow<'_, [u8]> =
+                    percent_decode_str(params.get(*index).copied().unwrap_or_default()).into();
+                check_segment(&decoded).map_err(|e| (*index, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// True when the template already carries a query string (so more parameters join with `&`).
@@ -139,21 +243,41 @@ impl Template {
         self.has_query
     }
 
-    /// Renders the template with the route's raw (still percent-encoded, as received) parameter
-    /// values, appending to `out`. On error returns the index of the offending parameter.
-    pub fn render(&self, raw_values: &[&str], out: &mut String) -> Result<(), (usize, ParamError)> {
-        out.reserve(self.literal_len + raw_values.iter().map(|v| v.len() * 3).sum::<usize>());
+    /// Renders the template, appending to `out`.
+    pub fn render(&self, inputs: &Inputs<'_>, out: &mut String) -> Result<(), RenderError> {
+        out.reserve(self.literal_len + inputs.params.iter().map(|v| v.len() * 3).sum::<usize>());
         for part in &self.parts {
             match part {
                 Part::Literal(text) => out.push_str(text),
-                Part::Param { index, position } => {
-                    let raw = raw_values.get(*index).copied().unwrap_or_default();
-                    push_param(raw, *position, out).map_err(|e| (*index, e))?;
+                Part::Value { source: Source::Route(index), position } => {
+                    let raw = inputs.params.get(*index).copied().unwrap_or_default();
+                    push_param(raw, *position, out).map_err(|e| RenderError::Param(*index, e))?;
+                }
+                Part::Value { source: Source::Call { call, list, path, text }, position } => {
+                    let value = reference(inputs, *call, list.is_some(), path)
+                        .map_err(|why| RenderError::Reference(format!("{{{text}}}: {why}")))?;
+                    let scalar = scalar_text(value)
+                        .map_err(|why| RenderError::Reference(format!("{{{text}}} {why}")))?;
+                    if *position == Position::Path {
+                        check_segment(scalar.as_bytes())
+                            .map_err(|e| RenderError::Reference(format!("{{{text}}} {e}")))?;
+                    }
+                    push_encoded(scalar.as_bytes(), out);
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The value a call reference points at: in the current list element, or in the response.
+fn reference<'v>(inputs: &Inputs<'v>, call: usize, each: bool, path: &JsonPath) -> Result<&'v Value, String> {
+    let root = if each {
+        inputs.element.ok_or("no list element to render")?
+    } else {
+        inputs.calls.get(call).copied().flatten().ok_or("the referenced response is not available")?
+    };
+    path.lookup(root).map_err(|e| e.to_string())
 }
 
 /// Appends one forwarded `name=value` query pair, joined by `?` (when `first`) or `&`. The
@@ -204,15 +328,36 @@ fn check_segment(decoded: &[u8]) -> Result<(), ParamError> {
     }
 }
 
-fn resolve(name: &str, route_params: &[&str]) -> Result<usize, TemplateError> {
-    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+fn resolve(text: &str, names: Names<'_>) -> Result<Source, TemplateError> {
+    let split = text.find(['.', '[']).unwrap_or(text.len());
+    let (name, rest) = text.split_at(split);
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !valid {
-        return Err(TemplateError::BadName(name.to_owned()));
+        return Err(TemplateError::BadName(text.to_owned()));
     }
-    route_params.iter().position(|p| *p == name).ok_or_else(|| TemplateError::UnknownParam {
-        name: name.to_owned(),
-        known: if route_params.is_empty() { "none".to_owned() } else { route_params.join(", ") },
-    })
+    if rest.is_empty()
+        && let Some(index) = names.params.iter().position(|p| *p == name)
+    {
+        return Ok(Source::Route(index));
+    }
+    let Some(call) = names.calls.iter().position(|c| *c == name) else {
+        let list = |items: &[&str]| if items.is_empty() { "none".to_owned() } else { items.join(", ") };
+        return Err(TemplateError::UnknownParam {
+            name: name.to_owned(),
+            params: list(names.params),
+            calls: list(names.calls),
+        });
+    };
+    let path = JsonPath::parse(rest.strip_prefix('.').unwrap_or(rest))?;
+    let text = text.into();
+    match path.each_count() {
+        0 => Ok(Source::Call { call, list: None, path, text }),
+        1 => {
+            let (list, inner) = path.split_each().ok_or(TemplateError::SeveralLists)?;
+            Ok(Source::Call { call, list: Some(list), path: inner, text })
+        }
+        _ => Err(TemplateError::SeveralLists),
+    }
 }
 
 /// A parameter must be preceded by `/`, `?`, `&` or `=` and followed by `/`, `?`, `&` or the end.
@@ -267,11 +412,19 @@ impl fmt::Display for Position {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    const ID: Names<'static> = Names { params: &["id"], calls: &[] };
 
     fn render(template: &str, value: &str) -> Result<String, ParamError> {
-        let t = Template::parse(template, &["id"]).unwrap();
+        let t = Template::parse(template, ID).unwrap();
         let mut out = String::new();
-        t.render(&[value], &mut out).map(|()| out).map_err(|(_, e)| e)
+        let inputs = Inputs { params: &[value], calls: &[], element: None };
+        match t.render(&inputs, &mut out) {
+            Ok(()) => Ok(out),
+            Err(RenderError::Param(_, e)) => Err(e),
+            Err(other) => panic!("unexpected {other}"),
+        }
     }
 
     #[test]
@@ -333,14 +486,20 @@ mod tests {
 
     #[test]
     fn bad_templates_are_rejected() {
-        let params = ["id"];
         let cases = [
             ("users/{id}", TemplateError::NoLeadingSlash),
             ("/users/{id", TemplateError::Unbalanced(7)),
             ("/users/id}", TemplateError::Unbalanced(9)),
             ("/users/{}", TemplateError::BadName(String::new())),
-            ("/users/{a-b}", TemplateError::BadName("a-b".into())),
-            ("/users/{user}", TemplateError::UnknownParam { name: "user".into(), known: "id".into() }),
+            ("/users/{a b}", TemplateError::BadName("a b".into())),
+            (
+                "/users/{user}",
+                TemplateError::UnknownParam {
+                    name: "user".into(),
+                    params: "id".into(),
+                    calls: "none".into(),
+                },
+            ),
             ("/users /{id}", TemplateError::BadChar(' ')),
             ("/users#x", TemplateError::BadChar('#')),
             ("/a%zz", TemplateError::BadPercent(2)),
@@ -353,24 +512,98 @@ mod tests {
             ("/a/%2e%2E/b", TemplateError::DotSegment("%2e%2E".into())),
         ];
         for (source, expected) in cases {
-            assert_eq!(Template::parse(source, &params), Err(expected), "template {source:?}");
+            assert_eq!(Template::parse(source, ID), Err(expected), "template {source:?}");
         }
     }
 
     #[test]
     fn query_literal_dots_are_fine_and_has_query_is_tracked() {
-        let t = Template::parse("/a?path=../x", &[]).unwrap();
+        let t = Template::parse("/a?path=../x", ID).unwrap();
         assert!(t.has_query());
-        assert!(!Template::parse("/a/{id}", &["id"]).unwrap().has_query());
+        assert!(!Template::parse("/a/{id}", ID).unwrap().has_query());
     }
 
     #[test]
     fn parameters_map_to_route_indexes() {
-        let t = Template::parse("/u/{b}/x/{a}", &["a", "b"]).unwrap();
+        let t = Template::parse("/u/{b}/x/{a}", Names { params: &["a", "b"], calls: &[] }).unwrap();
         let mut out = String::new();
-        t.render(&["first", "second"], &mut out).unwrap();
+        t.render(&Inputs { params: &["first", "second"], calls: &[], element: None }, &mut out).unwrap();
         assert_eq!(out, "/u/second/x/first");
         let mut out = String::new();
-        assert_eq!(t.render(&["..", "ok"], &mut out), Err((0, ParamError::DotSegment)));
+        let bad = Inputs { params: &["..", "ok"], calls: &[], element: None };
+        assert_eq!(t.render(&bad, &mut out), Err(RenderError::Param(0, ParamError::DotSegment)));
+        assert_eq!(t.check_params(&["..", "ok"]), Err((0, ParamError::DotSegment)));
+        assert_eq!(t.check_params(&["a", "b"]), Ok(()));
+    }
+
+    const CALLS: Names<'static> = Names { params: &["id"], calls: &["orders", "user"] };
+
+    #[test]
+    fn call_references_read_values_and_record_dependencies() {
+        let t = Template::parse("/items/{orders.items[0].sku}?u={user.name}&id={id}", CALLS).unwrap();
+        assert_eq!(t.dependencies(), [0, 1]);
+        assert!(t.fan_out().is_none());
+        let orders = json!({"items": [{"sku": "A/1"}]});
+        let user = json!({"name": "Zoë & co", "age": 3});
+        let mut out = String::new();
+        let inputs = Inputs { params: &["7"], calls: &[Some(&orders), Some(&user)], element: None };
+        let error = t.render(&inputs, &mut out).unwrap_err();
+        assert_eq!(error, RenderError::Reference("{orders.items[0].sku} contains a path separator".into()));
+        let orders = json!({"items": [{"sku": 42}]});
+        let mut out = String::new();
+        let inputs = Inputs { params: &["7"], calls: &[Some(&orders), Some(&user)], element: None };
+        t.render(&inputs, &mut out).unwrap();
+        assert_eq!(out, "/items/42?u=Zo%C3%AB%20%26%20co&id=7");
+    }
+
+    #[test]
+    fn unusable_references_fail_with_a_reason() {
+        let t = Template::parse("/u/{user.id}", CALLS).unwrap();
+        for (doc, reason) in [
+            (json!({}), "{user.id}: id is missing"),
+            (json!({"id": null}), "{user.id} is null"),
+            (json!({"id": {"a": 1}}), "{user.id} is an object"),
+            (json!({"id": [1]}), "{user.id} is a list"),
+            (json!({"id": ".."}), "{user.id} is a dot segment"),
+            (json!([1]), "{user.id}: the value is not an object"),
+        ] {
+            let mut out = String::new();
+            let inputs = Inputs { params: &["7"], calls: &[None, Some(&doc)], element: None };
+            assert_eq!(t.render(&inputs, &mut out), Err(RenderError::Reference(reason.into())), "{doc}");
+        }
+    }
+
+    #[test]
+    fn fan_out_templates_render_per_element() {
+        let t =
+            Template::parse("/items/{orders.items[*].sku}?seller={orders.items[*].seller}", CALLS).unwrap();
+        let (call, list) = t.fan_out().unwrap();
+        assert_eq!((call, list.to_string()), (0, "items".to_owned()));
+        let element = json!({"sku": "B 2", "seller": 9});
+        let mut out = String::new();
+        t.render(&Inputs { params: &[], calls: &[], element: Some(&element) }, &mut out).unwrap();
+        assert_eq!(out, "/items/B%202?seller=9");
+        let whole = Template::parse("/sellers/{user[*]}", CALLS).unwrap();
+        assert_eq!(whole.fan_out().map(|(c, l)| (c, l.is_empty())), Some((1, true)));
+    }
+
+    #[test]
+    fn reference_mistakes_are_config_errors() {
+        assert_eq!(
+            Template::parse("/x/{orders.a[*].b}/{user.c[*]}", CALLS),
+            Err(TemplateError::SeveralLists)
+        );
+        assert_eq!(Template::parse("/x/{orders.a[*].b[*]}", CALLS), Err(TemplateError::SeveralLists));
+        assert!(matches!(Template::parse("/x/{orders..a}", CALLS), Err(TemplateError::Path(_))));
+        assert_eq!(
+            Template::parse("/x/{nope.a}", CALLS),
+            Err(TemplateError::UnknownParam {
+                name: "nope".into(),
+                params: "id".into(),
+                calls: "orders, user".into()
+            })
+        );
+        let same_list = Template::parse("/x/{orders.a[*].b}/{orders.a[*].c}", CALLS).unwrap();
+        assert_eq!(same_list.dependencies(), [0]);
     }
 }

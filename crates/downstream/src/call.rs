@@ -31,12 +31,22 @@ pub struct CallRequest<'a> {
 }
 
 /// The result of one call and how long it took.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CallOutcome {
-    /// The validated JSON body, or why the call failed.
+    /// The validated JSON body (for a call over a list: the list of element bodies), or why
+    /// the call failed.
     pub result: Result<Bytes, CallError>,
     /// Time from the start of the call to its end.
     pub elapsed: Duration,
+    /// For a call over a list: the elements that failed, by index.
+    pub element_errors: Vec<(usize, CallError)>,
+}
+
+impl CallOutcome {
+    /// The outcome of a call that was never sent.
+    pub fn failed(error: CallError) -> Self {
+        Self { result: Err(error), elapsed: Duration::ZERO, element_errors: Vec::new() }
+    }
 }
 
 /// Why a call failed; [`CallError::kind`] is the contract's error kind.
@@ -60,11 +70,25 @@ pub enum CallError {
     /// The body is larger than the backend's `max_response_body`.
     #[error("body exceeds the {0} byte limit")]
     TooLarge(usize),
+    /// A call this one reads from failed, so this one was not sent.
+    #[error("call {0:?} it depends on failed")]
+    DependencyFailed(String),
+    /// A value this call reads from another response is missing, not a scalar, or unsafe.
+    #[error("{0}")]
+    InvalidReference(String),
+    /// The list this call fans out over is longer than the endpoint's `max_fanout`.
+    #[error("list of {len} elements exceeds max_fanout ({max})")]
+    FanoutLimit {
+        /// The list's length.
+        len: usize,
+        /// The endpoint's limit.
+        max: usize,
+    },
 }
 
 impl CallError {
-    /// The contract's error kind: `timeout`, `cancelled`, `connect`, `status`, `invalid_body`
-    /// or `too_large`.
+    /// The contract's error kind: `timeout`, `cancelled`, `connect`, `status`, `invalid_body`,
+    /// `too_large`, `dependency_failed`, `invalid_reference` or `fanout_limit`.
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Timeout(_) => "timeout",
@@ -73,6 +97,9 @@ impl CallError {
             CallError::Status(_) => "status",
             CallError::InvalidBody(_) => "invalid_body",
             CallError::TooLarge(_) => "too_large",
+            CallError::DependencyFailed(_) => "dependency_failed",
+            CallError::InvalidReference(_) => "invalid_reference",
+            CallError::FanoutLimit { .. } => "fanout_limit",
         }
     }
 
@@ -112,7 +139,7 @@ impl CallRequest<'_> {
             span.record("error.type", error.kind());
             tracing::debug!(parent: &span, error.kind = error.kind(), %error, "backend call failed");
         }
-        CallOutcome { result, elapsed }
+        CallOutcome { result, elapsed, element_errors: Vec::new() }
     }
 
     async fn send(&mut self) -> Result<Bytes, CallError> {

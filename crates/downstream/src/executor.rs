@@ -1,39 +1,155 @@
-//! The concurrent executor: all of an endpoint's calls start at once and are driven together
-//! inside the caller's future. Nothing is spawned, so when the inbound request is dropped
-//! (client gone) every in-flight backend call is dropped with it. An optional call's failure
-//! cuts nothing short; a required call's failure ends the execution at once (the answer is a
-//! 502/504 whatever the others return), and the calls still running are dropped.
+//! The concurrent executor: runs an endpoint's calls as a graph inside the caller's future.
+//! Every call starts the moment the last call it depends on completes (not in waves); a call
+//! over a list runs one request per element, at most `concurrency` at a time, gathered in input
+//! order; identical requests (same backend and URL) within one execution are sent once.
+//! Nothing is spawned: when the inbound request is dropped (client gone) every backend call is
+//! dropped with it. A required call's failure ends the execution at once, dropping the rest.
 
-use crate::call::{CallOutcome, CallRequest};
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
+use crate::backend::Backend;
+use crate::call::{CallError, CallOutcome, CallRequest};
+use bytes::{BufMut, Bytes, BytesMut};
+use compose::{Graph, Schedule};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::stream::{self, FuturesUnordered, StreamExt};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use tokio::time::Instant;
+
+/// What to do for one call once its dependencies are done (see [`execute`]).
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// Send one request.
+    Call(CallRequest<'a>),
+    /// Send one request per list element.
+    FanOut(FanOut<'a>),
+    /// Do not send anything: the call fails with this error (e.g. `dependency_failed`).
+    Fail(CallError),
+}
+
+/// A call over a list.
+#[derive(Debug)]
+pub struct FanOut<'a> {
+    /// One request per element, in list order, or why that element cannot be requested.
+    pub requests: Vec<Result<CallRequest<'a>, CallError>>,
+    /// At most this many in flight at once.
+    pub concurrency: usize,
+    /// When true, a failed element fails the whole call; else it becomes `null`.
+    pub fail_on_element_error: bool,
+}
 
 /// What came of an endpoint's calls.
 #[derive(Debug)]
 pub struct Execution {
-    /// One entry per call, in the order given; `None` for calls dropped unfinished because a
-    /// required call failed first.
+    /// One entry per call, by index; `None` for calls never finished because a required call
+    /// failed first.
     pub outcomes: Vec<Option<CallOutcome>>,
     /// The index of the required call whose failure ended the execution.
     pub failed_required: Option<usize>,
 }
 
-/// Runs every call concurrently, each bounded by its own timeout and by `deadline`.
-pub async fn execute(calls: Vec<CallRequest<'_>>, deadline: Instant) -> Execution {
-    let required: Vec<bool> = calls.iter().map(|call| call.required).collect();
-    let mut outcomes: Vec<Option<CallOutcome>> = calls.iter().map(|_| None).collect();
-    let mut running: FuturesUnordered<_> = calls
-        .into_iter()
-        .enumerate()
-        .map(|(index, call)| async move { (index, call.run(deadline).await) })
-        .collect();
-    while let Some((index, outcome)) = running.next().await {
-        let failed = required[index] && outcome.result.is_err();
-        outcomes[index] = Some(outcome);
+/// Runs the calls of `graph`. `prepare(call, outcomes)` is asked what to do for each call when
+/// all its dependencies have completed (their outcomes are in `outcomes`).
+pub async fn execute<'a>(
+    graph: &Graph,
+    required: &[bool],
+    deadline: Instant,
+    mut prepare: impl FnMut(usize, &[Option<CallOutcome>]) -> Step<'a>,
+) -> Execution {
+    let dedup = Dedup::default();
+    let mut outcomes: Vec<Option<CallOutcome>> = (0..graph.len()).map(|_| None).collect();
+    let mut schedule = Schedule::new(graph);
+    let mut running = FuturesUnordered::new();
+    for call in schedule.roots() {
+        running.push(start(call, prepare(call, &outcomes), &dedup, deadline));
+    }
+    while let Some((call, outcome)) = running.next().await {
+        let failed = outcome.result.is_err() && required.get(call).copied().unwrap_or(false);
+        outcomes[call] = Some(outcome);
         if failed {
-            return Execution { outcomes, failed_required: Some(index) };
+            return Execution { outcomes, failed_required: Some(call) };
+        }
+        for ready in schedule.complete(call) {
+            running.push(start(ready, prepare(ready, &outcomes), &dedup, deadline));
         }
     }
     Execution { outcomes, failed_required: None }
+}
+
+/// The future of one call, whatever its kind.
+fn start<'a, 'd>(
+    call: usize,
+    step: Step<'a>,
+    dedup: &'d Dedup<'a>,
+    deadline: Instant,
+) -> BoxFuture<'d, (usize, CallOutcome)>
+where
+    'a: 'd,
+{
+    match step {
+        Step::Call(request) => dedup.send(request, deadline).map(move |outcome| (call, outcome)).boxed(),
+        Step::Fail(error) => std::future::ready((call, CallOutcome::failed(error))).boxed(),
+        Step::FanOut(fan_out) => {
+            // Shared futures are lazy: `buffered` polls (so sends) at most `concurrency` at once.
+            let requests: Vec<BoxFuture<'a, CallOutcome>> = fan_out
+                .requests
+                .into_iter()
+                .map(|request| match request {
+                    Ok(request) => dedup.send(request, deadline).boxed(),
+                    Err(error) => std::future::ready(CallOutcome::failed(error)).boxed(),
+                })
+                .collect();
+            let started = Instant::now();
+            stream::iter(requests)
+                .buffered(fan_out.concurrency.max(1))
+                .collect::<Vec<CallOutcome>>()
+                .map(move |elements| (call, gather(elements, fan_out.fail_on_element_error, started)))
+                .boxed()
+        }
+    }
+}
+
+/// Joins element outcomes into one JSON list, in input order; failed elements are `null`.
+fn gather(elements: Vec<CallOutcome>, fail_on_element_error: bool, started: Instant) -> CallOutcome {
+    let size = elements.iter().map(|e| e.result.as_ref().map_or(4, Bytes::len) + 1).sum::<usize>();
+    let mut list = BytesMut::with_capacity(size + 2);
+    let mut element_errors = Vec::new();
+    list.put_u8(b'[');
+    for (index, element) in elements.into_iter().enumerate() {
+        if index > 0 {
+            list.put_u8(b',');
+        }
+        match element.result {
+            Ok(body) => list.put_slice(&body),
+            Err(error) => {
+                list.put_slice(b"null");
+                element_errors.push((index, error));
+            }
+        }
+    }
+    list.put_u8(b']');
+    let result = match element_errors.first() {
+        Some((_, error)) if fail_on_element_error => Err(error.clone()),
+        _ => Ok(list.freeze()),
+    };
+    CallOutcome { result, elapsed: started.elapsed(), element_errors }
+}
+
+/// Requests in flight or done during one execution, by backend and URL, so identical requests
+/// are sent once and every caller gets the same outcome. The first caller's timeout applies.
+#[derive(Default)]
+struct Dedup<'a> {
+    requests: Mutex<HashMap<RequestKey, SharedCall<'a>>>,
+}
+
+/// A backend (by address) and a path-and-query.
+type RequestKey = (usize, String);
+/// One backend request whose outcome every identical call shares.
+type SharedCall<'a> = Shared<BoxFuture<'a, CallOutcome>>;
+
+impl<'a> Dedup<'a> {
+    fn send(&self, request: CallRequest<'a>, deadline: Instant) -> SharedCall<'a> {
+        let key = (std::ptr::from_ref::<Backend>(request.backend) as usize, request.path_and_query.clone());
+        let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        requests.entry(key).or_insert_with(|| request.run(deadline).boxed().shared()).clone()
+    }
 }

@@ -1,6 +1,7 @@
 //! The backend side of fanout: one keep-alive pool per backend ([`Backend`]), one call with its
-//! timeout, body cap and tracing span ([`call`]), and the executor that runs all of an
-//! endpoint's calls concurrently inside the inbound request's future ([`execute`]).
+//! timeout, body cap and tracing span ([`call`]), and the executor that runs an endpoint's
+//! call graph — dependent calls, lists, shared identical requests — inside the inbound
+//! request's future ([`execute`]).
 
 mod backend;
 mod call;
@@ -8,4 +9,4 @@ mod executor;
 
 pub use backend::{Backend, BackendError, BackendSettings};
 pub use call::{CallError, CallOutcome, CallRequest};
-pub use executor::{Execution, execute};
+pub use executor::{Execution, FanOut, Step, execute};

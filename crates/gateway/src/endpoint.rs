@@ -1,24 +1,20 @@
-//! One endpoint request: place the route parameters into every call's URL (or answer 400),
-//! copy the allowed headers and query parameters, run all calls concurrently under the
-//! endpoint deadline, and compose the answer — grouped raw bodies, `_errors`,
-//! `X-Fanout-Complete`, `Server-Timing` — or a 502/504 problem when a required call failed.
+//! One endpoint request: check the route parameters (or answer 400), then run the call graph —
+//! each call's URL rendered from the route parameters and the responses it depends on, the
+//! moment those are in — with the allowed headers and query parameters, under the endpoint
+//! deadline; [`crate::respond`] composes the answer.
 
-use crate::plan::EndpointPlan;
+use crate::plan::{CallPlan, EndpointPlan};
 use crate::problem::{Body, Problem};
-use bytes::Bytes;
-use compose::{BodyBuilder, ErrorEntry, push_query_pair, server_timing};
-use downstream::{CallError, CallOutcome, CallRequest, Execution};
-use http::header::{CONNECTION, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri};
-use http_body_util::Full;
+use crate::respond;
+use compose::{Inputs, push_query_pair};
+use downstream::{CallError, CallOutcome, CallRequest, FanOut, Step};
+use http::header::CONNECTION;
+use http::{HeaderMap, HeaderName, Response, Uri};
+use serde_json::Value;
 use tokio::time::Instant;
 
-/// Header saying whether every call succeeded.
-pub const X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
 /// Header carrying the request id, taken from the client or generated.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// Header with each call's duration and the total, for DevTools.
-pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 /// Serves `endpoint` for a request with these raw route `params`, `uri` and `headers`.
 pub async fn serve(
@@ -31,29 +27,109 @@ pub async fn serve(
     let deadline = started + endpoint.timeout;
     // matchit yields parameters in path order, the order templates index them by.
     let values: Vec<&str> = params.iter().map(|(_, value)| value).collect();
-    let forwarded = forwarded_headers(endpoint, headers);
-    let query = forwarded_query(endpoint, uri);
-    let mut calls = Vec::with_capacity(endpoint.calls.len());
     for call in &endpoint.calls {
-        let mut path_and_query = String::new();
-        if let Err((index, reason)) = call.template.render(&values, &mut path_and_query) {
+        if let Err((index, reason)) = call.template.check_params(&values) {
             let name = endpoint.params.get(index).map_or("", |n| &**n);
             return Problem::BadParameter { name, reason }.response();
         }
-        for (i, (name, value)) in query.iter().enumerate() {
+    }
+    let forwarded = forwarded_headers(endpoint, headers);
+    let query = forwarded_query(endpoint, uri);
+    let mut steps = Steps {
+        endpoint,
+        params: &values,
+        headers: &forwarded,
+        query: &query,
+        parsed: vec![None; endpoint.calls.len()],
+    };
+    let execution = downstream::execute(&endpoint.graph, &endpoint.required, deadline, |call, outcomes| {
+        steps.next(call, outcomes)
+    })
+    .await;
+    respond::compose(endpoint, &execution, started)
+}
+
+/// Decides, per call, what to send once the calls it depends on are done.
+struct Steps<'r> {
+    endpoint: &'r EndpointPlan,
+    params: &'r [&'r str],
+    headers: &'r HeaderMap,
+    query: &'r [(&'r str, &'r str)],
+    /// Responses that other calls read from, parsed once.
+    parsed: Vec<Option<Value>>,
+}
+
+impl<'r> Steps<'r> {
+    fn next(&mut self, index: usize, outcomes: &[Option<CallOutcome>]) -> Step<'r> {
+        let endpoint = self.endpoint;
+        let Some(call) = endpoint.calls.get(index) else {
+            return Step::Fail(CallError::InvalidReference("no such call".to_owned()));
+        };
+        for &dep in endpoint.graph.deps(index) {
+            match outcomes.get(dep).and_then(Option::as_ref).map(|o| &o.result) {
+                Some(Ok(body)) if self.parsed[dep].is_none() => {
+                    self.parsed[dep] = serde_json::from_slice(body).ok()
+                }
+                Some(Ok(_)) => {}
+                _ => return Step::Fail(CallError::DependencyFailed(endpoint.calls[dep].name.to_string())),
+            }
+        }
+        let calls: Vec<Option<&Value>> = self.parsed.iter().map(Option::as_ref).collect();
+        let inputs = Inputs { params: self.params, calls: &calls, element: None };
+        let Some((list_call, list_path)) = call.template.fan_out() else {
+            return match self.request(call, &inputs) {
+                Ok(request) => Step::Call(request),
+                Err(error) => Step::Fail(error),
+            };
+        };
+        let list_name = || {
+            format!(
+                "{}{}{list_path}",
+                endpoint.calls[list_call].name,
+                if list_path.is_empty() { "" } else { "." }
+            )
+        };
+        let items = match calls.get(list_call).copied().flatten().map(|v| list_path.lookup(v)) {
+            Some(Ok(Value::Array(items))) => items,
+            Some(Ok(_)) => {
+                return Step::Fail(CallError::InvalidReference(format!("{} is not a list", list_name())));
+            }
+            Some(Err(error)) => {
+                return Step::Fail(CallError::InvalidReference(format!("{}: {error}", list_name())));
+            }
+            None => {
+                return Step::Fail(CallError::InvalidReference(format!("{} is not available", list_name())));
+            }
+        };
+        if items.len() > endpoint.max_fanout {
+            return Step::Fail(CallError::FanoutLimit { len: items.len(), max: endpoint.max_fanout });
+        }
+        let requests =
+            items.iter().map(|item| self.request(call, &Inputs { element: Some(item), ..inputs })).collect();
+        Step::FanOut(FanOut {
+            requests,
+            concurrency: call.concurrency,
+            fail_on_element_error: call.fail_on_element_error,
+        })
+    }
+
+    fn request(&self, call: &'r CallPlan, inputs: &Inputs<'_>) -> Result<CallRequest<'r>, CallError> {
+        let mut path_and_query = String::new();
+        call.template
+            .render(inputs, &mut path_and_query)
+            .map_err(|error| CallError::InvalidReference(error.to_string()))?;
+        for (i, (name, value)) in self.query.iter().enumerate() {
             push_query_pair(name, value, i == 0 && !call.template.has_query(), &mut path_and_query);
         }
-        calls.push(CallRequest {
+        Ok(CallRequest {
             name: &call.name,
             backend: &call.backend,
             path_and_query,
-            headers: forwarded.clone(),
+            headers: self.headers.clone(),
             timeout: call.timeout,
             required: call.required,
-        });
+        })
     }
-    let execution = downstream::execute(calls, deadline).await;
-    compose_response(endpoint, &execution, started)
 }
 
 /// Copies the endpoint's `forward_headers` (never one the client named in `Connection`, which
@@ -93,55 +169,4 @@ fn forwarded_query<'u>(endpoint: &EndpointPlan, uri: &'u Uri) -> Vec<(&'u str, &
         .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
         .filter(|(name, _)| endpoint.forward_query.iter().any(|allowed| **allowed == **name))
         .collect()
-}
-
-/// Builds the 200 answer from the outcomes, or the problem for the failed required call.
-fn compose_response(endpoint: &EndpointPlan, execution: &Execution, started: Instant) -> Response<Body> {
-    let finished = endpoint.calls.iter().zip(&execution.outcomes).filter_map(|(c, o)| Some((c, o.as_ref()?)));
-    let timing = server_timing(finished.clone().map(|(call, o)| (&*call.name, o.elapsed)), started.elapsed());
-    if let Some((call, Err(error))) = execution
-        .failed_required
-        .and_then(|i| Some((endpoint.calls.get(i)?, &execution.outcomes.get(i)?.as_ref()?.result)))
-    {
-        tracing::warn!(call = &*call.name, error.kind = error.kind(), %error, "required call failed");
-        let mut response = Problem::RequiredCallFailed { call: &call.name, error }.response();
-        insert_timing(&mut response, timing);
-        return response;
-    }
-    let capacity = finished.clone().map(|(_, o)| o.result.as_ref().map_or(64, Bytes::len) + 24).sum();
-    let mut body = BodyBuilder::with_capacity(capacity);
-    for (call, outcome) in finished {
-        match &outcome.result {
-            Ok(bytes) => body.push_raw(&call.key, bytes),
-            Err(error) => body.push_error(&call.key, &error_entry(error, outcome)),
-        }
-    }
-    let complete = !body.has_errors();
-    let mut response = Response::new(Full::new(Bytes::from(body.finish())));
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(X_FANOUT_COMPLETE, HeaderValue::from_static(if complete { "true" } else { "false" }));
-    insert_timing(&mut response, timing);
-    response
-}
-
-fn error_entry<'a>(error: &'a CallError, outcome: &CallOutcome) -> ErrorEntry<'a> {
-    let (status, detail) = match error {
-        CallError::Status(code) => (Some(*code), None),
-        CallError::Connect(reason) | CallError::InvalidBody(reason) => (None, Some(reason.as_str())),
-        CallError::Timeout(_) | CallError::Cancelled | CallError::TooLarge(_) => (None, None),
-    };
-    ErrorEntry {
-        error: error.kind(),
-        elapsed_ms: u64::try_from(outcome.elapsed.as_millis()).unwrap_or(u64::MAX),
-        status,
-        detail,
-    }
-}
-
-/// Sets `Server-Timing` on `response`.
-pub fn insert_timing(response: &mut Response<Body>, timing: String) {
-    if let Ok(value) = HeaderValue::try_from(timing) {
-        response.headers_mut().insert(SERVER_TIMING, value);
-    }
 }

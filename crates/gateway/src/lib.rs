@@ -7,7 +7,8 @@
 //! - [`server`]: listeners, connection limits, graceful shutdown.
 //! - [`connection`]: one client connection: first-byte deadline, idle watchdog, drain.
 //! - [`service`]: the tower stack around every request (request id, limits, routing).
-//! - [`endpoint`]: one endpoint request: render calls, execute them, compose the answer.
+//! - [`endpoint`]: one endpoint request: check parameters, run the call graph.
+//! - [`respond`]: compose the answer: grouped or flat, shaped or raw, `_errors`, headers.
 //! - [`problem`]: every error response (`application/problem+json`), chosen in one place.
 //! - [`admin`]: `/healthz` and `/readyz` on the admin port.
 
@@ -18,6 +19,7 @@ pub mod connection;
 pub mod endpoint;
 pub mod plan;
 pub mod problem;
+pub mod respond;
 pub mod server;
 pub mod service;
 pub mod telemetry;

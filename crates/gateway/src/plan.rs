@@ -3,8 +3,8 @@
 //! [`downstream::Backend`] (with its own connection pool) per backend. Built once at load and
 //! held in an `Arc`; nothing known at load is computed per request.
 
-use crate::config::{ConfigErrors, ServerSettings, Settings, TelemetrySettings};
-use compose::{Template, json_key};
+use crate::config::{ConfigErrors, Merge, ServerSettings, Settings, TelemetrySettings};
+use compose::{Graph, Shape, Template, json_key};
 use downstream::Backend;
 use http::HeaderName;
 use std::fmt::Write;
@@ -38,6 +38,14 @@ pub struct EndpointPlan {
     pub forward_query: Vec<Box<str>>,
     /// The calls in declared order.
     pub calls: Vec<CallPlan>,
+    /// Which call reads which.
+    pub graph: Graph,
+    /// `required` of each call, by index (what the executor needs to stop early).
+    pub required: Vec<bool>,
+    /// How results are placed in the answer.
+    pub merge: Merge,
+    /// The longest list a call may fan out over.
+    pub max_fanout: usize,
 }
 
 /// One call, ready to render and send.
@@ -57,6 +65,25 @@ pub struct CallPlan {
     pub timeout: Duration,
     /// Whether the call's failure fails the endpoint.
     pub required: bool,
+    /// The shaping to apply, if any (calls without one are spliced raw).
+    pub shape: Option<Shape>,
+    /// For a call over a list: requests in flight at once.
+    pub concurrency: usize,
+    /// For a call over a list: whether a failed element fails the call.
+    pub fail_on_element_error: bool,
+}
+
+impl EndpointPlan {
+    /// The longest call `index` can take: its timeout, times the number of waves a list of
+    /// `max_fanout` elements needs at its `concurrency` when it fans out.
+    pub fn worst_case(&self, index: usize) -> Duration {
+        let Some(call) = self.calls.get(index) else { return Duration::ZERO };
+        let waves = match call.template.fan_out() {
+            Some(_) => self.max_fanout.div_ceil(call.concurrency.max(1)),
+            None => 1,
+        };
+        call.timeout.saturating_mul(u32::try_from(waves).unwrap_or(u32::MAX))
+    }
 }
 
 impl Plan {
@@ -76,6 +103,10 @@ impl Plan {
             .endpoints
             .into_iter()
             .map(|endpoint| EndpointPlan {
+                required: endpoint.calls.iter().map(|c| c.required).collect(),
+                graph: endpoint.graph,
+                merge: endpoint.merge,
+                max_fanout: endpoint.max_fanout,
                 route: endpoint.route.into(),
                 params: endpoint.params.into_iter().map(Into::into).collect(),
                 timeout: endpoint.timeout,
@@ -92,6 +123,9 @@ impl Plan {
                         path: call.path.into(),
                         timeout: call.timeout,
                         required: call.required,
+                        shape: (!call.shape.is_identity()).then_some(call.shape),
+                        concurrency: call.concurrency,
+                        fail_on_element_error: call.fail_on_element_error,
                     })
                     .collect(),
             })
@@ -122,8 +156,8 @@ impl Plan {
         );
         for endpoint in &self.endpoints {
             let _ = writeln!(out, "{} (timeout {:?})", endpoint.route, endpoint.timeout);
-            for call in &endpoint.calls {
-                let _ = writeln!(
+            for (index, call) in endpoint.calls.iter().enumerate() {
+                let _ = write!(
                     out,
                     "  {:<16} {} {}{} timeout {:?}{}",
                     call.name,
@@ -133,7 +167,25 @@ impl Plan {
                     call.timeout,
                     if call.required { " required" } else { "" }
                 );
+                let deps: Vec<&str> =
+                    endpoint.graph.deps(index).iter().map(|&d| &*endpoint.calls[d].name).collect();
+                if !deps.is_empty() {
+                    let _ = write!(out, " after {}", deps.join(", "));
+                }
+                if call.template.fan_out().is_some() {
+                    let _ = write!(out, " per element, {} at once", call.concurrency);
+                }
+                out.push('\n');
             }
+            let (worst, chain) = endpoint.graph.longest_chain(|c| endpoint.worst_case(c));
+            let names: Vec<&str> = chain.iter().map(|&c| &*endpoint.calls[c].name).collect();
+            let _ = writeln!(
+                out,
+                "  worst case {:?} along {} (capped at the endpoint timeout, {:?})",
+                worst,
+                names.join(" → "),
+                worst.min(endpoint.timeout)
+            );
         }
         out
     }

@@ -7,9 +7,10 @@
 //!    request-target and body limits (414, 413), any `Transfer-Encoding` body (400, connection
 //!    closed: this covers `Content-Length` + `Transfer-Encoding`), routing (404, 405), the endpoint.
 
-use crate::endpoint::{self, SERVER_TIMING, X_REQUEST_ID};
+use crate::endpoint::{self, X_REQUEST_ID};
 use crate::plan::Plan;
 use crate::problem::{Body, Problem};
+use crate::respond::{self, SERVER_TIMING};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response};
 use std::convert::Infallible;
@@ -78,7 +79,7 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
                     Err(_) => Problem::Overloaded.response(),
                 };
                 if !response.headers().contains_key(SERVER_TIMING) {
-                    endpoint::insert_timing(&mut response, compose::server_timing([], started.elapsed()));
+                    respond::insert_timing(&mut response, compose::server_timing([], started.elapsed()));
                 }
                 tracing::Span::current().record("http.response.status_code", response.status().as_u16());
                 Ok(response)

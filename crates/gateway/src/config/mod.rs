@@ -9,7 +9,7 @@ mod units;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use model::LogFormat;
+pub use model::{LogFormat, Merge};
 pub use source::read;
 pub use validate::{
     BackendConfig, CallConfig, EndpointConfig, ServerSettings, Settings, TelemetrySettings, validate,

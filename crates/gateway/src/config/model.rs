@@ -66,7 +66,33 @@ pub struct RawEndpoint {
     pub forward_headers: Vec<String>,
     #[serde(default)]
     pub forward_query: Vec<String>,
+    #[serde(default)]
+    pub merge: Merge,
+    pub concurrency: Option<Text>,
+    pub max_fanout: Option<Text>,
     pub calls: IndexMap<String, serde_json::Value>,
+}
+
+/// How call results are placed in the answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Merge {
+    /// Each call's result under its name (the default).
+    #[default]
+    Group,
+    /// Object results shallow-merged into the root, in declared order; later calls win.
+    Flat,
+}
+
+/// What a failed element does to a call over a list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnElementError {
+    /// The element becomes `null` and is listed in `_errors` (the default).
+    #[default]
+    Null,
+    /// The whole call fails.
+    Fail,
 }
 
 /// `endpoints[i].calls.NAME:` — one backend call.
@@ -78,6 +104,15 @@ pub struct RawCall {
     #[serde(default)]
     pub required: Flag,
     pub timeout: Option<Text>,
+    #[serde(default)]
+    pub select: Vec<String>,
+    #[serde(default)]
+    pub omit: Vec<String>,
+    #[serde(default)]
+    pub rename: IndexMap<String, String>,
+    pub pick: Option<String>,
+    pub concurrency: Option<Text>,
+    pub on_element_error: Option<OnElementError>,
 }
 
 /// A boolean written as `true`/`false` in YAML or as the text `"true"`/`"false"` (which is how

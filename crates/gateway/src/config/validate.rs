@@ -4,15 +4,22 @@
 //! sizes, header names, URL templates, the route table); no I/O happens here.
 
 use super::error::ConfigErrors;
-use super::model::{LogFormat, RawBackend, RawCall, RawEndpoint, RawServer, RawTelemetry, Text};
+use super::model::{
+    LogFormat, Merge, OnElementError, RawBackend, RawCall, RawEndpoint, RawServer, RawTelemetry, Text,
+};
 use super::units::{parse_duration, parse_size};
-use compose::Template;
+use compose::{Cycle, Graph, Names, Shape, Template};
 use downstream::BackendSettings;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Requests in flight at once for a call over a list, unless configured.
+const DEFAULT_CONCURRENCY: usize = 16;
+/// The longest list a call may fan out over, unless configured.
+const DEFAULT_MAX_FANOUT: usize = 1000;
 
 /// The largest value accepted for counts such as `max_in_flight`.
 const MAX_COUNT: usize = 10_000_000;
@@ -104,6 +111,12 @@ pub struct EndpointConfig {
     pub forward_query: Vec<String>,
     /// The calls, in declared order (the response keeps this order).
     pub calls: Vec<CallConfig>,
+    /// Which call reads which (checked: no cycles).
+    pub graph: Graph,
+    /// How results are placed in the answer.
+    pub merge: Merge,
+    /// The longest list a call may fan out over (default 1000).
+    pub max_fanout: usize,
 }
 
 /// One call of an endpoint.
@@ -121,6 +134,13 @@ pub struct CallConfig {
     pub timeout: Duration,
     /// A required call's failure fails the endpoint (502/504).
     pub required: bool,
+    /// `select` / `omit` / `rename` / `pick`.
+    pub shape: Shape,
+    /// For a call over a list (`[*]`): requests in flight at once (default: the endpoint's
+    /// `concurrency`, itself 16 by default).
+    pub concurrency: usize,
+    /// For a call over a list: whether a failed element fails the call (else it is `null`).
+    pub fail_on_element_error: bool,
 }
 
 /// Types and checks the whole tree; returns every problem found.
@@ -330,8 +350,13 @@ fn endpoint(
     if raw.calls.is_empty() {
         c.error("calls", "at least one call is required");
     }
+    let concurrency = c.count("concurrency", raw.concurrency, DEFAULT_CONCURRENCY);
+    let max_fanout = c.count("max_fanout", raw.max_fanout, DEFAULT_MAX_FANOUT);
     check_query_clashes(ctx.path, &raw.forward_query, &raw.calls, errors);
     let param_names: Vec<&str> = params.iter().map(String::as_str).collect();
+    let call_names: Vec<String> = raw.calls.keys().cloned().collect();
+    let call_names: Vec<&str> = call_names.iter().map(String::as_str).collect();
+    let names = Names { params: &param_names, calls: &call_names };
     let mut calls = Vec::new();
     for (name, value) in raw.calls {
         let path = format!("{}.calls.{name}", ctx.path);
@@ -340,9 +365,20 @@ fn endpoint(
             errors.push(&path, format!("call name {name:?} clashes with the route parameter {{{name}}}"));
         }
         if let Some(raw_call) = typed::<RawCall>(value, &path, errors) {
-            calls.extend(call(ctx, &path, name, raw_call, &param_names, errors));
+            calls.extend(call(ctx, &path, name, raw_call, names, concurrency, errors));
         }
     }
+    let graph = match Graph::new(calls.iter().map(|c| c.template.dependencies()).collect()) {
+        Ok(graph) => graph,
+        Err(Cycle(cycle)) => {
+            let named: Vec<&str> = cycle.iter().filter_map(|&i| call_names.get(i).copied()).collect();
+            errors.push(
+                format!("{}.calls", ctx.path),
+                format!("dependency cycle: {} (each reads the next one's response)", named.join(" → ")),
+            );
+            Graph::default()
+        }
+    };
     (errors.0.len() == before).then(|| EndpointConfig {
         route: raw.route.0,
         params,
@@ -350,6 +386,9 @@ fn endpoint(
         forward_headers,
         forward_query: raw.forward_query,
         calls,
+        graph,
+        merge: raw.merge,
+        max_fanout,
     })
 }
 
@@ -358,7 +397,8 @@ fn call(
     path: &str,
     name: String,
     raw: RawCall,
-    params: &[&str],
+    names: Names<'_>,
+    default_concurrency: usize,
     errors: &mut ConfigErrors,
 ) -> Option<CallConfig> {
     let Some(backend) = ctx.backend_names.iter().position(|b| *b == raw.backend.0) else {
@@ -367,14 +407,28 @@ fn call(
             .push(format!("{path}.backend"), format!("unknown backend {:?} (known: {known})", raw.backend.0));
         return None;
     };
-    let template = Template::parse(&raw.path.0, params)
+    let template = Template::parse(&raw.path.0, names)
         .map_err(|e| errors.push(format!("{path}.path"), format!("{:?}: {e}", raw.path.0)))
         .ok();
+    let rename: Vec<(String, String)> = raw.rename.into_iter().collect();
+    let shape = Shape::new(&raw.select, &raw.omit, &rename, raw.pick.as_deref())
+        .map_err(|e| errors.push(path, e.to_string()))
+        .ok();
     let backend_timeout = ctx.backends[backend].as_ref().map_or(Duration::from_secs(1), |b| b.timeout);
+    let mut c = Checker { errors, prefix: path };
     let timeout = match raw.timeout {
-        Some(t) => Checker { errors, prefix: path }.duration("timeout", Some(t), "1s"),
+        Some(t) => c.duration("timeout", Some(t), "1s"),
         None => backend_timeout,
     };
+    let fans_out = template.as_ref().is_some_and(|t| t.fan_out().is_some());
+    for (key, set) in
+        [("concurrency", raw.concurrency.is_some()), ("on_element_error", raw.on_element_error.is_some())]
+    {
+        if set && !fans_out {
+            c.error(key, "only applies to a call over a list (a path with [*])");
+        }
+    }
+    let concurrency = c.count("concurrency", raw.concurrency, default_concurrency);
     Some(CallConfig {
         name,
         backend,
@@ -382,6 +436,9 @@ fn call(
         template: template?,
         timeout,
         required: raw.required.0,
+        shape: shape?,
+        concurrency,
+        fail_on_element_error: raw.on_element_error == Some(OnElementError::Fail),
     })
 }
 

@@ -92,7 +92,7 @@ fn every_mistake_is_reported_with_its_key_path() {
         "endpoints[0].forward_headers[1]: \"x_custom\": header names with \"_\" are never forwarded (proxies treat them inconsistently)",
         "endpoints[0].forward_headers[2]: \"host\" is set by the gateway itself and cannot be forwarded",
         "endpoints[0].calls.user.backend: unknown backend \"user\" (known: users, orders, bad name)",
-        "endpoints[0].calls.orders.path: \"/orders/{uid}\": unknown route parameter {uid} (route parameters: id)",
+        "endpoints[0].calls.orders.path: \"/orders/{uid}\": unknown route parameter or call {uid} (route parameters: id; calls: user, orders, id, _errors)",
         "endpoints[0].calls.id: call name \"id\" clashes with the route parameter {id}",
         "endpoints[0].calls._errors: invalid call name \"_errors\": use letters, digits, - and _ (not leading _)",
         "endpoints[1].route: method \"POST\" is not supported: endpoints aggregate reads, so routes are GET (HEAD is answered too)",

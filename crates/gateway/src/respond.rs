@@ -1,0 +1,143 @@
+//! Composing an endpoint's answer from its calls' outcomes: the problem for a failed required
+//! call (502/504), or `200` with each call's result — spliced raw when it is not shaped,
+//! shaped (`select`/`omit`/`rename`/`pick`) otherwise, grouped under its name or, with
+//! `merge: flat`, merged into the root — plus `_errors`, `X-Fanout-Complete` and
+//! `Server-Timing`.
+
+use crate::config::Merge;
+use crate::plan::{CallPlan, EndpointPlan};
+use crate::problem::{Body, Problem};
+use bytes::Bytes;
+use compose::{BodyBuilder, ErrorEntry, json_key, server_timing};
+use downstream::{CallError, CallOutcome, Execution};
+use http::header::CONTENT_TYPE;
+use http::{HeaderName, HeaderValue, Response};
+use http_body_util::Full;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+/// Header saying whether every call succeeded.
+pub const X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
+/// Header with each call's duration and the total, for DevTools.
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// Builds the answer from `execution`.
+pub fn compose(endpoint: &EndpointPlan, execution: &Execution, started: Instant) -> Response<Body> {
+    let finished: Vec<(&CallPlan, &CallOutcome)> =
+        endpoint.calls.iter().zip(&execution.outcomes).filter_map(|(c, o)| Some((c, o.as_ref()?))).collect();
+    let timing = server_timing(finished.iter().map(|(call, o)| (&*call.name, o.elapsed)), started.elapsed());
+    if let Some(index) = execution.failed_required
+        && let (Some(call), Some(Some(CallOutcome { result: Err(error), .. }))) =
+            (endpoint.calls.get(index), execution.outcomes.get(index))
+    {
+        return required_failed(call, error, timing);
+    }
+    let capacity = finished.iter().map(|(_, o)| o.result.as_ref().map_or(64, Bytes::len) + 24).sum();
+    let mut body = BodyBuilder::with_capacity(capacity);
+    let mut flat = Map::new();
+    for (call, outcome) in finished {
+        for (index, error) in &outcome.element_errors {
+            body.push_error(&json_key(&format!("{}[{index}]", call.name)), &error_entry(error, outcome));
+        }
+        let result =
+            outcome.result.as_ref().map_err(CallError::clone).and_then(|b| place(call, endpoint.merge, b));
+        match result {
+            Ok(Placed::Raw(bytes)) => body.push_raw(&call.key, bytes),
+            Ok(Placed::Value(value)) => body.push_value(&call.key, &value),
+            Ok(Placed::Fields(fields)) => flat.extend(fields),
+            Err(error) if call.required => return required_failed(call, &error, timing),
+            Err(error) => body.push_error(&call.key, &error_entry(&error, outcome)),
+        }
+    }
+    for (name, value) in &flat {
+        body.push_value(&json_key(name), value);
+    }
+    let complete = !body.has_errors();
+    let mut response = Response::new(Full::new(Bytes::from(body.finish())));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(X_FANOUT_COMPLETE, HeaderValue::from_static(if complete { "true" } else { "false" }));
+    insert_timing(&mut response, timing);
+    response
+}
+
+/// How a call's result goes into the answer.
+enum Placed<'b> {
+    /// Its body as received, under its name.
+    Raw(&'b [u8]),
+    /// A shaped value, under its name.
+    Value(Value),
+    /// Fields to merge into the root (`merge: flat`).
+    Fields(Map<String, Value>),
+}
+
+/// Shapes a call's body if it has to be; unshaped, grouped bodies are never parsed.
+fn place<'b>(call: &CallPlan, merge: Merge, body: &'b [u8]) -> Result<Placed<'b>, CallError> {
+    if call.shape.is_none() && merge == Merge::Group {
+        return Ok(Placed::Raw(body));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| CallError::InvalidBody(e.to_string()))?;
+    let value = match &call.shape {
+        None => value,
+        // A call over a list is shaped element by element (failed elements stay null).
+        Some(shape) if call.template.fan_out().is_some() => match value {
+            Value::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|item| if item.is_null() { Ok(item) } else { shape.apply(item) })
+                    .collect::<Result<_, _>>()
+                    .map_err(CallError::InvalidBody)?,
+            ),
+            other => shape.apply(other).map_err(CallError::InvalidBody)?,
+        },
+        Some(shape) => shape.apply(value).map_err(CallError::InvalidBody)?,
+    };
+    match (merge, value) {
+        (Merge::Group, value) => Ok(Placed::Value(value)),
+        (Merge::Flat, Value::Object(fields)) => Ok(Placed::Fields(fields)),
+        (Merge::Flat, other) => Err(CallError::InvalidBody(format!(
+            "merge: flat needs an object, got {}",
+            match other {
+                Value::Array(_) => "a list",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        ))),
+    }
+}
+
+fn required_failed(call: &CallPlan, error: &CallError, timing: String) -> Response<Body> {
+    tracing::warn!(call = &*call.name, error.kind = error.kind(), %error, "required call failed");
+    let mut response = Problem::RequiredCallFailed { call: &call.name, error }.response();
+    insert_timing(&mut response, timing);
+    response
+}
+
+fn error_entry<'a>(error: &'a CallError, outcome: &CallOutcome) -> ErrorEntry<'a> {
+    let (status, detail) = match error {
+        CallError::Status(code) => (Some(*code), None),
+        CallError::Connect(reason) | CallError::InvalidBody(reason) | CallError::InvalidReference(reason) => {
+            (None, Some(reason.as_str()))
+        }
+        CallError::DependencyFailed(call) => (None, Some(call.as_str())),
+        CallError::Timeout(_)
+        | CallError::Cancelled
+        | CallError::TooLarge(_)
+        | CallError::FanoutLimit { .. } => (None, None),
+    };
+    ErrorEntry {
+        error: error.kind(),
+        elapsed_ms: u64::try_from(outcome.elapsed.as_millis()).unwrap_or(u64::MAX),
+        status,
+        detail,
+    }
+}
+
+/// Sets `Server-Timing` on `response`.
+pub fn insert_timing(response: &mut Response<Body>, timing: String) {
+    if let Ok(value) = HeaderValue::try_from(timing) {
+        response.headers_mut().insert(SERVER_TIMING, value);
+    }
+}
