@@ -6,6 +6,7 @@
 
 mod check;
 mod composition;
+mod dependencies;
 mod failures;
 mod lifecycle;
 mod safety;

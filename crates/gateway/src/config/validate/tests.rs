@@ -2,6 +2,7 @@
 //! of mistake is reported with its key path, all at once.
 
 use super::*;
+use crate::config::Merge;
 use serde_json::json;
 
 fn errors_of(tree: Value) -> Vec<String> {
@@ -212,4 +213,69 @@ fn environment_style_text_values_are_accepted() {
     assert_eq!(settings.server.max_in_flight, 500);
     assert!(settings.backends[0].settings.http2);
     assert_eq!(settings.backends[0].settings.headers["x-api-key"], "0123");
+}
+
+#[test]
+fn composition_mistakes_are_reported_with_their_key_paths() {
+    let tree = json!({
+        "backends": {"b": {"url": "http://b"}},
+        "endpoints": [{
+            "route": "GET /x/{id}",
+            "merge": "deep",
+            "max_fanout": 0,
+            "calls": {
+                "a": {"backend": "b", "path": "/a/{id}", "concurrency": 4, "on_element_error": "fail"},
+                "l": {"backend": "b", "path": "/l/{a.items[*].id}/{a.other[*]}"},
+                "s": {"backend": "b", "path": "/s", "select": ["x[0]"], "rename": {"a.b": "c"}},
+                "r": {"backend": "b", "path": "/r/{nope.id}"}
+            }
+        }, {
+            "route": "GET /y",
+            "calls": {"a": {"backend": "b", "path": "/a/{a.id}"}}
+        }]
+    });
+    let expected = [
+        "endpoints[0].merge: unknown variant `deep`, expected `group` or `flat`",
+        "endpoints[1].calls: dependency cycle: a → a (each reads the next one's response)",
+    ];
+    assert_eq!(errors_of(tree.clone()), expected, "a section with a type error is reported once");
+    let mut tree = tree;
+    tree["endpoints"][0].as_object_mut().unwrap().remove("merge");
+    let errors = errors_of(tree);
+    let expected = [
+        "endpoints[0].max_fanout: \"0\" must be a whole number from 1 to 10000000",
+        "endpoints[0].calls.a.concurrency: only applies to a call over a list (a path with [*])",
+        "endpoints[0].calls.a.on_element_error: only applies to a call over a list (a path with [*])",
+        "endpoints[0].calls.l.path: \"/l/{a.items[*].id}/{a.other[*]}\": a call can fan out over one list only (one [*], one list per template)",
+        "endpoints[0].calls.s: select[0]: \"x[0]\" may only use field names (a.b.c)",
+        "endpoints[0].calls.r.path: \"/r/{nope.id}\": unknown route parameter or call {nope} (route parameters: id; calls: a, l, s, r)",
+        "endpoints[1].calls: dependency cycle: a → a (each reads the next one's response)",
+    ];
+    assert_eq!(errors, expected);
+}
+
+#[test]
+fn composition_settings_compile() {
+    let tree = json!({
+        "backends": {"b": {"url": "http://b", "timeout": "100ms"}},
+        "endpoints": [{
+            "route": "GET /x",
+            "merge": "flat",
+            "concurrency": 8,
+            "calls": {
+                "list": {"backend": "b", "path": "/l"},
+                "each": {"backend": "b", "path": "/e/{list.ids[*]}", "on_element_error": "fail"},
+                "one": {"backend": "b", "path": "/o/{list.ids[0]}", "select": ["a"], "rename": {"a": "b"}}
+            }
+        }]
+    });
+    let settings = validate(tree).unwrap();
+    let endpoint = &settings.endpoints[0];
+    assert_eq!(endpoint.merge, Merge::Flat);
+    assert_eq!(endpoint.max_fanout, 1000);
+    assert_eq!(endpoint.graph.deps(1), [0]);
+    assert_eq!(endpoint.graph.deps(2), [0]);
+    assert_eq!(endpoint.calls[1].concurrency, 8, "the endpoint's concurrency is the default");
+    assert!(endpoint.calls[1].fail_on_element_error);
+    assert!(!endpoint.calls[2].shape.is_identity());
 }
