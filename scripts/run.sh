@@ -31,6 +31,7 @@ cat <<'MSG'
 fanout demo is up. Try:
   curl -si http://127.0.0.1:8080/api/products/42
   curl -s  http://127.0.0.1:8080/api/products/42 | python3 -m json.tool
+  curl -s  http://127.0.0.1:8080/api/carts/7 | python3 -m json.tool      # cart → items → sellers
   curl -si http://127.0.0.1:8080/api/products/..%2Fadmin     # 400: parameters never escape their segment
   curl -s  http://127.0.0.1:9901/readyz
 Press Ctrl-C to stop.
