@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build run test lint fmt check-config bench clean ci
+.PHONY: help build run test lint fmt check-config bench bench-pure clean ci
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ check-config: build ## Validate the demo config and print its plan
 
 bench: ## End-to-end benchmark with oha: direct backend vs gateway (installs oha if missing)
 	bash scripts/bench.sh
+
+bench-pure: ## Criterion benchmarks of the pure composition code (templates, graph, shaping)
+	$(CARGO) bench --locked -p compose --bench composition
 
 ci: lint test ## What CI runs
 	@echo "ci: lint and tests passed"

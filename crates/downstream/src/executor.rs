@@ -48,14 +48,17 @@ pub struct Execution {
 }
 
 /// Runs the calls of `graph`. `prepare(call, outcomes)` is asked what to do for each call when
-/// all its dependencies have completed (their outcomes are in `outcomes`).
+/// all its dependencies have completed (their outcomes are in `outcomes`). With
+/// `share_identical`, identical requests are sent once; without it (an endpoint whose calls
+/// can never collide: distinct backends, no lists) the bookkeeping is skipped.
 pub async fn execute<'a>(
     graph: &Graph,
     required: &[bool],
+    share_identical: bool,
     deadline: Instant,
     mut prepare: impl FnMut(usize, &[Option<CallOutcome>]) -> Step<'a>,
 ) -> Execution {
-    let dedup = Dedup::default();
+    let dedup = Dedup { requests: share_identical.then(Mutex::default) };
     let mut outcomes: Vec<Option<CallOutcome>> = (0..graph.len()).map(|_| None).collect();
     let mut schedule = Schedule::new(graph);
     let mut running = FuturesUnordered::new();
@@ -94,7 +97,7 @@ where
                 .requests
                 .into_iter()
                 .map(|request| match request {
-                    Ok(request) => dedup.send(request, deadline).boxed(),
+                    Ok(request) => dedup.send(request, deadline),
                     Err(error) => std::future::ready(CallOutcome::failed(error)).boxed(),
                 })
                 .collect();
@@ -136,9 +139,9 @@ fn gather(elements: Vec<CallOutcome>, fail_on_element_error: bool, started: Inst
 
 /// Requests in flight or done during one execution, by backend and URL, so identical requests
 /// are sent once and every caller gets the same outcome. The first caller's timeout applies.
-#[derive(Default)]
+/// `None` when sharing is off: every request is sent.
 struct Dedup<'a> {
-    requests: Mutex<HashMap<RequestKey, SharedCall<'a>>>,
+    requests: Option<Mutex<HashMap<RequestKey, SharedCall<'a>>>>,
 }
 
 /// A backend (by address) and a path-and-query.
@@ -147,9 +150,12 @@ type RequestKey = (usize, String);
 type SharedCall<'a> = Shared<BoxFuture<'a, CallOutcome>>;
 
 impl<'a> Dedup<'a> {
-    fn send(&self, request: CallRequest<'a>, deadline: Instant) -> SharedCall<'a> {
+    fn send(&self, request: CallRequest<'a>, deadline: Instant) -> BoxFuture<'a, CallOutcome> {
+        let Some(requests) = &self.requests else {
+            return request.run(deadline).boxed();
+        };
         let key = (std::ptr::from_ref::<Backend>(request.backend) as usize, request.path_and_query.clone());
-        let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-        requests.entry(key).or_insert_with(|| request.run(deadline).boxed().shared()).clone()
+        let mut requests = requests.lock().unwrap_or_else(PoisonError::into_inner);
+        requests.entry(key).or_insert_with(|| request.run(deadline).boxed().shared()).clone().boxed()
     }
 }

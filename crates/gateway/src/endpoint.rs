@@ -42,9 +42,13 @@ pub async fn serve(
         query: &query,
         parsed: vec![None; endpoint.calls.len()],
     };
-    let execution = downstream::execute(&endpoint.graph, &endpoint.required, deadline, |call, outcomes| {
-        steps.next(call, outcomes)
-    })
+    let execution = downstream::execute(
+        &endpoint.graph,
+        &endpoint.required,
+        endpoint.share_identical,
+        deadline,
+        |call, outcomes| steps.next(call, outcomes),
+    )
     .await;
     respond::compose(endpoint, &execution, started)
 }
@@ -74,7 +78,12 @@ impl<'r> Steps<'r> {
                 _ => return Step::Fail(CallError::DependencyFailed(endpoint.calls[dep].name.to_string())),
             }
         }
-        let calls: Vec<Option<&Value>> = self.parsed.iter().map(Option::as_ref).collect();
+        // Calls without inputs (the common case) need no view of the parsed responses.
+        let calls: Vec<Option<&Value>> = if endpoint.graph.deps(index).is_empty() {
+            Vec::new()
+        } else {
+            self.parsed.iter().map(Option::as_ref).collect()
+        };
         let inputs = Inputs { params: self.params, calls: &calls, element: None };
         let Some((list_call, list_path)) = call.template.fan_out() else {
             return match self.request(call, &inputs) {

@@ -3,7 +3,7 @@
 //! [`downstream::Backend`] (with its own connection pool) per backend. Built once at load and
 //! held in an `Arc`; nothing known at load is computed per request.
 
-use crate::config::{ConfigErrors, Merge, ServerSettings, Settings, TelemetrySettings};
+use crate::config::{CallConfig, ConfigErrors, Merge, ServerSettings, Settings, TelemetrySettings};
 use compose::{Graph, Shape, Template, json_key};
 use downstream::Backend;
 use http::HeaderName;
@@ -46,6 +46,9 @@ pub struct EndpointPlan {
     pub merge: Merge,
     /// The longest list a call may fan out over.
     pub max_fanout: usize,
+    /// Whether two requests of one inbound request could be identical (two calls to one
+    /// backend, or a call over a list); if not, the executor skips sharing them.
+    pub share_identical: bool,
 }
 
 /// One call, ready to render and send.
@@ -71,6 +74,12 @@ pub struct CallPlan {
     pub concurrency: usize,
     /// For a call over a list: whether a failed element fails the call.
     pub fail_on_element_error: bool,
+}
+
+/// True when two requests of one endpoint could be identical.
+fn may_repeat(calls: &[CallConfig]) -> bool {
+    calls.iter().any(|c| c.template.fan_out().is_some())
+        || calls.iter().enumerate().any(|(i, c)| calls[..i].iter().any(|d| d.backend == c.backend))
 }
 
 impl EndpointPlan {
@@ -103,6 +112,7 @@ impl Plan {
             .endpoints
             .into_iter()
             .map(|endpoint| EndpointPlan {
+                share_identical: may_repeat(&endpoint.calls),
                 required: endpoint.calls.iter().map(|c| c.required).collect(),
                 graph: endpoint.graph,
                 merge: endpoint.merge,
