@@ -264,3 +264,55 @@ fn check_rejects_a_cycle_naming_its_calls_and_prints_the_graph() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn a_shared_request_still_honours_each_calls_own_timeout() {
+    let users =
+        spawn(vec![RouteSpec::json("/u", json!({"ok": true})).latency(Duration::from_millis(400))]).await;
+    let endpoint = "  - route: GET /page\n    calls:\n      \
+                    fast: { backend: users, path: /u, timeout: 100ms }\n      \
+                    slow: { backend: users, path: /u, timeout: 1500ms }\n";
+    let gateway = Gateway::start(&config(&[("users", &users)], endpoint));
+
+    let (status, _, body) = get_json(&format!("{}/page", gateway.url)).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(body["_errors"]["fast"]["error"], "timeout");
+    assert_eq!(body["slow"], json!({"ok": true}), "the first caller's timeout must not cut the second short");
+    assert_eq!(users.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn list_elements_that_cannot_be_shaped_become_null_and_flat_merge_guards_errors() {
+    let server = spawn(vec![
+        RouteSpec::json("/ids", json!({"ids": [1, 2, 3]})),
+        RouteSpec::json("/el/{n}", json!({"n": "{n}", "extra": 1})),
+        RouteSpec::json("/el/2", json!(["not", "an", "object"])),
+        RouteSpec::json("/spoof", json!({"_errors": {"fake": {"error": "timeout"}}, "x": 1})),
+        RouteSpec::json("/plain", json!({"y": 2})),
+    ])
+    .await;
+    let endpoints = "  - route: GET /list\n    calls:\n      \
+                     ids: { backend: s, path: /ids }\n      \
+                     els: { backend: s, path: \"/el/{ids.ids[*]}\", select: [n] }\n  \
+                     - route: GET /flat\n    merge: flat\n    calls:\n      \
+                     spoof: { backend: s, path: /spoof }\n      plain: { backend: s, path: /plain }\n";
+    let gateway = Gateway::start(&config(&[("s", &server)], endpoints));
+
+    let (status, _, body) = get_json(&format!("{}/list", gateway.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["els"], json!([{"n": "1"}, null, {"n": "3"}]));
+    assert_eq!(body["_errors"]["els[1]"]["error"], "invalid_body");
+    assert_eq!(body["_errors"]["els[1]"]["detail"], "select needs an object, got a list");
+
+    let (status, headers, body) = get_json(&format!("{}/flat", gateway.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-fanout-complete"], "false");
+    assert_eq!(body["y"], 2);
+    assert!(body.get("x").is_none());
+    assert_eq!(
+        body["_errors"],
+        json!({"spoof": {"error": "invalid_body", "elapsed_ms": body["_errors"]["spoof"]["elapsed_ms"],
+        "detail": "has a top-level `_errors` field, which merge: flat reserves for the gateway"}})
+    );
+}

@@ -6,6 +6,7 @@
 use crate::backend::Backend;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
+use std::future::Future;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, field};
@@ -110,10 +111,17 @@ impl CallError {
     }
 }
 
-impl CallRequest<'_> {
+impl<'a> CallRequest<'a> {
     /// Runs the call under its timeout and the endpoint `deadline`, inside its own span.
-    pub async fn run(mut self, deadline: Instant) -> CallOutcome {
-        let span = tracing::info_span!(
+    pub async fn run(self, deadline: Instant) -> CallOutcome {
+        let span = self.span();
+        let timeout = self.timeout;
+        observe(span, self.exchange(), timeout, deadline).await
+    }
+
+    /// The call's `backend_call` span.
+    pub(crate) fn span(&self) -> tracing::Span {
+        tracing::info_span!(
             CALL_SPAN,
             call = self.name,
             backend = &*self.backend.name,
@@ -121,25 +129,13 @@ impl CallRequest<'_> {
             http.response.status_code = field::Empty,
             error.r#type = field::Empty,
             duration_ms = field::Empty,
-        );
-        let started = Instant::now();
-        let own_limit = started + self.timeout;
-        let result = async {
-            match timeout_at(own_limit.min(deadline), self.send()).await {
-                Ok(result) => result,
-                Err(_) if deadline < own_limit => Err(CallError::Cancelled),
-                Err(_) => Err(CallError::Timeout(self.timeout)),
-            }
-        }
-        .instrument(span.clone())
-        .await;
-        let elapsed = started.elapsed();
-        span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
-        if let Err(error) = &result {
-            span.record("error.type", error.kind());
-            tracing::debug!(parent: &span, error.kind = error.kind(), %error, "backend call failed");
-        }
-        CallOutcome { result, elapsed, element_errors: Vec::new() }
+        )
+    }
+
+    /// The backend exchange itself, unbounded: every caller awaits it under its own limit
+    /// ([`observe`]), and it is dropped when the last caller is.
+    pub(crate) fn exchange(mut self) -> impl Future<Output = Result<Bytes, CallError>> + Send + 'a {
+        async move { self.send().await }
     }
 
     async fn send(&mut self) -> Result<Bytes, CallError> {
@@ -177,6 +173,29 @@ impl CallRequest<'_> {
             .map_err(|e| CallError::InvalidBody(e.to_string()))?;
         Ok(body)
     }
+}
+
+/// Awaits `exchange` under `min(timeout, deadline)` inside `span`, and records the outcome.
+pub(crate) async fn observe(
+    span: tracing::Span,
+    exchange: impl Future<Output = Result<Bytes, CallError>>,
+    timeout: Duration,
+    deadline: Instant,
+) -> CallOutcome {
+    let started = Instant::now();
+    let own_limit = started + timeout;
+    let result = match timeout_at(own_limit.min(deadline), exchange).instrument(span.clone()).await {
+        Ok(result) => result,
+        Err(_) if deadline < own_limit => Err(CallError::Cancelled),
+        Err(_) => Err(CallError::Timeout(timeout)),
+    };
+    let elapsed = started.elapsed();
+    span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+    if let Err(error) = &result {
+        span.record("error.type", error.kind());
+        tracing::debug!(parent: &span, error.kind = error.kind(), %error, "backend call failed");
+    }
+    CallOutcome { result, elapsed, element_errors: Vec::new() }
 }
 
 /// Reads the body chunk by chunk and stops as soon as it would exceed `limit`.

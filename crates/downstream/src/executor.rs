@@ -6,7 +6,7 @@
 //! dropped with it. A required call's failure ends the execution at once, dropping the rest.
 
 use crate::backend::Backend;
-use crate::call::{CallError, CallOutcome, CallRequest};
+use crate::call::{CallError, CallOutcome, CallRequest, observe};
 use bytes::{BufMut, Bytes, BytesMut};
 use compose::{Graph, Schedule};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
@@ -138,16 +138,16 @@ fn gather(elements: Vec<CallOutcome>, fail_on_element_error: bool, started: Inst
 }
 
 /// Requests in flight or done during one execution, by backend and URL, so identical requests
-/// are sent once and every caller gets the same outcome. The first caller's timeout applies.
-/// `None` when sharing is off: every request is sent.
+/// are sent once and every caller gets the same response; each caller still waits at most its
+/// own timeout. `None` when sharing is off: every request is sent.
 struct Dedup<'a> {
-    requests: Option<Mutex<HashMap<RequestKey, SharedCall<'a>>>>,
+    requests: Option<Mutex<HashMap<RequestKey, SharedExchange<'a>>>>,
 }
 
 /// A backend (by address) and a path-and-query.
 type RequestKey = (usize, String);
-/// One backend request whose outcome every identical call shares.
-type SharedCall<'a> = Shared<BoxFuture<'a, CallOutcome>>;
+/// One backend exchange whose result every identical call shares.
+type SharedExchange<'a> = Shared<BoxFuture<'a, Result<Bytes, CallError>>>;
 
 impl<'a> Dedup<'a> {
     fn send(&self, request: CallRequest<'a>, deadline: Instant) -> BoxFuture<'a, CallOutcome> {
@@ -155,7 +155,13 @@ impl<'a> Dedup<'a> {
             return request.run(deadline).boxed();
         };
         let key = (std::ptr::from_ref::<Backend>(request.backend) as usize, request.path_and_query.clone());
-        let mut requests = requests.lock().unwrap_or_else(PoisonError::into_inner);
-        requests.entry(key).or_insert_with(|| request.run(deadline).boxed().shared()).clone().boxed()
+        let (span, timeout) = (request.span(), request.timeout);
+        let exchange = requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_insert_with(|| request.exchange().boxed().shared())
+            .clone();
+        observe(span, exchange, timeout, deadline).boxed()
     }
 }

@@ -36,11 +36,15 @@ pub fn compose(endpoint: &EndpointPlan, execution: &Execution, started: Instant)
     let mut body = BodyBuilder::with_capacity(capacity);
     let mut flat = Map::new();
     for (call, outcome) in finished {
-        for (index, error) in &outcome.element_errors {
+        let mut element_errors = outcome.element_errors.clone();
+        let result = outcome
+            .result
+            .as_ref()
+            .map_err(CallError::clone)
+            .and_then(|b| place(call, endpoint.merge, b, &mut element_errors));
+        for (index, error) in &element_errors {
             body.push_error(&json_key(&format!("{}[{index}]", call.name)), &error_entry(error, outcome));
         }
-        let result =
-            outcome.result.as_ref().map_err(CallError::clone).and_then(|b| place(call, endpoint.merge, b));
         match result {
             Ok(Placed::Raw(bytes)) => body.push_raw(&call.key, bytes),
             Ok(Placed::Value(value)) => body.push_value(&call.key, &value),
@@ -71,29 +75,49 @@ enum Placed<'b> {
     Fields(Map<String, Value>),
 }
 
-/// Shapes a call's body if it has to be; unshaped, grouped bodies are never parsed.
-fn place<'b>(call: &CallPlan, merge: Merge, body: &'b [u8]) -> Result<Placed<'b>, CallError> {
+/// Shapes a call's body if it has to be; unshaped, grouped bodies are never parsed. A call over
+/// a list is shaped element by element: an element that cannot be shaped becomes `null` and is
+/// added to `element_errors`, or fails the call with `on_element_error: fail`.
+fn place<'b>(
+    call: &CallPlan,
+    merge: Merge,
+    body: &'b [u8],
+    element_errors: &mut Vec<(usize, CallError)>,
+) -> Result<Placed<'b>, CallError> {
     if call.shape.is_none() && merge == Merge::Group {
         return Ok(Placed::Raw(body));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| CallError::InvalidBody(e.to_string()))?;
-    let value = match &call.shape {
-        None => value,
-        // A call over a list is shaped element by element (failed elements stay null).
-        Some(shape) if call.template.fan_out().is_some() => match value {
-            Value::Array(items) => Value::Array(
-                items
-                    .into_iter()
-                    .map(|item| if item.is_null() { Ok(item) } else { shape.apply(item) })
-                    .collect::<Result<_, _>>()
-                    .map_err(CallError::InvalidBody)?,
-            ),
-            other => shape.apply(other).map_err(CallError::InvalidBody)?,
-        },
-        Some(shape) => shape.apply(value).map_err(CallError::InvalidBody)?,
+    let value = match (&call.shape, value) {
+        (None, value) => value,
+        (Some(shape), Value::Array(items)) if call.template.fan_out().is_some() => {
+            let mut shaped = Vec::with_capacity(items.len());
+            for (index, item) in items.into_iter().enumerate() {
+                shaped.push(match item {
+                    Value::Null => Value::Null,
+                    item => match shape.apply(item) {
+                        Ok(value) => value,
+                        Err(reason) if call.fail_on_element_error => {
+                            return Err(CallError::InvalidBody(reason));
+                        }
+                        Err(reason) => {
+                            element_errors.push((index, CallError::InvalidBody(reason)));
+                            Value::Null
+                        }
+                    },
+                });
+            }
+            Value::Array(shaped)
+        }
+        (Some(shape), value) => shape.apply(value).map_err(CallError::InvalidBody)?,
     };
     match (merge, value) {
         (Merge::Group, value) => Ok(Placed::Value(value)),
+        (Merge::Flat, Value::Object(fields)) if fields.contains_key(ERRORS_KEY) => {
+            Err(CallError::InvalidBody(
+                "has a top-level `_errors` field, which merge: flat reserves for the gateway".to_owned(),
+            ))
+        }
         (Merge::Flat, Value::Object(fields)) => Ok(Placed::Fields(fields)),
         (Merge::Flat, other) => Err(CallError::InvalidBody(format!(
             "merge: flat needs an object, got {}",
@@ -107,6 +131,9 @@ fn place<'b>(call: &CallPlan, merge: Merge, body: &'b [u8]) -> Result<Placed<'b>
         ))),
     }
 }
+
+/// The key the gateway reports failed calls under.
+const ERRORS_KEY: &str = "_errors";
 
 fn required_failed(call: &CallPlan, error: &CallError, timing: String) -> Response<Body> {
     tracing::warn!(call = &*call.name, error.kind = error.kind(), %error, "required call failed");

@@ -113,11 +113,12 @@ fn missing_file_reports_its_path() {
 fn demo_file_loads() {
     let demo = DemoFile::load(demo_path()).unwrap();
     let names: Vec<_> = demo.services.keys().map(String::as_str).collect();
-    assert_eq!(names, ["catalog", "inventory", "pricing", "recommendations", "reviews"]);
+    assert_eq!(names, ["carts", "catalog", "inventory", "pricing", "recommendations", "reviews", "sellers"]);
     let mut ports: Vec<_> = demo.services.values().map(|service| service.listen.clone().unwrap()).collect();
     ports.sort();
-    assert_eq!(ports, (7101..=7105).map(|port| format!("127.0.0.1:{port}")).collect::<Vec<_>>());
-    for (name, service) in &demo.services {
+    assert_eq!(ports, (7101..=7107).map(|port| format!("127.0.0.1:{port}")).collect::<Vec<_>>());
+    let storefront = ["catalog", "inventory", "pricing", "recommendations", "reviews"];
+    for (name, service) in demo.services.iter().filter(|(name, _)| storefront.contains(&name.as_str())) {
         let bench = service
             .routes
             .iter()
@@ -133,6 +134,12 @@ fn demo_file_loads() {
     let size = product.body.to_string().len();
     assert!((800..=1500).contains(&size), "product body is {size} bytes");
     assert!(demo.services["reviews"].routes[0].body["reviewCount"].is_number());
+    let cart = &demo.services["carts"].routes[0];
+    assert_eq!(
+        cart.body["items"].as_array().map(Vec::len),
+        Some(3),
+        "the cart page fans out over three items"
+    );
 }
 
 #[tokio::test]

@@ -300,7 +300,7 @@ fn endpoints(
     for (i, item) in items.into_iter().enumerate() {
         let path = format!("endpoints[{i}]");
         if let Some(raw) = typed::<RawEndpoint>(item, &path, errors) {
-            let ctx = EndpointContext { path: &path, server, backend_names, backends };
+            let ctx = EndpointContext { path: &path, merge: raw.merge, server, backend_names, backends };
             if let Some(endpoint) = endpoint(&ctx, raw, errors) {
                 out.push((i, endpoint));
             }
@@ -311,6 +311,7 @@ fn endpoints(
 
 struct EndpointContext<'a> {
     path: &'a str,
+    merge: Merge,
     server: &'a ServerSettings,
     backend_names: &'a [String],
     backends: &'a [Option<BackendConfig>],
@@ -368,7 +369,11 @@ fn endpoint(
             calls.extend(call(ctx, &path, name, raw_call, names, concurrency, errors));
         }
     }
+    // Templates index calls by declared position: the graph is only meaningful (and only
+    // checked) when every call is valid.
+    let all_valid = calls.len() == call_names.len();
     let graph = match Graph::new(calls.iter().map(|c| c.template.dependencies()).collect()) {
+        _ if !all_valid => Graph::default(),
         Ok(graph) => graph,
         Err(Cycle(cycle)) => {
             let named: Vec<&str> = cycle.iter().filter_map(|&i| call_names.get(i).copied()).collect();
@@ -421,10 +426,13 @@ fn call(
         None => backend_timeout,
     };
     let fans_out = template.as_ref().is_some_and(|t| t.fan_out().is_some());
+    if fans_out && ctx.merge == Merge::Flat {
+        c.error("path", "a call over a list returns a list, which merge: flat cannot merge into the root");
+    }
     for (key, set) in
         [("concurrency", raw.concurrency.is_some()), ("on_element_error", raw.on_element_error.is_some())]
     {
-        if set && !fans_out {
+        if set && template.is_some() && !fans_out {
             c.error(key, "only applies to a call over a list (a path with [*])");
         }
     }

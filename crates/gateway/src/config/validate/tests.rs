@@ -260,7 +260,7 @@ fn composition_settings_compile() {
         "backends": {"b": {"url": "http://b", "timeout": "100ms"}},
         "endpoints": [{
             "route": "GET /x",
-            "merge": "flat",
+            "merge": "group",
             "concurrency": 8,
             "calls": {
                 "list": {"backend": "b", "path": "/l"},
@@ -271,11 +271,37 @@ fn composition_settings_compile() {
     });
     let settings = validate(tree).unwrap();
     let endpoint = &settings.endpoints[0];
-    assert_eq!(endpoint.merge, Merge::Flat);
+    assert_eq!(endpoint.merge, Merge::Group);
     assert_eq!(endpoint.max_fanout, 1000);
     assert_eq!(endpoint.graph.deps(1), [0]);
     assert_eq!(endpoint.graph.deps(2), [0]);
     assert_eq!(endpoint.calls[1].concurrency, 8, "the endpoint's concurrency is the default");
     assert!(endpoint.calls[1].fail_on_element_error);
     assert!(!endpoint.calls[2].shape.is_identity());
+}
+
+#[test]
+fn an_invalid_call_does_not_produce_phantom_graph_errors() {
+    let tree = json!({
+        "backends": {"b": {"url": "http://b"}},
+        "endpoints": [{
+            "route": "GET /x",
+            "merge": "flat",
+            "calls": {
+                "x": {"backend": "nope", "path": "/x"},
+                "a": {"backend": "b", "path": "/a"},
+                "c": {"backend": "b", "path": "/c/{a.id}"},
+                "l": {"backend": "b", "path": "/l/{a.ids[*]}"},
+                "p": {"backend": "b", "path": "/p/{", "concurrency": 2}
+            }
+        }]
+    });
+    assert_eq!(
+        errors_of(tree),
+        [
+            "endpoints[0].calls.x.backend: unknown backend \"nope\" (known: b)",
+            "endpoints[0].calls.l.path: a call over a list returns a list, which merge: flat cannot merge into the root",
+            "endpoints[0].calls.p.path: \"/p/{\": unbalanced braces at byte 3",
+        ]
+    );
 }
