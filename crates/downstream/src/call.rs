@@ -134,8 +134,8 @@ impl<'a> CallRequest<'a> {
 
     /// The backend exchange itself, unbounded: every caller awaits it under its own limit
     /// ([`observe`]), and it is dropped when the last caller is.
-    pub(crate) fn exchange(mut self) -> impl Future<Output = Result<Bytes, CallError>> + Send + 'a {
-        async move { self.send().await }
+    pub(crate) async fn exchange(mut self) -> Result<Bytes, CallError> {
+        self.send().await
     }
 
     async fn send(&mut self) -> Result<Bytes, CallError> {
