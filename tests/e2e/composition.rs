@@ -44,9 +44,19 @@ async fn five_backends_of_200ms_answer_together_with_grouped_bodies() {
     assert_eq!(headers["x-fanout-complete"], "true");
     assert!(!headers["x-request-id"].is_empty());
     let timing = headers["server-timing"].to_str().unwrap();
-    for name in NAMES.iter().chain(&["total"]) {
+    for name in NAMES.iter().chain(&["gateway", "total"]) {
         assert!(timing.contains(&format!("{name};dur=")), "Server-Timing {timing:?} lacks {name}");
     }
+    let dur = |name: &str| -> f64 {
+        let entry = timing.split(", ").find(|e| e.starts_with(&format!("{name};"))).unwrap();
+        entry.split("dur=").nth(1).unwrap().parse().unwrap()
+    };
+    let slowest = NAMES.iter().map(|n| dur(n)).fold(0.0, f64::max);
+    assert!(
+        (dur("total") - slowest - dur("gateway")).abs() < 0.3,
+        "gateway = total - critical path: {timing}"
+    );
+    assert!(dur("gateway") < 50.0, "the gateway's own time should be small: {timing}");
     for server in &servers {
         let requests = server.requests();
         assert_eq!(requests.len(), 1);

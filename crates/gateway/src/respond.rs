@@ -2,7 +2,7 @@
 //! call (502/504), or `200` with each call's result — spliced raw when it is not shaped,
 //! shaped (`select`/`omit`/`rename`/`pick`) otherwise, grouped under its name or, with
 //! `merge: flat`, merged into the root — plus `_errors`, `X-Fanout-Complete` and
-//! `Server-Timing`.
+//! `Server-Timing` (each call, `gateway` = total minus the backend critical path, `total`).
 
 use crate::config::Merge;
 use crate::plan::{CallPlan, EndpointPlan};
@@ -14,10 +14,14 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Response};
 use http_body_util::Full;
 use serde_json::{Map, Value};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Header saying whether every call succeeded.
 pub const X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
+/// The `Server-Timing` entry for fanout's own time (total minus the backend critical path).
+pub const GATEWAY_TIMING: &str = "gateway";
+
 /// Header with each call's duration and the total, for DevTools.
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
@@ -25,7 +29,14 @@ pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 pub fn compose(endpoint: &EndpointPlan, execution: &Execution, started: Instant) -> Response<Body> {
     let finished: Vec<(&CallPlan, &CallOutcome)> =
         endpoint.calls.iter().zip(&execution.outcomes).filter_map(|(c, o)| Some((c, o.as_ref()?))).collect();
-    let timing = server_timing(finished.iter().map(|(call, o)| (&*call.name, o.elapsed)), started.elapsed());
+    let total = started.elapsed();
+    // fanout's own time: the total minus the critical path of backend time.
+    let elapsed = |call: usize| {
+        execution.outcomes.get(call).and_then(Option::as_ref).map_or(Duration::ZERO, |o| o.elapsed)
+    };
+    let (critical, _) = endpoint.graph.longest_chain(elapsed);
+    let entries = finished.iter().map(|(call, o)| (&*call.name, o.elapsed));
+    let timing = server_timing(entries.chain([(GATEWAY_TIMING, total.saturating_sub(critical))]), total);
     if let Some(index) = execution.failed_required
         && let (Some(call), Some(Some(CallOutcome { result: Err(error), .. }))) =
             (endpoint.calls.get(index), execution.outcomes.get(index))

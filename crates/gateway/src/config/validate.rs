@@ -16,6 +16,9 @@ use serde_json::{Map, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Names the gateway uses in `Server-Timing` next to the calls'.
+const RESERVED_CALL_NAMES: [&str; 2] = ["gateway", "total"];
+
 /// Requests in flight at once for a call over a list, unless configured.
 const DEFAULT_CONCURRENCY: usize = 16;
 /// The longest list a call may fan out over, unless configured.
@@ -520,6 +523,10 @@ fn route_table(endpoints: &Endpoints, errors: &mut ConfigErrors) -> matchit::Rou
 
 /// Names become JSON keys, span fields and `Server-Timing` tokens: keep them simple.
 fn check_name(path: &str, name: &str, what: &str, errors: &mut ConfigErrors) {
+    if what == "call" && RESERVED_CALL_NAMES.contains(&name) {
+        errors.push(path, format!("call name {name:?} is reserved (a Server-Timing entry of the gateway)"));
+        return;
+    }
     let valid = !name.is_empty()
         && !name.starts_with('_')
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');

@@ -227,7 +227,8 @@ fn composition_mistakes_are_reported_with_their_key_paths() {
                 "a": {"backend": "b", "path": "/a/{id}", "concurrency": 4, "on_element_error": "fail"},
                 "l": {"backend": "b", "path": "/l/{a.items[*].id}/{a.other[*]}"},
                 "s": {"backend": "b", "path": "/s", "select": ["x[0]"], "rename": {"a.b": "c"}},
-                "r": {"backend": "b", "path": "/r/{nope.id}"}
+                "r": {"backend": "b", "path": "/r/{nope.id}"},
+                "total": {"backend": "b", "path": "/t"}
             }
         }, {
             "route": "GET /y",
@@ -248,7 +249,8 @@ fn composition_mistakes_are_reported_with_their_key_paths() {
         "endpoints[0].calls.a.on_element_error: only applies to a call over a list (a path with [*])",
         "endpoints[0].calls.l.path: \"/l/{a.items[*].id}/{a.other[*]}\": a call can fan out over one list only (one [*], one list per template)",
         "endpoints[0].calls.s: select[0]: \"x[0]\" may only use field names (a.b.c)",
-        "endpoints[0].calls.r.path: \"/r/{nope.id}\": unknown route parameter or call {nope} (route parameters: id; calls: a, l, s, r)",
+        "endpoints[0].calls.r.path: \"/r/{nope.id}\": unknown route parameter or call {nope} (route parameters: id; calls: a, l, s, r, total)",
+        "endpoints[0].calls.total: call name \"total\" is reserved (a Server-Timing entry of the gateway)",
         "endpoints[1].calls: dependency cycle: a → a (each reads the next one's response)",
     ];
     assert_eq!(errors, expected);
