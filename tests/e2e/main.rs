@@ -11,3 +11,4 @@ mod failures;
 mod lifecycle;
 mod safety;
 mod support;
+mod telemetry;

@@ -1,8 +1,9 @@
-//! The admin server on `server.admin_listen`: `/healthz` (the process is alive) and `/readyz`
-//! (a plan is loaded and the gateway is not draining; 503 from the moment SIGTERM arrives).
-//! Never on the public port.
+//! The admin server on `server.admin_listen`: `/healthz` (the process is alive), `/readyz`
+//! (a plan is loaded and the gateway is not draining; 503 from the moment SIGTERM arrives) and
+//! `/metrics` (Prometheus text, unless `telemetry.metrics: false`). Never on the public port.
 
 use crate::problem::{Body, Problem};
+use crate::telemetry::metrics::Exporter;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -31,8 +32,14 @@ impl Health {
     }
 }
 
-/// Serves the admin endpoints on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, health: Arc<Health>, header_read_timeout: Duration) {
+/// Serves the admin endpoints on `listener` until the task is dropped; `/metrics` when an
+/// `exporter` is given.
+pub async fn serve(
+    listener: TcpListener,
+    health: Arc<Health>,
+    exporter: Option<Arc<Exporter>>,
+    header_read_timeout: Duration,
+) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
     loop {
@@ -41,11 +48,13 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, header_read_timeo
             continue;
         };
         let health = Arc::clone(&health);
+        let exporter = exporter.clone();
         let connection = builder.serve_connection(
             TokioIo::new(stream),
             hyper::service::service_fn(move |request| {
                 let health = Arc::clone(&health);
-                async move { Ok::<_, Infallible>(respond(&health, &request)) }
+                let exporter = exporter.clone();
+                async move { Ok::<_, Infallible>(respond(&health, exporter.as_deref(), &request)) }
             }),
         );
         tokio::spawn(async move {
@@ -56,8 +65,15 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, header_read_timeo
     }
 }
 
-fn respond<B>(health: &Health, request: &Request<B>) -> Response<Body> {
+fn respond<B>(health: &Health, exporter: Option<&Exporter>, request: &Request<B>) -> Response<Body> {
     match request.uri().path() {
+        "/metrics" if let Some(exporter) = exporter => {
+            let mut response = Response::new(Full::new(Bytes::from(exporter.render())));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            response
+        }
         "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#),
         "/readyz" if health.is_draining() => {
             json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)

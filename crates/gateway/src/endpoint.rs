@@ -6,8 +6,9 @@
 use crate::plan::{CallPlan, EndpointPlan};
 use crate::problem::{Body, Problem};
 use crate::respond;
+use crate::telemetry::metrics::PlanMetrics;
 use compose::{Inputs, push_query_pair};
-use downstream::{CallError, CallOutcome, CallRequest, FanOut, Step};
+use downstream::{CallError, CallOutcome, CallRequest, Execution, FanOut, Step};
 use http::header::CONNECTION;
 use http::{HeaderMap, HeaderName, Response, Uri};
 use serde_json::Value;
@@ -19,6 +20,7 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Serves `endpoint` for a request with these raw route `params`, `uri` and `headers`.
 pub async fn serve(
     endpoint: &EndpointPlan,
+    metrics: &PlanMetrics,
     params: &matchit::Params<'_, '_>,
     uri: &Uri,
     headers: &HeaderMap,
@@ -50,7 +52,35 @@ pub async fn serve(
         |call, outcomes| steps.next(call, outcomes),
     )
     .await;
-    respond::compose(endpoint, &execution, started)
+    record_calls(endpoint, metrics, &execution);
+    let response = respond::compose(endpoint, &execution, started);
+    if response.headers().get(respond::X_FANOUT_COMPLETE).is_some_and(|v| v == "false") {
+        metrics.partial(endpoint.index);
+    }
+    response
+}
+
+/// Records every finished call in the metrics and, when the request span is logged, its
+/// outcomes as the span's `calls` field (`product:ok price:timeout …`).
+fn record_calls(endpoint: &EndpointPlan, metrics: &PlanMetrics, execution: &Execution) {
+    let span = tracing::Span::current();
+    let mut summary = (!span.is_disabled()).then(String::new);
+    for (call, outcome) in endpoint.calls.iter().zip(&execution.outcomes) {
+        let Some(outcome) = outcome else { continue };
+        let error = outcome.result.as_ref().err().map(CallError::kind);
+        metrics.call(call.backend_index, error, outcome.elapsed);
+        if let Some(summary) = &mut summary {
+            if !summary.is_empty() {
+                summary.push(' ');
+            }
+            summary.push_str(&call.name);
+            summary.push(':');
+            summary.push_str(error.unwrap_or("ok"));
+        }
+    }
+    if let Some(summary) = summary {
+        span.record("calls", summary);
+    }
 }
 
 /// Decides, per call, what to send once the calls it depends on are done.

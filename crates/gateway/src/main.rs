@@ -8,6 +8,7 @@ use gateway::config::{self, ConfigErrors};
 use gateway::plan::Plan;
 use gateway::server::{self, Listeners};
 use gateway::telemetry;
+use gateway::telemetry::metrics::Exporter;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
@@ -61,7 +62,12 @@ fn serve(plan: Plan) -> anyhow::Result<()> {
             endpoints = plan.endpoints.len(),
             "listening"
         );
-        server::run(Arc::new(plan), listeners, shutdown).await;
+        let exporter = if plan.telemetry.metrics {
+            Some(Exporter::install().context("installing the metrics recorder")?)
+        } else {
+            None
+        };
+        server::run(Arc::new(plan), listeners, exporter, shutdown).await;
         Ok(())
     })
 }

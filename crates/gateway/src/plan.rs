@@ -20,12 +20,16 @@ pub struct Plan {
     pub telemetry: TelemetrySettings,
     /// Endpoints, indexed by the router's values.
     pub endpoints: Vec<EndpointPlan>,
+    /// Backends, in config order (calls refer to them by `backend_index`).
+    pub backends: Vec<Arc<Backend>>,
     router: matchit::Router<usize>,
 }
 
 /// One endpoint, ready to serve.
 #[derive(Debug)]
 pub struct EndpointPlan {
+    /// Position in [`Plan::endpoints`].
+    pub index: usize,
     /// The route as configured (`GET /api/page/{id}`): the span's `http.route`.
     pub route: Box<str>,
     /// Route parameter names in path order; templates refer to them by index.
@@ -60,6 +64,8 @@ pub struct CallPlan {
     pub key: Box<[u8]>,
     /// The backend (shared pool).
     pub backend: Arc<Backend>,
+    /// Position of the backend in [`Plan::backends`].
+    pub backend_index: usize,
     /// The parsed path template.
     pub template: Template,
     /// The template as written, for `fanout check`.
@@ -111,7 +117,9 @@ impl Plan {
         let endpoints = settings
             .endpoints
             .into_iter()
-            .map(|endpoint| EndpointPlan {
+            .enumerate()
+            .map(|(index, endpoint)| EndpointPlan {
+                index,
                 share_identical: may_repeat(&endpoint.calls),
                 required: endpoint.calls.iter().map(|c| c.required).collect(),
                 graph: endpoint.graph,
@@ -129,6 +137,7 @@ impl Plan {
                         key: json_key(&call.name),
                         name: call.name.into(),
                         backend: Arc::clone(&backends[call.backend]),
+                        backend_index: call.backend,
                         template: call.template,
                         path: call.path.into(),
                         timeout: call.timeout,
@@ -144,6 +153,7 @@ impl Plan {
             server: settings.server,
             telemetry: settings.telemetry,
             endpoints,
+            backends,
             router: settings.router,
         })
     }

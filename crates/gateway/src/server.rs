@@ -7,6 +7,7 @@ use crate::admin::{self, Health};
 use crate::connection::{self, Drain, Limits};
 use crate::plan::Plan;
 use crate::service;
+use crate::telemetry::metrics::{Exporter, PlanMetrics};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -57,16 +58,27 @@ impl Listeners {
     }
 }
 
-/// Serves until `shutdown` resolves, then drains and returns.
-pub async fn run(plan: Arc<Plan>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+/// Serves until `shutdown` resolves, then drains and returns. With an `exporter`, metrics are
+/// recorded and served on the admin port.
+pub async fn run(
+    plan: Arc<Plan>,
+    listeners: Listeners,
+    exporter: Option<Exporter>,
+    shutdown: impl Future<Output = ()>,
+) {
     let health = Arc::new(Health::default());
     let settings = plan.server.clone();
-    let admin =
-        tokio::spawn(admin::serve(listeners.admin, Arc::clone(&health), settings.header_read_timeout));
+    let metrics = Arc::new(PlanMetrics::new(&plan));
+    let admin = tokio::spawn(admin::serve(
+        listeners.admin,
+        Arc::clone(&health),
+        exporter.map(Arc::new),
+        settings.header_read_timeout,
+    ));
     let drain = Drain::new();
     let builder = Arc::new(http_builder(settings.header_read_timeout));
     let connections = Arc::new(Semaphore::new(settings.max_connections));
-    let service = service::stack(plan);
+    let service = service::stack(plan, Arc::clone(&metrics));
     let limits = Limits {
         first_byte: settings.header_read_timeout,
         idle: settings.header_read_timeout.max(settings.request_timeout),

@@ -3,7 +3,8 @@
 //! 1. drop an unusable inbound `X-Request-Id` (too long, or not `[A-Za-z0-9._:-]`);
 //! 2. `SetRequestId` (tower-http): keep the client's id or generate one;
 //! 3. `PropagateRequestId` (tower-http): echo it on every response;
-//! 4. [`Gateway`]: the `request` span, `Server-Timing: total;dur=…` on every answer, load shedding at `max_in_flight` (503 + `Retry-After`),
+//! 4. [`Gateway`]: the `request` span, one `request` log line and the request metrics per
+//!    answer, `Server-Timing: total;dur=…` on every answer, load shedding at `max_in_flight` (503 + `Retry-After`),
 //!    request-target and body limits (414, 413), any `Transfer-Encoding` body (400, connection
 //!    closed: this covers `Content-Length` + `Transfer-Encoding`), routing (404, 405), the endpoint.
 
@@ -11,6 +12,7 @@ use crate::endpoint::{self, X_REQUEST_ID};
 use crate::plan::Plan;
 use crate::problem::{Body, Problem};
 use crate::respond::{self, SERVER_TIMING};
+use crate::telemetry::metrics::PlanMetrics;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response};
 use std::convert::Infallible;
@@ -35,6 +37,7 @@ pub const REQUEST_SPAN: &str = "request";
 /// Builds the full service stack for `plan`.
 pub fn stack<B: Send + 'static>(
     plan: Arc<Plan>,
+    metrics: Arc<PlanMetrics>,
 ) -> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static
 {
     let in_flight = Arc::new(Semaphore::new(plan.server.max_in_flight));
@@ -42,13 +45,14 @@ pub fn stack<B: Send + 'static>(
         .map_request(drop_unusable_request_id::<B>)
         .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .service(Gateway { plan, in_flight })
+        .service(Gateway { plan, metrics, in_flight })
 }
 
 /// The innermost service: limits, routing and the endpoint.
 #[derive(Clone)]
 pub struct Gateway {
     plan: Arc<Plan>,
+    metrics: Arc<PlanMetrics>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -63,6 +67,7 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let plan = Arc::clone(&self.plan);
+        let metrics = Arc::clone(&self.metrics);
         let permit = Arc::clone(&self.in_flight).try_acquire_owned();
         let span = tracing::info_span!(
             REQUEST_SPAN,
@@ -70,18 +75,24 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
             http.route = field::Empty,
             http.response.status_code = field::Empty,
             request_id = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+            calls = field::Empty,
         );
         Box::pin(
             async move {
                 let started = tokio::time::Instant::now();
-                let mut response = match permit {
-                    Ok(_permit) => handle(&plan, request).await,
-                    Err(_) => Problem::Overloaded.response(),
+                let _active = metrics.request_started();
+                let (mut response, route) = match permit {
+                    Ok(_permit) => handle(&plan, &metrics, request).await,
+                    Err(_) => (Problem::Overloaded.response(), None),
                 };
+                let elapsed = started.elapsed();
                 if !response.headers().contains_key(SERVER_TIMING) {
-                    respond::insert_timing(&mut response, compose::server_timing([], started.elapsed()));
+                    respond::insert_timing(&mut response, compose::server_timing([], elapsed));
                 }
-                tracing::Span::current().record("http.response.status_code", response.status().as_u16());
+                let status = response.status().as_u16();
+                metrics.request(route, status, elapsed);
+                tracing::Span::current().record("http.response.status_code", status);
+                tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "request");
                 Ok(response)
             }
             .instrument(span),
@@ -89,26 +100,31 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
     }
 }
 
-async fn handle<B>(plan: &Plan, request: Request<B>) -> Response<Body> {
+/// Answers one request; also returns the index of the endpoint it matched, if any.
+async fn handle<B>(
+    plan: &Plan,
+    metrics: &PlanMetrics,
+    request: Request<B>,
+) -> (Response<Body>, Option<usize>) {
     let (parts, _body) = request.into_parts();
     if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_LEN {
-        return Problem::UriTooLong(MAX_URI_LEN).response();
+        return (Problem::UriTooLong(MAX_URI_LEN).response(), None);
     }
     if parts.headers.contains_key(TRANSFER_ENCODING) {
-        return Problem::ChunkedBody.response();
+        return (Problem::ChunkedBody.response(), None);
     }
     let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > plan.server.max_request_body as u64) {
-        return Problem::BodyTooLarge(plan.server.max_request_body).response();
+        return (Problem::BodyTooLarge(plan.server.max_request_body).response(), None);
     }
     let Some((endpoint, params)) = plan.route(parts.uri.path()) else {
-        return Problem::NotFound.response();
+        return (Problem::NotFound.response(), None);
     };
     tracing::Span::current().record("http.route", &*endpoint.route);
     if parts.method != Method::GET && parts.method != Method::HEAD {
-        return Problem::MethodNotAllowed.response();
+        return (Problem::MethodNotAllowed.response(), Some(endpoint.index));
     }
-    endpoint::serve(endpoint, &params, &parts.uri, &parts.headers).await
+    (endpoint::serve(endpoint, metrics, &params, &parts.uri, &parts.headers).await, Some(endpoint.index))
 }
 
 /// Removes an inbound `X-Request-Id` that is too long or has characters outside

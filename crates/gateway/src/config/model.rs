@@ -27,6 +27,7 @@ pub struct RawServer {
 pub struct RawTelemetry {
     pub log_format: Option<LogFormat>,
     pub log_level: Option<Text>,
+    pub metrics: Option<Flag>,
 }
 
 /// How log lines are written.

@@ -88,6 +88,8 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// A `tracing` filter such as `info` or `gateway=debug` (default `info`); `RUST_LOG` wins.
     pub log_level: String,
+    /// Serve Prometheus metrics on the admin port's `/metrics` (default true).
+    pub metrics: bool,
 }
 
 /// One backend: its client settings and its default call timeout.
@@ -225,7 +227,11 @@ fn telemetry_settings(raw: RawTelemetry, errors: &mut ConfigErrors) -> Telemetry
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
         errors.push("telemetry.log_level", format!("invalid filter {log_level:?}: {e}"));
     }
-    TelemetrySettings { log_format: raw.log_format.unwrap_or_default(), log_level }
+    TelemetrySettings {
+        log_format: raw.log_format.unwrap_or_default(),
+        log_level,
+        metrics: raw.metrics.is_none_or(|flag| flag.0),
+    }
 }
 
 /// Returns every backend name (so calls to a backend with a bad field do not also report

@@ -1,5 +1,8 @@
-//! Logging setup: `tracing` events and spans written as JSON lines (production) or pretty text
-//! (development), filtered by `RUST_LOG` when set, else by `telemetry.log_level`.
+//! Telemetry: logging setup here — `tracing` events and spans written as JSON lines
+//! (production) or pretty text (development), filtered by `RUST_LOG` when set, else by
+//! `telemetry.log_level` — and Prometheus metrics in [`metrics`].
+
+pub mod metrics;
 
 use crate::config::{LogFormat, TelemetrySettings};
 use tracing_subscriber::EnvFilter;

@@ -1,0 +1,188 @@
+//! Prometheus metrics on the admin port's `/metrics`: request and backend-call duration
+//! histograms (OpenTelemetry semantic-convention names, buckets from 0.5 ms to 10 s), requests
+//! in flight, open connections, backend errors by kind, partial answers per route, and the
+//! process's resident memory. Label values come from config (route templates, backend names)
+//! and fixed sets (status classes, error kinds), never from request data, so cardinality is
+//! bounded. Handles are created once from the plan ([`PlanMetrics`]): recording is an atomic
+//! update, with no key lookup or allocation per request. Without an installed [`Exporter`] the
+//! handles are no-ops.
+
+use crate::plan::Plan;
+use ::metrics::{
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+};
+use ::metrics::{gauge, histogram};
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+use std::time::Duration;
+
+const REQUEST_DURATION: &str = "http_server_request_duration_seconds";
+const CALL_DURATION: &str = "http_client_request_duration_seconds";
+const ACTIVE_REQUESTS: &str = "http_server_active_requests";
+const OPEN_CONNECTIONS: &str = "fanout_open_connections";
+const BACKEND_ERRORS: &str = "fanout_backend_errors_total";
+const PARTIAL_RESPONSES: &str = "fanout_partial_responses_total";
+const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+
+/// Histogram buckets, in seconds: millisecond resolution at the low end.
+const BUCKETS: [f64; 15] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Every call outcome: `ok` and the error kinds of `downstream::CallError::kind`.
+const OUTCOMES: [&str; 10] = [
+    "ok",
+    "timeout",
+    "cancelled",
+    "connect",
+    "status",
+    "invalid_body",
+    "too_large",
+    "dependency_failed",
+    "invalid_reference",
+    "fanout_limit",
+];
+/// The route label of requests that matched no endpoint.
+const UNMATCHED: &str = "unmatched";
+
+/// The installed Prometheus recorder.
+#[derive(Debug)]
+pub struct Exporter {
+    handle: PrometheusHandle,
+}
+
+impl Exporter {
+    /// Installs the global recorder; call once, before [`PlanMetrics::new`].
+    pub fn install() -> Result<Self, BuildError> {
+        let handle = PrometheusBuilder::new().set_buckets(&BUCKETS)?.install_recorder()?;
+        describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Duration of inbound requests.");
+        describe_histogram!(CALL_DURATION, Unit::Seconds, "Duration of backend calls, by outcome.");
+        describe_gauge!(ACTIVE_REQUESTS, "Inbound requests being served.");
+        describe_gauge!(OPEN_CONNECTIONS, "Open client connections.");
+        describe_counter!(BACKEND_ERRORS, "Failed backend calls, by error kind.");
+        describe_counter!(PARTIAL_RESPONSES, "200 answers with at least one failed call.");
+        describe_gauge!(RESIDENT_MEMORY, Unit::Bytes, "Resident set size of the process.");
+        Ok(Self { handle })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        if let Some(rss) = resident_memory_bytes() {
+            gauge!(RESIDENT_MEMORY).set(rss as f64);
+        }
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+}
+
+/// Metric handles for one plan.
+#[derive(Debug)]
+pub struct PlanMetrics {
+    routes: Vec<RouteMetrics>,
+    unmatched: RouteMetrics,
+    backends: Vec<BackendMetrics>,
+    active_requests: Gauge,
+    open_connections: Gauge,
+}
+
+#[derive(Debug)]
+struct RouteMetrics {
+    durations: [Histogram; STATUS_CLASSES.len()],
+    partial: Counter,
+}
+
+#[derive(Debug)]
+struct BackendMetrics {
+    durations: [Histogram; OUTCOMES.len()],
+    /// By error kind: `OUTCOMES[1..]`.
+    errors: [Counter; OUTCOMES.len() - 1],
+}
+
+impl PlanMetrics {
+    /// Creates every handle the plan's routes and backends can need.
+    pub fn new(plan: &Plan) -> Self {
+        Self {
+            routes: plan.endpoints.iter().map(|e| RouteMetrics::new(&e.route)).collect(),
+            unmatched: RouteMetrics::new(UNMATCHED),
+            backends: plan.backends.iter().map(|b| BackendMetrics::new(b.name())).collect(),
+            active_requests: gauge!(ACTIVE_REQUESTS),
+            open_connections: gauge!(OPEN_CONNECTIONS),
+        }
+    }
+
+    /// Counts a request in flight until the returned guard is dropped.
+    pub fn request_started(&self) -> InFlight<'_> {
+        self.active_requests.increment(1.0);
+        InFlight(&self.active_requests)
+    }
+
+    /// Counts an open connection until the returned guard is dropped.
+    pub fn connection_opened(&self) -> InFlight<'_> {
+        self.open_connections.increment(1.0);
+        InFlight(&self.open_connections)
+    }
+
+    /// Records an answered request; `endpoint` is `None` for paths that matched no route.
+    pub fn request(&self, endpoint: Option<usize>, status: u16, elapsed: Duration) {
+        let route = endpoint.and_then(|e| self.routes.get(e)).unwrap_or(&self.unmatched);
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        route.durations[class].record(elapsed.as_secs_f64());
+    }
+
+    /// Records a 200 answer with failed calls.
+    pub fn partial(&self, endpoint: usize) {
+        if let Some(route) = self.routes.get(endpoint) {
+            route.partial.increment(1);
+        }
+    }
+
+    /// Records a finished backend call; `error` is its error kind, `None` when it succeeded.
+    pub fn call(&self, backend: usize, error: Option<&str>, elapsed: Duration) {
+        let Some(metrics) = self.backends.get(backend) else { return };
+        let outcome = OUTCOMES.iter().position(|o| Some(*o) == error).unwrap_or(0);
+        metrics.durations[outcome].record(elapsed.as_secs_f64());
+        if let Some(errors) = outcome.checked_sub(1).and_then(|kind| metrics.errors.get(kind)) {
+            errors.increment(1);
+        }
+    }
+}
+
+impl RouteMetrics {
+    fn new(route: &str) -> Self {
+        let route = route.to_owned();
+        Self {
+            durations: STATUS_CLASSES.map(|class| {
+                histogram!(REQUEST_DURATION, "http_route" => route.clone(), "http_response_status_class" => class)
+            }),
+            partial: counter!(PARTIAL_RESPONSES, "http_route" => route.clone()),
+        }
+    }
+}
+
+impl BackendMetrics {
+    fn new(backend: &str) -> Self {
+        let backend = backend.to_owned();
+        Self {
+            durations: OUTCOMES
+                .map(|outcome| histogram!(CALL_DURATION, "backend" => backend.clone(), "outcome" => outcome)),
+            errors: std::array::from_fn(
+                |kind| counter!(BACKEND_ERRORS, "backend" => backend.clone(), "error_kind" => OUTCOMES[kind + 1]),
+            ),
+        }
+    }
+}
+
+/// Decrements its gauge when dropped.
+#[derive(Debug)]
+pub struct InFlight<'m>(&'m Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// The process's resident set size, from `/proc/self/statm` (Linux).
+fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

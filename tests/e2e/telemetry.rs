@@ -1,0 +1,96 @@
+//! Telemetry over real sockets: `/metrics` on the admin port after a few requests (complete,
+//! partial, failed, unmatched), and one `request` log line per request carrying its id.
+
+use crate::support::{Gateway, client, config, get_json};
+use mockend::{MockServer, RouteSpec, ServiceSpec};
+use serde_json::json;
+use std::collections::HashMap;
+
+/// Parses Prometheus text into `series{labels} -> value`.
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_count_requests_calls_errors_and_partial_answers() {
+    let ok = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r", json!({}))])).await.unwrap();
+    let broken = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r", json!({})).status(503)]))
+        .await
+        .unwrap();
+    let endpoints = "  - route: GET /page\n    calls:\n      \
+                     a: { backend: ok, path: /r }\n      b: { backend: broken, path: /r }\n  \
+                     - route: GET /strict\n    calls:\n      b: { backend: broken, path: /r, required: true }\n";
+    let gateway = Gateway::start(&config(&[("ok", &ok), ("broken", &broken)], endpoints));
+    for _ in 0..3 {
+        assert_eq!(get_json(&format!("{}/page", gateway.url)).await.0, 200);
+    }
+    assert_eq!(get_json(&format!("{}/strict", gateway.url)).await.0, 502);
+    assert_eq!(get_json(&format!("{}/nowhere/at/all", gateway.url)).await.0, 404);
+
+    let response = client().get(format!("{}/metrics", gateway.admin)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let m = samples(&text);
+    let get = |series: &str| m.get(series).copied().unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    let request = |route: &str, class: &str| {
+        format!(
+            "http_server_request_duration_seconds_count{{http_route=\"{route}\",http_response_status_class=\"{class}\"}}"
+        )
+    };
+    assert_eq!(get(&request("GET /page", "2xx")), 3.0);
+    assert_eq!(get(&request("GET /strict", "5xx")), 1.0);
+    assert_eq!(get(&request("unmatched", "4xx")), 1.0);
+    let call = |backend: &str, outcome: &str| {
+        format!("http_client_request_duration_seconds_count{{backend=\"{backend}\",outcome=\"{outcome}\"}}")
+    };
+    assert_eq!(get(&call("ok", "ok")), 3.0);
+    assert_eq!(get(&call("broken", "status")), 4.0);
+    assert_eq!(get("fanout_backend_errors_total{backend=\"broken\",error_kind=\"status\"}"), 4.0);
+    assert_eq!(get("fanout_partial_responses_total{http_route=\"GET /page\"}"), 3.0);
+    assert_eq!(get("fanout_partial_responses_total{http_route=\"GET /strict\"}"), 0.0);
+    assert!(get("process_resident_memory_bytes") > 1_000_000.0);
+    assert!(get("fanout_open_connections") >= 0.0);
+    assert_eq!(get("http_server_active_requests"), 0.0);
+    assert!(
+        text.contains("http_server_request_duration_seconds_bucket{http_route=\"GET /page\",http_response_status_class=\"2xx\",le=\"0.0005\"}"),
+        "histograms resolve half a millisecond"
+    );
+    assert!(!text.contains("/nowhere"), "label values never come from request paths");
+}
+
+#[tokio::test]
+async fn every_request_logs_one_line_with_its_request_id_and_call_outcomes() {
+    let ok = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r", json!({}))])).await.unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      a: { backend: ok, path: /r }\n";
+    let gateway = Gateway::start(&config(&[("ok", &ok)], endpoint));
+    for id in ["req-1", "req-2"] {
+        let response =
+            client().get(format!("{}/page", gateway.url)).header("x-request-id", id).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let lines = crate::support::wait_until(std::time::Duration::from_secs(2), || {
+        gateway.logs().iter().filter(|l| l.contains("\"message\":\"request\"")).count() == 2
+    })
+    .await;
+    assert!(lines, "{:?}", gateway.logs());
+    let access: Vec<serde_json::Value> = gateway
+        .logs()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .collect();
+    assert_eq!(access.len(), 2);
+    for (line, id) in access.iter().zip(["req-1", "req-2"]) {
+        assert_eq!(line["span"]["request_id"], id);
+        assert_eq!(line["span"]["http.route"], "GET /page");
+        assert_eq!(line["span"]["calls"], "a:ok");
+        assert_eq!(line["status"], 200);
+        assert!(line["duration_ms"].as_f64().unwrap() > 0.0);
+    }
+}
