@@ -94,3 +94,53 @@ async fn every_request_logs_one_line_with_its_request_id_and_call_outcomes() {
         assert!(line["duration_ms"].as_f64().unwrap() > 0.0);
     }
 }
+
+#[tokio::test]
+async fn a_blocked_worker_is_reported_with_the_request_that_blocked_it() {
+    let ok = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r", json!({}))])).await.unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      a: { backend: ok, path: /r }\n";
+    let yaml = config(&[("ok", &ok)], endpoint)
+        .replace("backends:\n", "telemetry:\n  stall_warning: 50ms\n  debug_endpoints: true\nbackends:\n");
+    let gateway = Gateway::start(&yaml);
+
+    let fine =
+        client().get(format!("{}/page", gateway.url)).header("x-request-id", "quick").send().await.unwrap();
+    assert_eq!(fine.status(), 200);
+    let blocked = client()
+        .get(format!("{}/_fanout/debug/block/300", gateway.url))
+        .header("x-request-id", "the-blocker")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blocked.status(), 200);
+
+    let reported = crate::support::wait_until(std::time::Duration::from_secs(2), || {
+        gateway.logs().iter().any(|l| l.contains("runtime unblocked"))
+    })
+    .await;
+    assert!(reported, "{:?}", gateway.logs());
+    let warnings: Vec<serde_json::Value> = gateway
+        .logs()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["level"] == "WARN")
+        .collect();
+    let detected =
+        warnings.iter().find(|w| w["message"] == "runtime worker blocked: a task is not yielding").unwrap();
+    assert_eq!(detected["span"]["request_id"], "the-blocker", "the stall names the request in progress");
+    assert!(detected["blocked_ms"].as_f64().unwrap() >= 50.0);
+    let ended = warnings.iter().find(|w| w["message"] == "runtime unblocked").unwrap();
+    assert!(ended["blocked_ms"].as_f64().unwrap() >= 290.0, "{ended}");
+    assert!(warnings.iter().all(|w| w["span"]["request_id"] != "quick"), "a fast request is never reported");
+
+    let text = client().get(format!("{}/metrics", gateway.admin)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(samples(&text).get("fanout_runtime_stalls_total"), Some(&1.0), "{text}");
+}
+
+#[tokio::test]
+async fn debug_endpoints_are_off_unless_configured() {
+    let ok = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r", json!({}))])).await.unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      a: { backend: ok, path: /r }\n";
+    let gateway = Gateway::start(&config(&[("ok", &ok)], endpoint));
+    assert_eq!(get_json(&format!("{}/_fanout/debug/block/300", gateway.url)).await.0, 404);
+}

@@ -55,6 +55,15 @@ impl Graph {
         self.dependents.get(call).map_or(&[], Vec::as_slice)
     }
 
+    /// The duration of the critical path if every call took `cost(call)`; without dependencies
+    /// (the common case) simply the slowest call, with no allocation.
+    pub fn critical_path(&self, cost: impl Fn(usize) -> Duration) -> Duration {
+        if self.deps.iter().all(Vec::is_empty) {
+            return (0..self.len()).map(cost).max().unwrap_or(Duration::ZERO);
+        }
+        self.longest_chain(cost).0
+    }
+
     /// The slowest chain if every call took `cost(call)`: its total and its calls, in order.
     pub fn longest_chain(&self, cost: impl Fn(usize) -> Duration) -> (Duration, Vec<usize>) {
         // Calls in dependency order: a call comes after everything it reads from.
@@ -190,5 +199,8 @@ mod tests {
         assert_eq!(total, Duration::from_millis(400));
         assert_eq!(chain, [0, 2, 3]);
         assert_eq!(Graph::default().longest_chain(|_| Duration::ZERO), (Duration::ZERO, vec![]));
+        assert_eq!(graph.critical_path(|c| Duration::from_millis(ms[c])), Duration::from_millis(400));
+        let flat = Graph::new(vec![vec![], vec![], vec![]]).unwrap();
+        assert_eq!(flat.critical_path(|c| Duration::from_millis(ms[c])), Duration::from_millis(300));
     }
 }

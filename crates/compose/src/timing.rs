@@ -1,7 +1,6 @@
 //! The `Server-Timing` response header: one `name;dur=ms` entry per call plus `total`, so a
 //! browser's DevTools show each backend's share of the latency.
 
-use std::fmt::Write;
 use std::time::Duration;
 
 /// Formats `a;dur=12.1, b;dur=40.3, total;dur=41.0` (milliseconds with one decimal).
@@ -18,8 +17,26 @@ pub fn server_timing<'a>(calls: impl IntoIterator<Item = (&'a str, Duration)>, t
 
 fn push_entry(out: &mut String, name: &str, elapsed: Duration) {
     let tenths = elapsed.as_micros().div_ceil(100);
-    // Writing to a String cannot fail.
-    let _ = write!(out, "{name};dur={}.{}", tenths / 10, tenths % 10);
+    out.push_str(name);
+    out.push_str(";dur=");
+    push_decimal(out, tenths / 10);
+    out.push('.');
+    push_decimal(out, tenths % 10);
+}
+
+/// Appends `n` in decimal without going through `fmt` (this runs on every response).
+fn push_decimal(out: &mut String, mut n: u128) {
+    let mut digits = [0u8; 40];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]
@@ -33,6 +50,15 @@ mod tests {
             Duration::from_millis(41),
         );
         assert_eq!(header, "users;dur=12.1, orders;dur=40.3, total;dur=41.0");
+    }
+
+    #[test]
+    fn large_and_zero_durations_format() {
+        let header = server_timing(
+            [("a", Duration::ZERO), ("b", Duration::from_secs(12_345))],
+            Duration::from_micros(1),
+        );
+        assert_eq!(header, "a;dur=0.0, b;dur=12345000.0, total;dur=0.1");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use gateway::plan::Plan;
 use gateway::server::{self, Listeners};
 use gateway::telemetry;
 use gateway::telemetry::metrics::Exporter;
+use gateway::telemetry::stall::StallDetector;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
@@ -67,6 +68,9 @@ fn serve(plan: Plan) -> anyhow::Result<()> {
         } else {
             None
         };
+        // After the recorder, so the detector's counter is a real one.
+        let _detector =
+            StallDetector::start(plan.telemetry.stall_warning).context("starting the stall detector")?;
         server::run(Arc::new(plan), listeners, exporter, shutdown).await;
         Ok(())
     })

@@ -34,7 +34,7 @@ pub fn compose(endpoint: &EndpointPlan, execution: &Execution, started: Instant)
     let elapsed = |call: usize| {
         execution.outcomes.get(call).and_then(Option::as_ref).map_or(Duration::ZERO, |o| o.elapsed)
     };
-    let (critical, _) = endpoint.graph.longest_chain(elapsed);
+    let critical = endpoint.graph.critical_path(elapsed);
     let entries = finished.iter().map(|(call, o)| (&*call.name, o.elapsed));
     let timing = server_timing(entries.chain([(GATEWAY_TIMING, total.saturating_sub(critical))]), total);
     if let Some(index) = execution.failed_required

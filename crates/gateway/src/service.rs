@@ -13,6 +13,7 @@ use crate::plan::Plan;
 use crate::problem::{Body, Problem};
 use crate::respond::{self, SERVER_TIMING};
 use crate::telemetry::metrics::PlanMetrics;
+use crate::telemetry::stall;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response};
 use std::convert::Infallible;
@@ -22,6 +23,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower::{Service, ServiceBuilder};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -77,26 +79,30 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
             request_id = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
             calls = field::Empty,
         );
-        Box::pin(
-            async move {
-                let started = tokio::time::Instant::now();
-                let _active = metrics.request_started();
-                let (mut response, route) = match permit {
-                    Ok(_permit) => handle(&plan, &metrics, request).await,
-                    Err(_) => (Problem::Overloaded.response(), None),
-                };
-                let elapsed = started.elapsed();
-                if !response.headers().contains_key(SERVER_TIMING) {
-                    respond::insert_timing(&mut response, compose::server_timing([], elapsed));
+        let watched = span.clone();
+        Box::pin(stall::watch(
+            Box::pin(
+                async move {
+                    let started = tokio::time::Instant::now();
+                    let _active = metrics.request_started();
+                    let (mut response, route) = match permit {
+                        Ok(_permit) => handle(&plan, &metrics, request).await,
+                        Err(_) => (Problem::Overloaded.response(), None),
+                    };
+                    let elapsed = started.elapsed();
+                    if !response.headers().contains_key(SERVER_TIMING) {
+                        respond::insert_timing(&mut response, compose::server_timing([], elapsed));
+                    }
+                    let status = response.status().as_u16();
+                    metrics.request(route, status, elapsed);
+                    tracing::Span::current().record("http.response.status_code", status);
+                    tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "request");
+                    Ok(response)
                 }
-                let status = response.status().as_u16();
-                metrics.request(route, status, elapsed);
-                tracing::Span::current().record("http.response.status_code", status);
-                tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "request");
-                Ok(response)
-            }
-            .instrument(span),
-        )
+                .instrument(span),
+            ),
+            watched,
+        ))
     }
 }
 
@@ -117,6 +123,11 @@ async fn handle<B>(
     if declared.is_some_and(|len| len > plan.server.max_request_body as u64) {
         return (Problem::BodyTooLarge(plan.server.max_request_body).response(), None);
     }
+    if plan.telemetry.debug_endpoints
+        && let Some(ms) = parts.uri.path().strip_prefix(DEBUG_BLOCK).and_then(|ms| ms.parse::<u64>().ok())
+    {
+        return (block_worker(Duration::from_millis(ms.min(10_000))), None);
+    }
     let Some((endpoint, params)) = plan.route(parts.uri.path()) else {
         return (Problem::NotFound.response(), None);
     };
@@ -125,6 +136,19 @@ async fn handle<B>(
         return (Problem::MethodNotAllowed.response(), Some(endpoint.index));
     }
     (endpoint::serve(endpoint, metrics, &params, &parts.uri, &parts.headers).await, Some(endpoint.index))
+}
+
+/// The test-only route that blocks a worker (`telemetry.debug_endpoints`).
+const DEBUG_BLOCK: &str = "/_fanout/debug/block/";
+
+/// Blocks this runtime worker on purpose, as a buggy handler would: what the stall detector
+/// exists to catch. Only reachable with `telemetry.debug_endpoints: true`.
+fn block_worker(duration: Duration) -> Response<Body> {
+    std::thread::sleep(duration);
+    let mut response =
+        Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{\"blocked\":true}")));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Removes an inbound `X-Request-Id` that is too long or has characters outside

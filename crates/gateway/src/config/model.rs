@@ -28,6 +28,8 @@ pub struct RawTelemetry {
     pub log_format: Option<LogFormat>,
     pub log_level: Option<Text>,
     pub metrics: Option<Flag>,
+    pub stall_warning: Option<Text>,
+    pub debug_endpoints: Option<Flag>,
 }
 
 /// How log lines are written.

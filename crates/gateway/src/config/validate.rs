@@ -90,6 +90,11 @@ pub struct TelemetrySettings {
     pub log_level: String,
     /// Serve Prometheus metrics on the admin port's `/metrics` (default true).
     pub metrics: bool,
+    /// Warn when a task blocks a runtime worker longer than this (default 100ms).
+    pub stall_warning: Duration,
+    /// Serve `GET /_fanout/debug/block/{ms}`, which blocks a worker on purpose (tests only;
+    /// default false).
+    pub debug_endpoints: bool,
 }
 
 /// One backend: its client settings and its default call timeout.
@@ -223,6 +228,8 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
 }
 
 fn telemetry_settings(raw: RawTelemetry, errors: &mut ConfigErrors) -> TelemetrySettings {
+    let stall_warning =
+        Checker { errors, prefix: "telemetry" }.duration("stall_warning", raw.stall_warning, "100ms");
     let log_level = raw.log_level.map_or_else(|| "info".to_owned(), |t| t.0);
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
         errors.push("telemetry.log_level", format!("invalid filter {log_level:?}: {e}"));
@@ -231,6 +238,8 @@ fn telemetry_settings(raw: RawTelemetry, errors: &mut ConfigErrors) -> Telemetry
         log_format: raw.log_format.unwrap_or_default(),
         log_level,
         metrics: raw.metrics.is_none_or(|flag| flag.0),
+        stall_warning,
+        debug_endpoints: raw.debug_endpoints.is_some_and(|flag| flag.0),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Telemetry: logging setup here — `tracing` events and spans written as JSON lines
 //! (production) or pretty text (development), filtered by `RUST_LOG` when set, else by
-//! `telemetry.log_level` — and Prometheus metrics in [`metrics`].
+//! `telemetry.log_level` — Prometheus metrics in [`metrics`] and the runtime stall detector in
+//! [`stall`].
 
 pub mod metrics;
+pub mod stall;
 
 use crate::config::{LogFormat, TelemetrySettings};
 use tracing_subscriber::EnvFilter;
