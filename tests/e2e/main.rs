@@ -12,3 +12,4 @@ mod lifecycle;
 mod safety;
 mod support;
 mod telemetry;
+mod tracing;

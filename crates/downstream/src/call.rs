@@ -29,7 +29,15 @@ pub struct CallRequest<'a> {
     pub timeout: Duration,
     /// Whether the endpoint fails when this call fails (the executor then stops at once).
     pub required: bool,
+    /// For a call over a list: the element's index.
+    pub element: Option<usize>,
+    /// Writes the trace context of the call's span into the request headers (W3C
+    /// `traceparent`), when tracing is on.
+    pub propagate: Option<Propagate>,
 }
+
+/// A function writing a span's trace context into request headers.
+pub type Propagate = fn(&tracing::Span, &mut HeaderMap);
 
 /// The result of one call and how long it took.
 #[derive(Debug, Clone)]
@@ -123,9 +131,13 @@ impl<'a> CallRequest<'a> {
     pub(crate) fn span(&self) -> tracing::Span {
         tracing::info_span!(
             CALL_SPAN,
+            otel.name = "GET",
+            otel.kind = "client",
+            http.request.method = "GET",
             call = self.name,
             backend = &*self.backend.name,
             server.address = &*self.backend.address,
+            element = self.element.and_then(|i| i64::try_from(i).ok()),
             http.response.status_code = field::Empty,
             error.r#type = field::Empty,
             duration_ms = field::Empty,
@@ -144,6 +156,9 @@ impl<'a> CallRequest<'a> {
         // The backend's own headers win over forwarded ones of the same name.
         for (name, value) in &backend.headers {
             headers.insert(name, value.clone());
+        }
+        if let Some(propagate) = self.propagate {
+            propagate(&tracing::Span::current(), &mut headers);
         }
         let mut url = backend.base.clone();
         let (path, query) = match self.path_and_query.split_once('?') {
@@ -164,7 +179,7 @@ impl<'a> CallRequest<'a> {
             .await
             .map_err(|e| transport_error("request failed", &e))?;
         let status = response.status();
-        tracing::Span::current().record("http.response.status_code", status.as_u16());
+        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
         if !status.is_success() {
             return Err(CallError::Status(status.as_u16()));
         }

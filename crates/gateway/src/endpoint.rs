@@ -7,8 +7,9 @@ use crate::plan::{CallPlan, EndpointPlan};
 use crate::problem::{Body, Problem};
 use crate::respond;
 use crate::telemetry::metrics::PlanMetrics;
+use crate::telemetry::otel;
 use compose::{Inputs, push_query_pair};
-use downstream::{CallError, CallOutcome, CallRequest, Execution, FanOut, Step};
+use downstream::{CallError, CallOutcome, CallRequest, Execution, FanOut, Propagate, Step};
 use http::header::CONNECTION;
 use http::{HeaderMap, HeaderName, Response, Uri};
 use serde_json::Value;
@@ -21,6 +22,7 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub async fn serve(
     endpoint: &EndpointPlan,
     metrics: &PlanMetrics,
+    propagate: bool,
     params: &matchit::Params<'_, '_>,
     uri: &Uri,
     headers: &HeaderMap,
@@ -38,6 +40,7 @@ pub async fn serve(
     let forwarded = forwarded_headers(endpoint, headers);
     let query = forwarded_query(endpoint, uri);
     let mut steps = Steps {
+        propagate: propagate.then_some(otel::inject as Propagate),
         endpoint,
         params: &values,
         headers: &forwarded,
@@ -85,6 +88,7 @@ fn record_calls(endpoint: &EndpointPlan, metrics: &PlanMetrics, execution: &Exec
 
 /// Decides, per call, what to send once the calls it depends on are done.
 struct Steps<'r> {
+    propagate: Option<Propagate>,
     endpoint: &'r EndpointPlan,
     params: &'r [&'r str],
     headers: &'r HeaderMap,
@@ -116,7 +120,7 @@ impl<'r> Steps<'r> {
         };
         let inputs = Inputs { params: self.params, calls: &calls, element: None };
         let Some((list_call, list_path)) = call.template.fan_out() else {
-            return match self.request(call, &inputs) {
+            return match self.request(call, &inputs, None) {
                 Ok(request) => Step::Call(request),
                 Err(error) => Step::Fail(error),
             };
@@ -143,8 +147,11 @@ impl<'r> Steps<'r> {
         if items.len() > endpoint.max_fanout {
             return Step::Fail(CallError::FanoutLimit { len: items.len(), max: endpoint.max_fanout });
         }
-        let requests =
-            items.iter().map(|item| self.request(call, &Inputs { element: Some(item), ..inputs })).collect();
+        let requests = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| self.request(call, &Inputs { element: Some(item), ..inputs }, Some(index)))
+            .collect();
         Step::FanOut(FanOut {
             requests,
             concurrency: call.concurrency,
@@ -152,7 +159,12 @@ impl<'r> Steps<'r> {
         })
     }
 
-    fn request(&self, call: &'r CallPlan, inputs: &Inputs<'_>) -> Result<CallRequest<'r>, CallError> {
+    fn request(
+        &self,
+        call: &'r CallPlan,
+        inputs: &Inputs<'_>,
+        element: Option<usize>,
+    ) -> Result<CallRequest<'r>, CallError> {
         let mut path_and_query = String::new();
         call.template
             .render(inputs, &mut path_and_query)
@@ -167,6 +179,8 @@ impl<'r> Steps<'r> {
             headers: self.headers.clone(),
             timeout: call.timeout,
             required: call.required,
+            element,
+            propagate: self.propagate,
         })
     }
 }

@@ -9,6 +9,7 @@ use gateway::plan::Plan;
 use gateway::server::{self, Listeners};
 use gateway::telemetry;
 use gateway::telemetry::metrics::Exporter;
+use gateway::telemetry::otel::Tracing;
 use gateway::telemetry::stall::StallDetector;
 use std::collections::HashMap;
 use std::path::Path;
@@ -49,7 +50,17 @@ fn load(path: &Path) -> Result<Plan, ConfigErrors> {
 }
 
 fn serve(plan: Plan) -> anyhow::Result<()> {
-    telemetry::init(&plan.telemetry);
+    // Before the runtime: the exporter's HTTP client must not live inside it.
+    let tracing = Tracing::start(&plan.telemetry)?;
+    telemetry::init(&plan.telemetry, tracing.as_ref());
+    let served = run(plan);
+    if let Some(tracing) = tracing {
+        tracing.shutdown();
+    }
+    served
+}
+
+fn run(plan: Plan) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {

@@ -13,7 +13,7 @@ use crate::plan::Plan;
 use crate::problem::{Body, Problem};
 use crate::respond::{self, SERVER_TIMING};
 use crate::telemetry::metrics::PlanMetrics;
-use crate::telemetry::stall;
+use crate::telemetry::{otel, stall};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response};
 use std::convert::Infallible;
@@ -71,14 +71,24 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         let plan = Arc::clone(&self.plan);
         let metrics = Arc::clone(&self.metrics);
         let permit = Arc::clone(&self.in_flight).try_acquire_owned();
+        let tracing_on = self.plan.telemetry.otlp_endpoint.is_some();
+        // An exported span is named at creation (`GET /api/page/{id}`): it cannot be renamed
+        // once started, so with tracing on the route is looked up here as well.
+        let route =
+            if tracing_on { self.plan.route(request.uri().path()).map(|(e, _)| &*e.route) } else { None };
         let span = tracing::info_span!(
             REQUEST_SPAN,
+            otel.name = route.unwrap_or_else(|| request.method().as_str()),
+            otel.kind = "server",
             http.request.method = %request.method(),
             http.route = field::Empty,
             http.response.status_code = field::Empty,
             request_id = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
             calls = field::Empty,
         );
+        if tracing_on {
+            otel::continue_trace(&span, request.headers());
+        }
         let watched = span.clone();
         Box::pin(stall::watch(
             Box::pin(
@@ -95,7 +105,7 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
                     }
                     let status = response.status().as_u16();
                     metrics.request(route, status, elapsed);
-                    tracing::Span::current().record("http.response.status_code", status);
+                    tracing::Span::current().record("http.response.status_code", i64::from(status));
                     tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "request");
                     Ok(response)
                 }
@@ -135,7 +145,11 @@ async fn handle<B>(
     if parts.method != Method::GET && parts.method != Method::HEAD {
         return (Problem::MethodNotAllowed.response(), Some(endpoint.index));
     }
-    (endpoint::serve(endpoint, metrics, &params, &parts.uri, &parts.headers).await, Some(endpoint.index))
+    let propagate = plan.telemetry.otlp_endpoint.is_some();
+    (
+        endpoint::serve(endpoint, metrics, propagate, &params, &parts.uri, &parts.headers).await,
+        Some(endpoint.index),
+    )
 }
 
 /// The test-only route that blocks a worker (`telemetry.debug_endpoints`).

@@ -30,6 +30,8 @@ pub struct RawTelemetry {
     pub metrics: Option<Flag>,
     pub stall_warning: Option<Text>,
     pub debug_endpoints: Option<Flag>,
+    pub otlp_endpoint: Option<Text>,
+    pub sampling_ratio: Option<Text>,
 }
 
 /// How log lines are written.

@@ -95,6 +95,11 @@ pub struct TelemetrySettings {
     /// Serve `GET /_fanout/debug/block/{ms}`, which blocks a worker on purpose (tests only;
     /// default false).
     pub debug_endpoints: bool,
+    /// OTLP/HTTP base URL (spans go to `/v1/traces`); none: no export, no cost.
+    pub otlp_endpoint: Option<String>,
+    /// The share of traces started here that are exported, 0 to 1 (default 1). A caller's
+    /// sampling decision (in `traceparent`) is followed.
+    pub sampling_ratio: f64,
 }
 
 /// One backend: its client settings and its default call timeout.
@@ -230,6 +235,28 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
 fn telemetry_settings(raw: RawTelemetry, errors: &mut ConfigErrors) -> TelemetrySettings {
     let stall_warning =
         Checker { errors, prefix: "telemetry" }.duration("stall_warning", raw.stall_warning, "100ms");
+    let otlp_endpoint = raw.otlp_endpoint.map(|Text(url)| {
+        let valid = url
+            .parse::<Uri>()
+            .is_ok_and(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some());
+        if !valid {
+            errors.push(
+                "telemetry.otlp_endpoint",
+                format!("invalid URL {url:?} (write e.g. http://otel-collector:4318)"),
+            );
+        }
+        url
+    });
+    let sampling_ratio = match raw.sampling_ratio {
+        None => 1.0,
+        Some(Text(text)) => match text.trim().parse::<f64>() {
+            Ok(ratio) if (0.0..=1.0).contains(&ratio) => ratio,
+            _ => {
+                errors.push("telemetry.sampling_ratio", format!("{text:?} must be a number from 0 to 1"));
+                1.0
+            }
+        },
+    };
     let log_level = raw.log_level.map_or_else(|| "info".to_owned(), |t| t.0);
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
         errors.push("telemetry.log_level", format!("invalid filter {log_level:?}: {e}"));
@@ -240,6 +267,8 @@ fn telemetry_settings(raw: RawTelemetry, errors: &mut ConfigErrors) -> Telemetry
         metrics: raw.metrics.is_none_or(|flag| flag.0),
         stall_warning,
         debug_endpoints: raw.debug_endpoints.is_some_and(|flag| flag.0),
+        otlp_endpoint,
+        sampling_ratio,
     }
 }
 

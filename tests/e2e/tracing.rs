@@ -1,0 +1,138 @@
+//! OpenTelemetry traces over real sockets: a small OTLP/HTTP receiver in the test decodes what
+//! the real binary exports; a backend records the `traceparent` it receives.
+
+use crate::support::{Gateway, client, config};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use mockend::{MockServer, RouteSpec, ServiceSpec};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use prost::Message;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Starts an OTLP/HTTP receiver on 127.0.0.1:0; returns its base URL and the spans received.
+async fn receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&spans);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let sink = Arc::clone(&sink);
+            let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let sink = Arc::clone(&sink);
+                async move {
+                    assert_eq!(request.uri().path(), "/v1/traces");
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    let export = ExportTraceServiceRequest::decode(body).unwrap();
+                    for resource in export.resource_spans {
+                        for scope in resource.scope_spans {
+                            sink.lock().unwrap().extend(scope.spans);
+                        }
+                    }
+                    let mut response = http::Response::new(Full::new(Bytes::new()));
+                    response.headers_mut().insert("content-type", "application/x-protobuf".parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (url, spans)
+}
+
+fn attribute(span: &Span, key: &str) -> Option<AnyValue> {
+    span.attributes.iter().find(|kv| kv.key == key)?.value.clone()?.value
+}
+
+fn text(span: &Span, key: &str) -> String {
+    match attribute(span, key) {
+        Some(AnyValue::StringValue(text)) => text,
+        other => panic!("{key} is {other:?} on {}", span.name),
+    }
+}
+
+fn number(span: &Span, key: &str) -> i64 {
+    match attribute(span, key) {
+        Some(AnyValue::IntValue(n)) => n,
+        other => panic!("{key} is {other:?} on {}", span.name),
+    }
+}
+
+#[tokio::test]
+async fn spans_are_exported_with_parents_attributes_and_propagated_context() {
+    let (otlp, spans) = receiver().await;
+    let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
+    let b = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/b", json!({}))])).await.unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n      two: { backend: b, path: /b }\n";
+    let yaml = config(&[("a", &a), ("b", &b)], endpoint)
+        .replace("backends:\n", &format!("telemetry:\n  otlp_endpoint: {otlp}\nbackends:\n"));
+    let mut gateway = Gateway::start(&yaml);
+
+    let response = client().get(format!("{}/page", gateway.url)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let response = client()
+        .get(format!("{}/page", gateway.url))
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    gateway.terminate();
+    assert_eq!(gateway.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+    let flushed =
+        crate::support::wait_until(Duration::from_secs(5), || spans.lock().unwrap().len() >= 6).await;
+    let spans = spans.lock().unwrap().clone();
+    assert!(flushed, "spans were not flushed at shutdown: {} received", spans.len());
+
+    let servers: Vec<&Span> = spans.iter().filter(|s| s.kind == SpanKind::Server as i32).collect();
+    assert_eq!(servers.len(), 2, "{spans:#?}");
+    for server in &servers {
+        assert_eq!(server.name, "GET /page");
+        assert_eq!(text(server, "http.route"), "GET /page");
+        assert_eq!(text(server, "http.request.method"), "GET");
+        assert_eq!(number(server, "http.response.status_code"), 200);
+        let clients: Vec<&Span> = spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::Client as i32 && s.trace_id == server.trace_id)
+            .collect();
+        assert_eq!(clients.len(), 2, "one client span per backend call");
+        for client_span in clients {
+            assert_eq!(
+                client_span.parent_span_id, server.span_id,
+                "client spans are children of the server span"
+            );
+            assert_eq!(client_span.name, "GET");
+            let backend = text(client_span, "backend");
+            let (server_for_backend, call) = if backend == "a" { (&a, "one") } else { (&b, "two") };
+            assert_eq!(text(client_span, "call"), call);
+            assert_eq!(text(client_span, "server.address"), server_for_backend.addr().to_string());
+            assert_eq!(number(client_span, "http.response.status_code"), 200);
+            let expected = format!("00-{}-{}-01", hex(&server.trace_id), hex(&client_span.span_id));
+            let seen: Vec<String> = server_for_backend
+                .requests()
+                .iter()
+                .filter_map(|r| r.headers.get("traceparent")?.to_str().ok().map(str::to_owned))
+                .collect();
+            assert!(seen.contains(&expected), "backend {backend} got {seen:?}, expected {expected}");
+        }
+    }
+    let joined =
+        servers.iter().find(|s| hex(&s.trace_id) == caller_trace).expect("the caller's trace was joined");
+    assert_eq!(hex(&joined.parent_span_id), caller_span, "the server span is a child of the caller's span");
+    let fresh = servers.iter().find(|s| hex(&s.trace_id) != caller_trace).unwrap();
+    assert!(fresh.parent_span_id.is_empty(), "without traceparent the server span is a root");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
