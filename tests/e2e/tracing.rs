@@ -136,3 +136,37 @@ async fn spans_are_exported_with_parents_attributes_and_propagated_context() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test]
+async fn sampling_follows_the_ratio_and_the_callers_decision() {
+    let (otlp, spans) = receiver().await;
+    let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n";
+    let yaml = config(&[("a", &a)], endpoint).replace(
+        "backends:\n",
+        &format!("telemetry:\n  otlp_endpoint: {otlp}\n  sampling_ratio: 0\nbackends:\n"),
+    );
+    let mut gateway = Gateway::start(&yaml);
+    let sampled_trace = "0af7651916cd43dd8448eb211c80319c";
+    for traceparent in [
+        None,
+        Some(format!("00-{sampled_trace}-b7ad6b7169203331-01")),
+        Some("00-11111111111111111111111111111111-b7ad6b7169203331-00".to_owned()),
+    ] {
+        let mut request = client().get(format!("{}/page", gateway.url));
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 200);
+    }
+    gateway.terminate();
+    assert_eq!(gateway.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+    crate::support::wait_until(Duration::from_secs(3), || spans.lock().unwrap().len() >= 2).await;
+    let spans = spans.lock().unwrap().clone();
+    let traces: std::collections::HashSet<String> = spans.iter().map(|s| hex(&s.trace_id)).collect();
+    assert_eq!(traces.len(), 1, "only the caller-sampled request is exported: {traces:?}");
+    assert!(traces.contains(sampled_trace));
+    assert_eq!(spans.len(), 2, "its server span and its client span");
+    let with_traceparent = a.requests().iter().filter(|r| r.headers.contains_key("traceparent")).count();
+    assert_eq!(with_traceparent, 1, "unsampled requests send no traceparent");
+}

@@ -71,48 +71,47 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         let plan = Arc::clone(&self.plan);
         let metrics = Arc::clone(&self.metrics);
         let permit = Arc::clone(&self.in_flight).try_acquire_owned();
-        let tracing_on = self.plan.telemetry.otlp_endpoint.is_some();
+        let telemetry = &self.plan.telemetry;
+        let sampled =
+            telemetry.otlp_endpoint.is_some() && otel::decide(request.headers(), telemetry.sampling_ratio);
         // An exported span is named at creation (`GET /api/page/{id}`): it cannot be renamed
-        // once started, so with tracing on the route is looked up here as well.
+        // once started, so for a traced request the route is looked up here as well.
         let route =
-            if tracing_on { self.plan.route(request.uri().path()).map(|(e, _)| &*e.route) } else { None };
-        let span = tracing::info_span!(
-            REQUEST_SPAN,
-            otel.name = route.unwrap_or_else(|| request.method().as_str()),
-            otel.kind = "server",
-            http.request.method = %request.method(),
-            http.route = field::Empty,
-            http.response.status_code = field::Empty,
-            request_id = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
-            calls = field::Empty,
-        );
-        if tracing_on {
+            if sampled { self.plan.route(request.uri().path()).map(|(e, _)| &*e.route) } else { None };
+        let span = otel::with_sampled(sampled, || {
+            tracing::info_span!(
+                REQUEST_SPAN,
+                otel.name = route.unwrap_or_else(|| request.method().as_str()),
+                otel.kind = "server",
+                http.request.method = %request.method(),
+                http.route = field::Empty,
+                http.response.status_code = field::Empty,
+                request_id = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+                calls = field::Empty,
+            )
+        });
+        if sampled {
             otel::continue_trace(&span, request.headers());
         }
         let watched = span.clone();
-        Box::pin(stall::watch(
-            Box::pin(
-                async move {
-                    let started = tokio::time::Instant::now();
-                    let _active = metrics.request_started();
-                    let (mut response, route) = match permit {
-                        Ok(_permit) => handle(&plan, &metrics, request).await,
-                        Err(_) => (Problem::Overloaded.response(), None),
-                    };
-                    let elapsed = started.elapsed();
-                    if !response.headers().contains_key(SERVER_TIMING) {
-                        respond::insert_timing(&mut response, compose::server_timing([], elapsed));
-                    }
-                    let status = response.status().as_u16();
-                    metrics.request(route, status, elapsed);
-                    tracing::Span::current().record("http.response.status_code", i64::from(status));
-                    tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "request");
-                    Ok(response)
-                }
-                .instrument(span),
-            ),
-            watched,
-        ))
+        let future = async move {
+            let started = tokio::time::Instant::now();
+            let _active = metrics.request_started();
+            let (mut response, route) = match permit {
+                Ok(_permit) => handle(&plan, &metrics, sampled, request).await,
+                Err(_) => (Problem::Overloaded.response(), None),
+            };
+            let elapsed = started.elapsed();
+            if !response.headers().contains_key(SERVER_TIMING) {
+                respond::insert_timing(&mut response, compose::server_timing([], elapsed));
+            }
+            let status = response.status().as_u16();
+            metrics.request(route, status, elapsed);
+            tracing::Span::current().record("http.response.status_code", i64::from(status));
+            tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "request");
+            Ok(response)
+        };
+        Box::pin(stall::watch(otel::traced(Box::pin(future.instrument(span)), sampled), watched))
     }
 }
 
@@ -120,6 +119,7 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
 async fn handle<B>(
     plan: &Plan,
     metrics: &PlanMetrics,
+    traced: bool,
     request: Request<B>,
 ) -> (Response<Body>, Option<usize>) {
     let (parts, _body) = request.into_parts();
@@ -145,9 +145,8 @@ async fn handle<B>(
     if parts.method != Method::GET && parts.method != Method::HEAD {
         return (Problem::MethodNotAllowed.response(), Some(endpoint.index));
     }
-    let propagate = plan.telemetry.otlp_endpoint.is_some();
     (
-        endpoint::serve(endpoint, metrics, propagate, &params, &parts.uri, &parts.headers).await,
+        endpoint::serve(endpoint, metrics, traced, &params, &parts.uri, &parts.headers).await,
         Some(endpoint.index),
     )
 }

@@ -9,7 +9,6 @@ pub mod stall;
 
 use crate::config::{LogFormat, TelemetrySettings};
 use otel::Tracing;
-use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -27,6 +26,6 @@ pub fn init(settings: &TelemetrySettings, tracing: Option<&Tracing>) {
         }
         LogFormat::Pretty => Box::new(lines),
     };
-    let spans = tracing.map(|t| t.layer().with_filter(LevelFilter::INFO));
+    let spans = tracing.map(Tracing::layer);
     let _ = tracing_subscriber::registry().with(lines.with_filter(filter)).with(spans).try_init();
 }
