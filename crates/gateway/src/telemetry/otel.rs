@@ -29,7 +29,7 @@ use std::task::{Context, Poll};
 use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::dynamic_filter_fn;
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -73,7 +73,11 @@ impl Tracing {
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
-        let sampled_only = filter_fn(|metadata| *metadata.level() <= Level::INFO && SAMPLED.with(Cell::get));
+        // Dynamic: a plain filter_fn caches its first answer per callsite.
+        // The level hint keeps every debug/trace callsite (hyper's, h2's…) at "never".
+        let sampled_only =
+            dynamic_filter_fn(|metadata, _| *metadata.level() <= Level::INFO && SAMPLED.with(Cell::get))
+                .with_max_level_hint(Level::INFO);
         tracing_opentelemetry::layer().with_tracer(self.provider.tracer("fanout")).with_filter(sampled_only)
     }
 
@@ -191,5 +195,33 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     for byte in bytes {
         out.push(char::from(DIGITS[usize::from(byte >> 4)]));
         out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_traceparent(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_callers_flag_decides_and_malformed_headers_fall_back_to_the_ratio() {
+        let sampled = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        let unsampled = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00");
+        assert!(decide(&sampled, 0.0));
+        assert!(!decide(&unsampled, 1.0));
+        assert!(decide(&with_traceparent("garbage"), 1.0));
+        assert!(!decide(&with_traceparent("garbage"), 0.0));
+    }
+
+    #[test]
+    fn the_ratio_is_honoured() {
+        let headers = HeaderMap::new();
+        let kept = (0..20_000).filter(|_| decide(&headers, 0.1)).count();
+        assert!((1_600..2_400).contains(&kept), "{kept} of 20000 sampled at 0.1");
     }
 }
