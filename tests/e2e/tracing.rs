@@ -131,6 +131,18 @@ async fn spans_are_exported_with_parents_attributes_and_propagated_context() {
     assert_eq!(hex(&joined.parent_span_id), caller_span, "the server span is a child of the caller's span");
     let fresh = servers.iter().find(|s| hex(&s.trace_id) != caller_trace).unwrap();
     assert!(fresh.parent_span_id.is_empty(), "without traceparent the server span is a root");
+    let logged: Vec<String> = gateway
+        .logs()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .filter_map(|v| v["span"]["trace_id"].as_str().map(str::to_owned))
+        .collect();
+    let mut expected = vec![hex(&fresh.trace_id), caller_trace.to_owned()];
+    expected.sort();
+    let mut logged_sorted = logged.clone();
+    logged_sorted.sort();
+    assert_eq!(logged_sorted, expected, "request log lines carry the trace id");
 }
 
 fn hex(bytes: &[u8]) -> String {

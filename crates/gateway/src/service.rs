@@ -88,10 +88,16 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
                 http.response.status_code = field::Empty,
                 request_id = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
                 calls = field::Empty,
+                trace_id = field::Empty,
             )
         });
         if sampled {
             otel::continue_trace(&span, request.headers());
+        }
+        if telemetry.otlp_endpoint.is_some()
+            && let Some(trace_id) = otel::trace_id(&span, sampled, request.headers())
+        {
+            span.record("trace_id", trace_id);
         }
         let watched = span.clone();
         let future = async move {

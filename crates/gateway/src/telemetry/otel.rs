@@ -156,6 +156,19 @@ impl<F: Future + Unpin> Future for Traced<F> {
     }
 }
 
+/// The trace id to log for a request: its exported span's when sampled, else the caller's (from
+/// `traceparent`), if any.
+pub fn trace_id(span: &tracing::Span, sampled: bool, headers: &HeaderMap) -> Option<String> {
+    if sampled {
+        let context = span.context();
+        let id = context.span().span_context().trace_id();
+        return (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string());
+    }
+    let traceparent = headers.get(TRACEPARENT)?.to_str().ok()?;
+    let trace = traceparent.split('-').nth(1)?;
+    (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then(|| trace.to_ascii_lowercase())
+}
+
 /// Makes `span` a child of the caller's span when `headers` carry a `traceparent`.
 pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
     let parent = global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)));
