@@ -38,30 +38,29 @@ async fn main() -> ExitCode {
 
 /// Starts every service, then waits for a termination signal.
 async fn run(demo: DemoFile) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM that arrives right after the "listening" lines must still
+    // stop the process cleanly (exit 0) rather than kill it.
+    let shutdown = shutdown_signal().context("cannot listen for termination signals")?;
     let mut servers = Vec::with_capacity(demo.services.len());
     for (name, spec) in demo.services {
         let server = MockServer::spawn(spec).await.with_context(|| format!("service {name:?}"))?;
         println!("{name} listening on {}", server.url());
         servers.push(server);
     }
-    shutdown_signal().await.context("cannot listen for termination signals")?;
+    shutdown.await;
     drop(servers);
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-#[cfg(unix)]
-async fn shutdown_signal() -> std::io::Result<()> {
+/// Installs SIGINT and SIGTERM handlers now; the future completes on either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        interrupted = tokio::signal::ctrl_c() => interrupted,
-        _ = terminate.recv() => Ok(()),
-    }
-}
-
-/// Completes on Ctrl-C.
-#[cfg(not(unix))]
-async fn shutdown_signal() -> std::io::Result<()> {
-    tokio::signal::ctrl_c().await
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }
