@@ -143,6 +143,11 @@ impl Gateway {
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
+
+    /// The JSON log lines written so far, parsed.
+    pub fn json_logs(&self) -> Vec<serde_json::Value> {
+        self.logs().iter().filter_map(|line| serde_json::from_str(line).ok()).collect()
+    }
 }
 
 impl Drop for Gateway {

@@ -79,12 +79,8 @@ async fn every_request_logs_one_line_with_its_request_id_and_call_outcomes() {
     })
     .await;
     assert!(lines, "{:?}", gateway.logs());
-    let access: Vec<serde_json::Value> = gateway
-        .logs()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["message"] == "request")
-        .collect();
+    let access: Vec<serde_json::Value> =
+        gateway.json_logs().into_iter().filter(|v| v["message"] == "request").collect();
     assert_eq!(access.len(), 2);
     for (line, id) in access.iter().zip(["req-1", "req-2"]) {
         assert_eq!(line["span"]["request_id"], id);
@@ -119,12 +115,8 @@ async fn a_blocked_worker_is_reported_with_the_request_that_blocked_it() {
     })
     .await;
     assert!(reported, "{:?}", gateway.logs());
-    let warnings: Vec<serde_json::Value> = gateway
-        .logs()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["level"] == "WARN")
-        .collect();
+    let warnings: Vec<serde_json::Value> =
+        gateway.json_logs().into_iter().filter(|v| v["level"] == "WARN").collect();
     let detected =
         warnings.iter().find(|w| w["message"] == "runtime worker blocked: a task is not yielding").unwrap();
     assert_eq!(detected["span"]["request_id"], "the-blocker", "the stall names the request in progress");

@@ -132,9 +132,8 @@ async fn spans_are_exported_with_parents_attributes_and_propagated_context() {
     let fresh = servers.iter().find(|s| hex(&s.trace_id) != caller_trace).unwrap();
     assert!(fresh.parent_span_id.is_empty(), "without traceparent the server span is a root");
     let logged: Vec<String> = gateway
-        .logs()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .json_logs()
+        .into_iter()
         .filter(|v| v["message"] == "request")
         .filter_map(|v| v["span"]["trace_id"].as_str().map(str::to_owned))
         .collect();

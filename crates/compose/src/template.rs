@@ -10,7 +10,6 @@ use crate::path::{JsonPath, scalar_text};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::fmt;
 
 /// Every byte except RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`) is encoded.
 const ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -396,15 +395,6 @@ fn check_literal(text: &str, offset: usize, in_query: bool) -> Result<(), Templa
     match path.split('/').find(is_dot) {
         Some(dot) => Err(TemplateError::DotSegment(dot.to_owned())),
         None => Ok(()),
-    }
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Position::Path => "path",
-            Position::Query => "query",
-        })
     }
 }
 
