@@ -16,10 +16,7 @@ OUT=target/bench
 GATEWAY=http://127.0.0.1:8080
 ADMIN=http://127.0.0.1:9901
 
-if ! command -v oha >/dev/null 2>&1; then
-  echo "oha not found: installing it with cargo (a few minutes on 2 cores)"
-  cargo install oha --locked
-fi
+bash scripts/tools.sh oha
 cargo build --release --locked --workspace --bins
 mkdir -p "$OUT"
 
