@@ -11,7 +11,7 @@ build: ## Build the fanout and mockend binaries (debug)
 	$(CARGO) build --locked --workspace --bins
 
 run: ## Build and start the demo: five simulated backends + the gateway (Ctrl-C stops both)
-	bash scripts/run.sh
+	bash scripts/with_demo.sh
 
 test: build ## Run every test: unit tests and end-to-end tests against the real binary
 	$(CARGO) test --locked --workspace
