@@ -26,9 +26,13 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$bin/mockend" --config demo/backends.yaml &
+# With a command, the servers log to files so their lines do not mix with its output.
+logs=target/demo
+mkdir -p "$logs"
+if [ $# -gt 0 ]; then exec 3>"$logs/mockend.log" 4>"$logs/fanout.log"; else exec 3>&1 4>&1; fi
+"$bin/mockend" --config demo/backends.yaml >&3 2>&1 &
 pids+=($!)
-"$bin/fanout" serve --config demo/fanout.yaml &
+"$bin/fanout" serve --config demo/fanout.yaml >&4 2>&1 &
 pids+=($!)
 
 ready=
@@ -39,7 +43,7 @@ for _ in $(seq 1 100); do
   fi
   sleep 0.1
 done
-[ -n "$ready" ] || { echo "the demo did not start (ports 8080, 9901, 7101-7107 busy?)" >&2; exit 1; }
+[ -n "$ready" ] || { echo "the demo did not start (ports 8080, 9901, 7101-7107 busy? logs: $logs)" >&2; exit 1; }
 
 if [ $# -gt 0 ]; then
   status=0
