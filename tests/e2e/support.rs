@@ -22,6 +22,7 @@ pub struct Gateway {
     pub addr: std::net::SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
     dir: PathBuf,
+    file: PathBuf,
 }
 
 /// A fresh temporary directory for one test.
@@ -71,6 +72,12 @@ impl Gateway {
     /// Starts `fanout serve` on `yaml` with extra environment variables.
     pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
         let (dir, file) = write_config(yaml);
+        Gateway::start_file(dir, file, env)
+    }
+
+    /// Starts `fanout serve --config FILE` and waits until it listens; `dir` (which holds the
+    /// config) is removed when the gateway is dropped.
+    pub fn start_file(dir: PathBuf, file: PathBuf, env: &[(&str, &str)]) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fanout"))
             .arg("serve")
             .arg("--config")
@@ -106,6 +113,7 @@ impl Gateway {
                     addr: public.parse().unwrap(),
                     logs,
                     dir,
+                    file,
                 };
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -118,8 +126,19 @@ impl Gateway {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, …).
+    pub fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
         assert!(status.success());
+    }
+
+    /// The config file the gateway was started with.
+    pub fn config_file(&self) -> &std::path::Path {
+        &self.file
     }
 
     /// Waits up to `limit` for the process to exit.
@@ -156,6 +175,17 @@ impl Drop for Gateway {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Parses Prometheus text into `series{labels} -> value`.
+pub fn samples(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
 }
 
 /// A client that never uses a proxy and keeps connections alive.

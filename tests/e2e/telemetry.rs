@@ -1,21 +1,9 @@
 //! Telemetry over real sockets: `/metrics` on the admin port after a few requests (complete,
 //! partial, failed, unmatched), and one `request` log line per request carrying its id.
 
-use crate::support::{Gateway, client, config, get_json};
+use crate::support::{Gateway, client, config, get_json, samples};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
-use std::collections::HashMap;
-
-/// Parses Prometheus text into `series{labels} -> value`.
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn metrics_count_requests_calls_errors_and_partial_answers() {

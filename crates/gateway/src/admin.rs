@@ -1,8 +1,10 @@
 //! The admin server on `server.admin_listen`: `/healthz` (the process is alive), `/readyz`
-//! (a plan is loaded and the gateway is not draining; 503 from the moment SIGTERM arrives) and
-//! `/metrics` (Prometheus text, unless `telemetry.metrics: false`). Never on the public port.
+//! (a plan is loaded and the gateway is not draining; 503 from the moment SIGTERM arrives; the
+//! body names the config version serving and the last reload's result) and `/metrics`
+//! (Prometheus text, unless `telemetry.metrics: false`). Never on the public port.
 
 use crate::problem::{Body, Problem};
+use crate::reload::Live;
 use crate::telemetry::metrics::Exporter;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -16,12 +18,18 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Shared state the admin endpoints report on.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Health {
     draining: AtomicBool,
+    live: Arc<Live>,
 }
 
 impl Health {
+    /// Reports on the `live` config; not draining.
+    pub fn new(live: Arc<Live>) -> Self {
+        Self { draining: AtomicBool::new(false), live }
+    }
+
     /// Marks the gateway as draining: `/readyz` answers 503 from now on.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
@@ -74,17 +82,24 @@ fn respond<B>(health: &Health, exporter: Option<&Exporter>, request: &Request<B>
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
             response
         }
-        "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#),
-        "/readyz" if health.is_draining() => {
-            json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
+        "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        "/readyz" => {
+            let (status, word) = match health.is_draining() {
+                true => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+                false => (StatusCode::OK, "ready"),
+            };
+            let last = health.live.last_outcome().map_or("none", |outcome| outcome.as_str());
+            let version = health.live.current().version;
+            let body =
+                format!(r#"{{"status":"{word}","config_version":"{version}","last_reload":"{last}"}}"#);
+            json(status, body.into())
         }
-        "/readyz" => json(StatusCode::OK, r#"{"status":"ready"}"#),
         _ => Problem::NotFound.response(),
     }
 }
 
-fn json(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response

@@ -10,7 +10,8 @@
 //! - [`endpoint`]: one endpoint request: check parameters, run the call graph.
 //! - [`respond`]: compose the answer: grouped or flat, shaped or raw, `_errors`, headers.
 //! - [`problem`]: every error response (`application/problem+json`), chosen in one place.
-//! - [`admin`]: `/healthz` and `/readyz` on the admin port.
+//! - [`reload`]: the config serving now, swapped whole on SIGHUP or a file change.
+//! - [`admin`]: `/healthz`, `/readyz` and `/metrics` on the admin port.
 
 pub mod admin;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod connection;
 pub mod endpoint;
 pub mod plan;
 pub mod problem;
+pub mod reload;
 pub mod respond;
 pub mod server;
 pub mod service;

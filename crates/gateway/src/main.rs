@@ -1,25 +1,26 @@
 //! The `fanout` binary: parse the command line, load the config (exit 2 with every error on a
-//! bad one), then check it or serve until SIGTERM / SIGINT and drain.
+//! bad one), then check it, print its OpenAPI document, or serve it (reloading on SIGHUP and
+//! file changes) until SIGTERM / SIGINT and drain.
 
 use anyhow::Context as _;
 use clap::Parser;
 use gateway::cli::{Cli, Command};
-use gateway::config::{self, ConfigErrors};
-use gateway::plan::Plan;
+use gateway::reload::{self, Candidate, Live};
 use gateway::server::{self, Listeners};
 use gateway::telemetry;
 use gateway::telemetry::metrics::Exporter;
 use gateway::telemetry::otel::Tracing;
 use gateway::telemetry::stall::StallDetector;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let plan = match load(&cli.config) {
-        Ok(plan) => plan,
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let candidate = match reload::compile(&cli.config, &env) {
+        Ok(candidate) => candidate,
         Err(errors) => {
             eprintln!("fanout: {} has {} error(s):", cli.config.display(), errors.0.len());
             for error in &errors.0 {
@@ -30,11 +31,11 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Check => {
-            print!("{}", plan.describe());
+            print!("{}", candidate.plan.describe());
             println!("config OK");
             ExitCode::SUCCESS
         }
-        Command::Serve => match serve(plan) {
+        Command::Serve => match serve(candidate, cli.config, env) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("fanout: {error:#}");
@@ -44,29 +45,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &Path) -> Result<Plan, ConfigErrors> {
-    let env: HashMap<String, String> = std::env::vars().collect();
-    Plan::build(config::load(path, &env)?)
-}
-
-fn serve(plan: Plan) -> anyhow::Result<()> {
+fn serve(candidate: Candidate, path: PathBuf, env: HashMap<String, String>) -> anyhow::Result<()> {
     // Before the runtime: the exporter's HTTP client must not live inside it.
-    let tracing = Tracing::start(&plan.telemetry)?;
-    telemetry::init(&plan.telemetry, tracing.as_ref());
-    let served = run(plan);
+    let tracing = Tracing::start(&candidate.plan.telemetry)?;
+    telemetry::init(&candidate.plan.telemetry, tracing.as_ref());
+    let served = run(candidate, path, env);
     if let Some(tracing) = tracing {
         tracing.shutdown();
     }
     served
 }
 
-fn run(plan: Plan) -> anyhow::Result<()> {
+fn run(candidate: Candidate, path: PathBuf, env: HashMap<String, String>) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
-        // Registered before the first log line, so an early SIGTERM still drains and exits 0.
+        // Registered before the first log line, so an early SIGTERM still drains and exits 0
+        // and an early SIGHUP reloads instead of killing the process.
         let shutdown = shutdown_signal().context("installing signal handlers")?;
-        let listeners = Listeners::bind(&plan).await?;
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        let plan = &candidate.plan;
+        let listeners = Listeners::bind(plan).await?;
         let (public, admin) = listeners.addrs();
         tracing::info!(
             public = %public.map(|a| a.to_string()).unwrap_or_default(),
@@ -82,7 +82,11 @@ fn run(plan: Plan) -> anyhow::Result<()> {
         // After the recorder, so the detector's counter is a real one.
         let _detector =
             StallDetector::start(plan.telemetry.stall_warning).context("starting the stall detector")?;
-        server::run(Arc::new(plan), listeners, exporter, shutdown).await;
+        let poll = plan.server.config_poll;
+        let live = Arc::new(Live::new(candidate, path, env));
+        let watcher = tokio::spawn(reload::watch(Arc::clone(&live), hangup, poll));
+        server::run(live, listeners, exporter, shutdown).await;
+        watcher.abort();
         Ok(())
     })
 }

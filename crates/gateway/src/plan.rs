@@ -1,7 +1,8 @@
 //! The plan: validated settings compiled into what the hot path reads — the route table, per
 //! endpoint the parsed templates, pre-escaped JSON keys, header names, and one shared
 //! [`downstream::Backend`] (with its own connection pool) per backend. Built once at load and
-//! held in an `Arc`; nothing known at load is computed per request.
+//! held in an `Arc` (swapped whole by a reload, [`crate::reload`]); nothing known at load is
+//! computed per request.
 
 use crate::config::{CallConfig, ConfigErrors, Merge, ServerSettings, Settings, TelemetrySettings};
 use compose::{Graph, Shape, Template, json_key};
@@ -80,6 +81,8 @@ pub struct CallPlan {
     pub concurrency: usize,
     /// For a call over a list: whether a failed element fails the call.
     pub fail_on_element_error: bool,
+    /// The declared JSON Schema of the call's value (used by the OpenAPI document only).
+    pub schema: Option<serde_json::Value>,
 }
 
 /// True when two requests of one endpoint could be identical.
@@ -145,6 +148,7 @@ impl Plan {
                         shape: (!call.shape.is_identity()).then_some(call.shape),
                         concurrency: call.concurrency,
                         fail_on_element_error: call.fail_on_element_error,
+                        schema: call.schema,
                     })
                     .collect(),
             })

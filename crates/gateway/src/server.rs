@@ -6,8 +6,9 @@
 use crate::admin::{self, Health};
 use crate::connection::{self, Drain, Limits};
 use crate::plan::Plan;
+use crate::reload::Live;
 use crate::service;
-use crate::telemetry::metrics::{Exporter, PlanMetrics};
+use crate::telemetry::metrics::{self, Exporter, InFlight};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -58,27 +59,28 @@ impl Listeners {
     }
 }
 
-/// Serves until `shutdown` resolves, then drains and returns. With an `exporter`, metrics are
-/// recorded and served on the admin port.
+/// Serves the `live` config until `shutdown` resolves, then drains and returns. With an
+/// `exporter`, metrics are served on the admin port. The `server` settings are the ones the
+/// process started with (a reload does not change them).
 pub async fn run(
-    plan: Arc<Plan>,
+    live: Arc<Live>,
     listeners: Listeners,
     exporter: Option<Exporter>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let health = Arc::new(Health::default());
-    let settings = plan.server.clone();
-    let metrics = Arc::new(PlanMetrics::new(&plan));
+    let settings = live.current().plan.server.clone();
+    let health = Arc::new(Health::new(Arc::clone(&live)));
     let admin = tokio::spawn(admin::serve(
         listeners.admin,
         Arc::clone(&health),
         exporter.map(Arc::new),
         settings.header_read_timeout,
     ));
+    let open_connections = metrics::open_connections();
     let drain = Drain::new();
     let builder = Arc::new(http_builder(settings.header_read_timeout));
     let connections = Arc::new(Semaphore::new(settings.max_connections));
-    let service = service::stack(plan, Arc::clone(&metrics));
+    let service = service::stack(live, settings.max_in_flight);
     let limits = Limits {
         first_byte: settings.header_read_timeout,
         idle: settings.header_read_timeout.max(settings.request_timeout),
@@ -103,8 +105,9 @@ pub async fn run(
         };
         let service = TowerToHyperService::new(service.clone());
         let served = connection::serve(stream, Arc::clone(&builder), service, limits, drain.watch());
+        let open = InFlight::new(open_connections.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let _counted = (permit, open);
             served.await;
         });
     }

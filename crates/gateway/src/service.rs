@@ -11,6 +11,7 @@
 use crate::endpoint::{self, X_REQUEST_ID};
 use crate::plan::Plan;
 use crate::problem::{Body, Problem};
+use crate::reload::Live;
 use crate::respond::{self, SERVER_TIMING};
 use crate::telemetry::metrics::PlanMetrics;
 use crate::telemetry::{otel, stall};
@@ -36,25 +37,25 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 /// Span name of one inbound request.
 pub const REQUEST_SPAN: &str = "request";
 
-/// Builds the full service stack for `plan`.
+/// Builds the full service stack over the `live` config; at most `max_in_flight` requests are
+/// served at once.
 pub fn stack<B: Send + 'static>(
-    plan: Arc<Plan>,
-    metrics: Arc<PlanMetrics>,
+    live: Arc<Live>,
+    max_in_flight: usize,
 ) -> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static
 {
-    let in_flight = Arc::new(Semaphore::new(plan.server.max_in_flight));
+    let in_flight = Arc::new(Semaphore::new(max_in_flight));
     ServiceBuilder::new()
         .map_request(drop_unusable_request_id::<B>)
         .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .service(Gateway { plan, metrics, in_flight })
+        .service(Gateway { live, in_flight })
 }
 
 /// The innermost service: limits, routing and the endpoint.
 #[derive(Clone)]
 pub struct Gateway {
-    plan: Arc<Plan>,
-    metrics: Arc<PlanMetrics>,
+    live: Arc<Live>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -68,16 +69,16 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let plan = Arc::clone(&self.plan);
-        let metrics = Arc::clone(&self.metrics);
+        // The request keeps this config to the end, even if a reload swaps in another.
+        let serving = self.live.current();
         let permit = Arc::clone(&self.in_flight).try_acquire_owned();
-        let telemetry = &self.plan.telemetry;
+        let telemetry = &serving.plan.telemetry;
         let sampled =
             telemetry.otlp_endpoint.is_some() && otel::decide(request.headers(), telemetry.sampling_ratio);
         // An exported span is named at creation (`GET /api/page/{id}`): it cannot be renamed
         // once started, so for a traced request the route is looked up here as well.
         let route =
-            if sampled { self.plan.route(request.uri().path()).map(|(e, _)| &*e.route) } else { None };
+            if sampled { serving.plan.route(request.uri().path()).map(|(e, _)| &*e.route) } else { None };
         let span = otel::with_sampled(sampled, || {
             tracing::info_span!(
                 REQUEST_SPAN,
@@ -102,9 +103,10 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         let watched = span.clone();
         let future = async move {
             let started = tokio::time::Instant::now();
+            let (plan, metrics) = (&serving.plan, &serving.metrics);
             let _active = metrics.request_started();
             let (mut response, route) = match permit {
-                Ok(_permit) => handle(&plan, &metrics, sampled, request).await,
+                Ok(_permit) => handle(plan, metrics, sampled, request).await,
                 Err(_) => (Problem::Overloaded.response(), None),
             };
             let elapsed = started.elapsed();

@@ -19,6 +19,7 @@ pub struct RawServer {
     pub max_request_body: Option<Text>,
     pub max_in_flight: Option<Text>,
     pub max_connections: Option<Text>,
+    pub config_poll: Option<Text>,
 }
 
 /// `telemetry:` — logging.
@@ -118,6 +119,7 @@ pub struct RawCall {
     pub pick: Option<String>,
     pub concurrency: Option<Text>,
     pub on_element_error: Option<OnElementError>,
+    pub schema: Option<serde_json::Value>,
 }
 
 /// A boolean written as `true`/`false` in YAML or as the text `"true"`/`"false"` (which is how

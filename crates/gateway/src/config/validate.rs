@@ -79,6 +79,9 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// Open client connections; more are closed at accept (default 25000).
     pub max_connections: usize,
+    /// How often the config file is checked for changes to reload (default 1s); `off`: never
+    /// (SIGHUP still reloads).
+    pub config_poll: Option<Duration>,
 }
 
 /// `telemetry:` with defaults applied.
@@ -156,6 +159,8 @@ pub struct CallConfig {
     pub concurrency: usize,
     /// For a call over a list: whether a failed element fails the call (else it is `null`).
     pub fail_on_element_error: bool,
+    /// The JSON Schema of the call's value in the answer, for the OpenAPI document only.
+    pub schema: Option<Value>,
 }
 
 /// Types and checks the whole tree; returns every problem found.
@@ -229,6 +234,10 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
         max_request_body: c.size("max_request_body", raw.max_request_body, "1MiB"),
         max_in_flight: c.count("max_in_flight", raw.max_in_flight, 10_000),
         max_connections: c.count("max_connections", raw.max_connections, 25_000),
+        config_poll: match raw.config_poll {
+            Some(Text(off)) if off.trim() == "off" => None,
+            poll => Some(c.duration("config_poll", poll, "1s")),
+        },
     }
 }
 
@@ -484,6 +493,9 @@ fn call(
         }
     }
     let concurrency = c.count("concurrency", raw.concurrency, default_concurrency);
+    if raw.schema.as_ref().is_some_and(|schema| !schema.is_object() && !schema.is_boolean()) {
+        c.error("schema", "must be a JSON Schema: a mapping such as {type: object, properties: {…}}");
+    }
     Some(CallConfig {
         name,
         backend,
@@ -494,6 +506,7 @@ fn call(
         shape: shape?,
         concurrency,
         fail_on_element_error: raw.on_element_error == Some(OnElementError::Fail),
+        schema: raw.schema,
     })
 }
 

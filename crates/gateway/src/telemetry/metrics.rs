@@ -7,6 +7,7 @@
 //! update, with no key lookup or allocation per request. Without an installed [`Exporter`] the
 //! handles are no-ops.
 
+use crate::config::Version;
 use crate::plan::Plan;
 use ::metrics::{
     Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
@@ -22,6 +23,9 @@ const OPEN_CONNECTIONS: &str = "fanout_open_connections";
 const BACKEND_ERRORS: &str = "fanout_backend_errors_total";
 const PARTIAL_RESPONSES: &str = "fanout_partial_responses_total";
 const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
+const CONFIG_HASH: &str = "fanout_config_hash";
+const CONFIG_RELOADS: &str = "fanout_config_reloads_total";
+const CONFIG_RELOAD_OK: &str = "fanout_config_last_reload_successful";
 
 /// Histogram buckets, in seconds: millisecond resolution at the low end.
 const BUCKETS: [f64; 15] =
@@ -60,6 +64,10 @@ impl Exporter {
         describe_counter!(BACKEND_ERRORS, "Failed backend calls, by error kind.");
         describe_counter!(PARTIAL_RESPONSES, "200 answers with at least one failed call.");
         describe_gauge!(RESIDENT_MEMORY, Unit::Bytes, "Resident set size of the process.");
+        describe_gauge!(CONFIG_HASH, "Version of the config being served (the hash /readyz shows in hex).");
+        describe_counter!(CONFIG_RELOADS, "Config reloads, by result: applied, unchanged, rejected.");
+        describe_gauge!(CONFIG_RELOAD_OK, "1 unless the last config reload was rejected.");
+        gauge!(CONFIG_RELOAD_OK).set(1.0);
         Ok(Self { handle })
     }
 
@@ -80,7 +88,6 @@ pub struct PlanMetrics {
     unmatched: RouteMetrics,
     backends: Vec<BackendMetrics>,
     active_requests: Gauge,
-    open_connections: Gauge,
 }
 
 #[derive(Debug)]
@@ -104,20 +111,12 @@ impl PlanMetrics {
             unmatched: RouteMetrics::new(UNMATCHED),
             backends: plan.backends.iter().map(|b| BackendMetrics::new(b.name())).collect(),
             active_requests: gauge!(ACTIVE_REQUESTS),
-            open_connections: gauge!(OPEN_CONNECTIONS),
         }
     }
 
     /// Counts a request in flight until the returned guard is dropped.
-    pub fn request_started(&self) -> InFlight<'_> {
-        self.active_requests.increment(1.0);
-        InFlight(&self.active_requests)
-    }
-
-    /// Counts an open connection until the returned guard is dropped.
-    pub fn connection_opened(&self) -> InFlight<'_> {
-        self.open_connections.increment(1.0);
-        InFlight(&self.open_connections)
+    pub fn request_started(&self) -> InFlight {
+        InFlight::new(self.active_requests.clone())
     }
 
     /// Records an answered request; `endpoint` is `None` for paths that matched no route.
@@ -170,11 +169,35 @@ impl BackendMetrics {
     }
 }
 
-/// Decrements its gauge when dropped.
-#[derive(Debug)]
-pub struct InFlight<'m>(&'m Gauge);
+/// Records the version of the config now serving.
+pub fn config_version(version: Version) {
+    gauge!(CONFIG_HASH).set(version.as_f64());
+}
 
-impl Drop for InFlight<'_> {
+/// Counts a config reload by its result (`applied`, `unchanged`, `rejected`).
+pub fn config_reload(result: &'static str) {
+    counter!(CONFIG_RELOADS, "result" => result).increment(1);
+    gauge!(CONFIG_RELOAD_OK).set(if result == "rejected" { 0.0 } else { 1.0 });
+}
+
+/// The open client connections gauge: hold one [`InFlight`] per connection.
+pub fn open_connections() -> Gauge {
+    gauge!(OPEN_CONNECTIONS)
+}
+
+/// Increments its gauge now and decrements it when dropped.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl InFlight {
+    /// Counts one more on `gauge` until dropped.
+    pub fn new(gauge: Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }
