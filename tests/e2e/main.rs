@@ -9,6 +9,7 @@ mod composition;
 mod dependencies;
 mod failures;
 mod lifecycle;
+mod openapi;
 mod reload;
 mod safety;
 mod support;

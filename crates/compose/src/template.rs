@@ -204,6 +204,15 @@ impl Template {
         })
     }
 
+    /// The route parameters (by index) placed in a path segment, where the `400` rule for
+    /// separators, dot segments and control characters applies.
+    pub fn route_params_in_path(&self) -> impl Iterator<Item = usize> + '_ {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Value { source: Source::Route(index), position: Position::Path } => Some(*index),
+            _ => None,
+        })
+    }
+
     /// The calls this template reads from, each once, in order of first use.
     pub fn dependencies(&self) -> Vec<usize> {
         let mut calls = Vec::new();

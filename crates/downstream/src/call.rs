@@ -95,6 +95,19 @@ pub enum CallError {
     },
 }
 
+/// Every error kind [`CallError::kind`] can return, in the contract's order.
+pub const ERROR_KINDS: [&str; 9] = [
+    "timeout",
+    "cancelled",
+    "connect",
+    "status",
+    "invalid_body",
+    "too_large",
+    "dependency_failed",
+    "invalid_reference",
+    "fanout_limit",
+];
+
 impl CallError {
     /// The contract's error kind: `timeout`, `cancelled`, `connect`, `status`, `invalid_body`,
     /// `too_large`, `dependency_failed`, `invalid_reference` or `fanout_limit`.
@@ -248,4 +261,25 @@ fn transport_error(what: &str, error: &reqwest::Error) -> CallError {
     }
     let what = if error.is_connect() { "connection failed" } else { what };
     CallError::Connect(format!("{what}: {cause}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds_lists_every_kind_in_order() {
+        let every = [
+            CallError::Timeout(Duration::from_millis(1)),
+            CallError::Cancelled,
+            CallError::Connect(String::new()),
+            CallError::Status(500),
+            CallError::InvalidBody(String::new()),
+            CallError::TooLarge(1),
+            CallError::DependencyFailed(String::new()),
+            CallError::InvalidReference(String::new()),
+            CallError::FanoutLimit { len: 2, max: 1 },
+        ];
+        assert_eq!(every.map(|e| e.kind()), ERROR_KINDS);
+    }
 }

@@ -8,5 +8,5 @@ mod call;
 mod executor;
 
 pub use backend::{Backend, BackendError, BackendSettings};
-pub use call::{CallError, CallOutcome, CallRequest, Propagate};
+pub use call::{CallError, CallOutcome, CallRequest, ERROR_KINDS, Propagate};
 pub use executor::{Execution, FanOut, Step, execute};

@@ -3,12 +3,13 @@
 //! body names the config version serving and the last reload's result) and `/metrics`
 //! (Prometheus text, unless `telemetry.metrics: false`). Never on the public port.
 
+use crate::openapi;
 use crate::problem::{Body, Problem};
 use crate::reload::Live;
 use crate::telemetry::metrics::Exporter;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -73,8 +74,15 @@ pub async fn serve(
     }
 }
 
+/// The admin paths; each answers GET and HEAD.
+const PATHS: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/openapi.yaml"];
+
 fn respond<B>(health: &Health, exporter: Option<&Exporter>, request: &Request<B>) -> Response<Body> {
-    match request.uri().path() {
+    let path = request.uri().path();
+    if PATHS.contains(&path) && request.method() != Method::GET && request.method() != Method::HEAD {
+        return Problem::MethodNotAllowed.response();
+    }
+    match path {
         "/metrics" if let Some(exporter) = exporter => {
             let mut response = Response::new(Full::new(Bytes::from(exporter.render())));
             response
@@ -83,6 +91,15 @@ fn respond<B>(health: &Health, exporter: Option<&Exporter>, request: &Request<B>
             response
         }
         "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        "/openapi.json" => {
+            json(StatusCode::OK, openapi::document(&health.live.current().plan).to_string().into())
+        }
+        "/openapi.yaml" => {
+            let yaml = openapi::to_yaml(&openapi::document(&health.live.current().plan));
+            let mut response = Response::new(Full::new(Bytes::from(yaml)));
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+            response
+        }
         "/readyz" => {
             let (status, word) = match health.is_draining() {
                 true => (StatusCode::SERVICE_UNAVAILABLE, "draining"),

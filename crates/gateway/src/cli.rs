@@ -1,6 +1,7 @@
-//! The command line: `fanout [serve] --config FILE`, `fanout check --config FILE`.
+//! The command line: `fanout [serve] --config FILE`, `fanout check --config FILE`,
+//! `fanout openapi --config FILE [--format yaml|json]`.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// fanout: an API fan-out aggregation gateway.
@@ -22,4 +23,19 @@ pub enum Command {
     Serve,
     /// Validate the config and print the compiled plan; exit 2 with every error on bad config.
     Check,
+    /// Print the OpenAPI 3.1 document of the configured endpoints.
+    Openapi {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Yaml)]
+        format: Format,
+    },
+}
+
+/// A document format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
 }

@@ -9,6 +9,7 @@
 //! - [`service`]: the tower stack around every request (request id, limits, routing).
 //! - [`endpoint`]: one endpoint request: check parameters, run the call graph.
 //! - [`respond`]: compose the answer: grouped or flat, shaped or raw, `_errors`, headers.
+//! - [`openapi`]: the OpenAPI document of the configured endpoints.
 //! - [`problem`]: every error response (`application/problem+json`), chosen in one place.
 //! - [`reload`]: the config serving now, swapped whole on SIGHUP or a file change.
 //! - [`admin`]: `/healthz`, `/readyz` and `/metrics` on the admin port.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod endpoint;
+pub mod openapi;
 pub mod plan;
 pub mod problem;
 pub mod reload;

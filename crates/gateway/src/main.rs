@@ -4,7 +4,8 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use gateway::cli::{Cli, Command};
+use gateway::cli::{Cli, Command, Format};
+use gateway::openapi;
 use gateway::reload::{self, Candidate, Live};
 use gateway::server::{self, Listeners};
 use gateway::telemetry;
@@ -33,6 +34,14 @@ fn main() -> ExitCode {
         Command::Check => {
             print!("{}", candidate.plan.describe());
             println!("config OK");
+            ExitCode::SUCCESS
+        }
+        Command::Openapi { format } => {
+            let document = openapi::document(&candidate.plan);
+            match format {
+                Format::Yaml => print!("{}", openapi::to_yaml(&document)),
+                Format::Json => println!("{document:#}"),
+            }
             ExitCode::SUCCESS
         }
         Command::Serve => match serve(candidate, cli.config, env) {

@@ -13,6 +13,7 @@ use ::metrics::{
     Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
 };
 use ::metrics::{gauge, histogram};
+use downstream::ERROR_KINDS;
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 use std::time::Duration;
 
@@ -31,19 +32,12 @@ const CONFIG_RELOAD_OK: &str = "fanout_config_last_reload_successful";
 const BUCKETS: [f64; 15] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-/// Every call outcome: `ok` and the error kinds of `downstream::CallError::kind`.
-const OUTCOMES: [&str; 10] = [
-    "ok",
-    "timeout",
-    "cancelled",
-    "connect",
-    "status",
-    "invalid_body",
-    "too_large",
-    "dependency_failed",
-    "invalid_reference",
-    "fanout_limit",
-];
+/// Call outcomes: `ok` (0), then each of [`ERROR_KINDS`] (1…).
+const OUTCOMES: usize = ERROR_KINDS.len() + 1;
+
+fn outcome_label(outcome: usize) -> &'static str {
+    outcome.checked_sub(1).and_then(|kind| ERROR_KINDS.get(kind)).copied().unwrap_or("ok")
+}
 /// The route label of requests that matched no endpoint.
 const UNMATCHED: &str = "unmatched";
 
@@ -98,9 +92,9 @@ struct RouteMetrics {
 
 #[derive(Debug)]
 struct BackendMetrics {
-    durations: [Histogram; OUTCOMES.len()],
-    /// By error kind: `OUTCOMES[1..]`.
-    errors: [Counter; OUTCOMES.len() - 1],
+    durations: [Histogram; OUTCOMES],
+    /// By error kind, in [`ERROR_KINDS`] order.
+    errors: [Counter; ERROR_KINDS.len()],
 }
 
 impl PlanMetrics {
@@ -136,7 +130,7 @@ impl PlanMetrics {
     /// Records a finished backend call; `error` is its error kind, `None` when it succeeded.
     pub fn call(&self, backend: usize, error: Option<&str>, elapsed: Duration) {
         let Some(metrics) = self.backends.get(backend) else { return };
-        let outcome = OUTCOMES.iter().position(|o| Some(*o) == error).unwrap_or(0);
+        let outcome = error.and_then(|e| ERROR_KINDS.iter().position(|k| *k == e)).map_or(0, |kind| kind + 1);
         metrics.durations[outcome].record(elapsed.as_secs_f64());
         if let Some(errors) = outcome.checked_sub(1).and_then(|kind| metrics.errors.get(kind)) {
             errors.increment(1);
@@ -160,11 +154,11 @@ impl BackendMetrics {
     fn new(backend: &str) -> Self {
         let backend = backend.to_owned();
         Self {
-            durations: OUTCOMES
-                .map(|outcome| histogram!(CALL_DURATION, "backend" => backend.clone(), "outcome" => outcome)),
-            errors: std::array::from_fn(
-                |kind| counter!(BACKEND_ERRORS, "backend" => backend.clone(), "error_kind" => OUTCOMES[kind + 1]),
+            durations: std::array::from_fn(
+                |outcome| histogram!(CALL_DURATION, "backend" => backend.clone(), "outcome" => outcome_label(outcome)),
             ),
+            errors: ERROR_KINDS
+                .map(|kind| counter!(BACKEND_ERRORS, "backend" => backend.clone(), "error_kind" => kind)),
         }
     }
 }

@@ -307,3 +307,25 @@ fn an_invalid_call_does_not_produce_phantom_graph_errors() {
         ]
     );
 }
+
+#[test]
+fn reload_and_openapi_settings_are_checked() {
+    let settings = validate(valid_tree()).unwrap();
+    assert_eq!(settings.server.config_poll, Some(Duration::from_secs(1)), "polled every second by default");
+    assert!(settings.endpoints[0].calls[0].schema.is_none());
+
+    let mut tree = valid_tree();
+    tree["server"]["config_poll"] = json!("off");
+    tree["endpoints"][0]["calls"]["user"]["schema"] = json!({"type": "object"});
+    let settings = validate(tree).unwrap();
+    assert_eq!(settings.server.config_poll, None);
+    assert_eq!(settings.endpoints[0].calls[0].schema, Some(json!({"type": "object"})));
+
+    let mut tree = valid_tree();
+    tree["server"]["config_poll"] = json!("sometimes");
+    tree["endpoints"][0]["calls"]["user"]["schema"] = json!("object");
+    let errors = errors_of(tree);
+    assert!(errors[0].starts_with("server.config_poll: invalid duration \"sometimes\""), "{errors:?}");
+    assert!(errors[1].starts_with("endpoints[0].calls.user.schema: must be a JSON Schema"), "{errors:?}");
+    assert_eq!(errors.len(), 2);
+}
