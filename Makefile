@@ -2,10 +2,10 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build run test lint fmt check-config bench bench-pure clean ci
+.PHONY: help build run test lint fmt check-config openapi check-openapi bench bench-pure clean ci
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 build: ## Build the fanout and mockend binaries (debug)
 	$(CARGO) build --locked --workspace --bins
@@ -24,6 +24,12 @@ fmt: ## Format the code
 
 check-config: build ## Validate the demo config and print its plan
 	./target/debug/fanout check --config demo/fanout.yaml
+
+openapi: build ## Regenerate openapi.yaml from the demo config
+	./target/debug/fanout openapi --config demo/fanout.yaml > openapi.yaml
+
+check-openapi: ## openapi.yaml drift + validation + schemathesis against the running demo
+	bash scripts/check_openapi.sh
 
 bench: ## End-to-end benchmark with oha: direct backend vs gateway (installs oha if missing)
 	bash scripts/bench.sh
