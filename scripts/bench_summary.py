@@ -2,27 +2,13 @@
 
 usage: bench_summary.py OUT_DIR GATEWAY_CPU_TICKS CLK_TCK PEAK_RSS_KB
 """
-import json
 import sys
-from pathlib import Path
 
-
-def load(path):
-    data = json.loads(Path(path).read_text())
-    codes = data.get("statusCodeDistribution", {})
-    ok = sum(n for code, n in codes.items() if code.startswith("2"))
-    pct = data["latencyPercentiles"]
-    return {
-        "rps": data["summary"]["requestsPerSec"],
-        "ok": ok,
-        "total": sum(codes.values()),
-        "p50": pct["p50"] * 1000,
-        "p99": pct["p99"] * 1000,
-    }
+from oha_result import load
 
 
 def row(name, r):
-    print(f"  {name:<34} {r['rps']:>10.0f} {r['p50']:>9.3f} {r['p99']:>9.3f} {r['ok']:>9}/{r['total']}")
+    print(f"  {name:<34} {r.rps:>10.0f} {r.p50:>9.3f} {r.p99:>9.3f} {r.ok:>9}/{r.total}")
 
 
 def main():
@@ -34,11 +20,11 @@ def main():
     row("gateway: five calls /bench", gateway)
     row("direct: 25 ms backend /timed", direct_t)
     row("gateway: five calls 5..25 ms /timed", gateway_t)
-    cpu_us = ticks / clk_tck / max(gateway["total"], 1) * 1e6
+    cpu_us = ticks / clk_tck / max(gateway.total, 1) * 1e6
     print(f"\n  gateway CPU per five-call request: {cpu_us:.1f} us   (target <= 50)")
     print(f"  gateway peak RSS:                  {rss_kb / 1024:.1f} MB (target <= 30)")
-    print(f"  page rate / direct backend rate:   {gateway['rps'] / direct['rps']:.3f}")
-    print(f"  /timed p50 over the slowest call:  {gateway_t['p50'] - direct_t['p50']:+.3f} ms (target <= 0.3)")
+    print(f"  page rate / direct backend rate:   {gateway.rps / direct.rps:.3f}")
+    print(f"  /timed p50 over the slowest call:  {gateway_t.p50 - direct_t.p50:+.3f} ms (target <= 0.3)")
 
 
 if __name__ == "__main__":
