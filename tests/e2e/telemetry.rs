@@ -43,13 +43,41 @@ async fn metrics_count_requests_calls_errors_and_partial_answers() {
     assert_eq!(get("fanout_partial_responses_total{http_route=\"GET /page\"}"), 3.0);
     assert_eq!(get("fanout_partial_responses_total{http_route=\"GET /strict\"}"), 0.0);
     assert!(get("process_resident_memory_bytes") > 1_000_000.0);
-    assert!(get("fanout_open_connections") >= 0.0);
     assert_eq!(get("http_server_active_requests"), 0.0);
     assert!(
         text.contains("http_server_request_duration_seconds_bucket{http_route=\"GET /page\",http_response_status_class=\"2xx\",le=\"0.0005\"}"),
         "histograms resolve half a millisecond"
     );
     assert!(!text.contains("/nowhere"), "label values never come from request paths");
+}
+
+#[tokio::test]
+async fn open_connections_are_counted_while_open() {
+    let ok = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r", json!({}))])).await.unwrap();
+    let gateway = Gateway::start(&config(
+        &[("ok", &ok)],
+        "  - route: GET /page\n    calls:\n      a: { backend: ok, path: /r }\n",
+    ));
+    let open = || async {
+        let text =
+            client().get(format!("{}/metrics", gateway.admin)).send().await.unwrap().text().await.unwrap();
+        samples(&text).get("fanout_open_connections").copied()
+    };
+    let until = |want: f64| async move {
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(5) {
+            if open().await == Some(want) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
+    };
+    assert!(until(0.0).await, "no client connection yet");
+    let held: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(gateway.addr).unwrap()).collect();
+    assert!(until(3.0).await, "three connections open: {:?}", open().await);
+    drop(held);
+    assert!(until(0.0).await, "all closed: {:?}", open().await);
 }
 
 #[tokio::test]
