@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build run test lint fmt check-config openapi check-openapi bench bench-pure clean ci
+.PHONY: help build run test lint fmt check-config openapi check-openapi load bench bench-pure clean ci
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ openapi: build ## Regenerate openapi.yaml from the demo config
 
 check-openapi: ## openapi.yaml drift + validation + schemathesis against the running demo
 	bash scripts/check_openapi.sh
+
+load: ## Load-test a running gateway with oha vs a direct-backend baseline (MODE=closed|rate, RATE, DURATION; docs/load-testing.md)
+	bash scripts/load.sh
 
 bench: ## End-to-end benchmark with oha: direct backend vs gateway (installs oha if missing)
 	bash scripts/bench.sh

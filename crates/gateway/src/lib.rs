@@ -6,6 +6,7 @@
 //! - [`plan`]: settings compiled into the immutable [`plan::Plan`] used by the hot path.
 //! - [`server`]: listeners, connection limits, graceful shutdown.
 //! - [`connection`]: one client connection: first-byte deadline, idle watchdog, drain.
+//! - [`cors`]: `server.cors` (preflight, allowed origins, `Timing-Allow-Origin`).
 //! - [`service`]: the tower stack around every request (request id, limits, routing).
 //! - [`endpoint`]: one endpoint request: check parameters, run the call graph.
 //! - [`respond`]: compose the answer: grouped or flat, shaped or raw, `_errors`, headers.
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod cors;
 pub mod endpoint;
 pub mod openapi;
 pub mod plan;

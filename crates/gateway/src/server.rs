@@ -80,7 +80,7 @@ pub async fn run(
     let drain = Drain::new();
     let builder = Arc::new(http_builder(settings.header_read_timeout));
     let connections = Arc::new(Semaphore::new(settings.max_connections));
-    let service = service::stack(live, settings.max_in_flight);
+    let service = service::stack(live, &settings);
     let limits = Limits {
         first_byte: settings.header_read_timeout,
         idle: settings.header_read_timeout.max(settings.request_timeout),

@@ -3,11 +3,15 @@
 //! 1. drop an unusable inbound `X-Request-Id` (too long, or not `[A-Za-z0-9._:-]`);
 //! 2. `SetRequestId` (tower-http): keep the client's id or generate one;
 //! 3. `PropagateRequestId` (tower-http): echo it on every response;
-//! 4. [`Gateway`]: the `request` span, one `request` log line and the request metrics per
+//! 4. with `server.cors`: `Timing-Allow-Origin` for a shared answer, then tower-http's CORS
+//!    layer (preflights answered here, before routing) — see [`crate::cors`];
+//! 5. [`Gateway`]: the `request` span, one `request` log line and the request metrics per
 //!    answer, `Server-Timing: total;dur=…` on every answer, load shedding at `max_in_flight` (503 + `Retry-After`),
 //!    request-target and body limits (414, 413), any `Transfer-Encoding` body (400, connection
 //!    closed: this covers `Content-Length` + `Transfer-Encoding`), routing (404, 405), the endpoint.
 
+use crate::config::ServerSettings;
+use crate::cors;
 use crate::endpoint::{self, X_REQUEST_ID};
 use crate::plan::Plan;
 use crate::problem::{Body, Problem};
@@ -37,18 +41,20 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 /// Span name of one inbound request.
 pub const REQUEST_SPAN: &str = "request";
 
-/// Builds the full service stack over the `live` config; at most `max_in_flight` requests are
-/// served at once.
+/// Builds the full service stack over the `live` config, with the `server` settings the process
+/// started with (`max_in_flight`, `cors`).
 pub fn stack<B: Send + 'static>(
     live: Arc<Live>,
-    max_in_flight: usize,
+    server: &ServerSettings,
 ) -> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static
 {
-    let in_flight = Arc::new(Semaphore::new(max_in_flight));
+    let in_flight = Arc::new(Semaphore::new(server.max_in_flight));
     ServiceBuilder::new()
         .map_request(drop_unusable_request_id::<B>)
         .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
         .layer(PropagateRequestIdLayer::x_request_id())
+        .map_response(cors::timing_allow_origin::<Body>)
+        .option_layer(server.cors.as_ref().map(cors::layer))
         .service(Gateway { live, in_flight })
 }
 

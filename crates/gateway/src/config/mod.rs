@@ -15,7 +15,8 @@ pub use error::{ConfigError, ConfigErrors};
 pub use model::{LogFormat, Merge};
 pub use source::read;
 pub use validate::{
-    BackendConfig, CallConfig, EndpointConfig, ServerSettings, Settings, TelemetrySettings, validate,
+    BackendConfig, CallConfig, CorsSettings, EndpointConfig, ServerSettings, Settings, TelemetrySettings,
+    validate,
 };
 
 use std::collections::HashMap;

@@ -20,6 +20,18 @@ pub struct RawServer {
     pub max_in_flight: Option<Text>,
     pub max_connections: Option<Text>,
     pub config_poll: Option<Text>,
+    pub cors: Option<RawCors>,
+}
+
+/// `server.cors:` — cross-origin access for browser frontends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    pub max_age: Option<Text>,
 }
 
 /// `telemetry:` — logging.

@@ -5,7 +5,8 @@
 
 use super::error::ConfigErrors;
 use super::model::{
-    LogFormat, Merge, OnElementError, RawBackend, RawCall, RawEndpoint, RawServer, RawTelemetry, Text,
+    LogFormat, Merge, OnElementError, RawBackend, RawCall, RawCors, RawEndpoint, RawServer, RawTelemetry,
+    Text,
 };
 use super::units::{parse_duration, parse_size};
 use compose::{Cycle, Graph, Names, Shape, Template};
@@ -82,6 +83,19 @@ pub struct ServerSettings {
     /// How often the config file is checked for changes to reload (default 1s); `off`: never
     /// (SIGHUP still reloads).
     pub config_poll: Option<Duration>,
+    /// Cross-origin access for browsers; none: no CORS headers.
+    pub cors: Option<CorsSettings>,
+}
+
+/// `server.cors:` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct CorsSettings {
+    /// Origins allowed to read answers; `None` is `*` (any origin, without credentials).
+    pub allow_origins: Option<Vec<HeaderValue>>,
+    /// Request headers a browser may send cross-origin (besides the CORS-safelisted ones).
+    pub allow_headers: Vec<HeaderName>,
+    /// How long a browser may cache a preflight answer (default 10m).
+    pub max_age: Duration,
 }
 
 /// `telemetry:` with defaults applied.
@@ -234,11 +248,61 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
         max_request_body: c.size("max_request_body", raw.max_request_body, "1MiB"),
         max_in_flight: c.count("max_in_flight", raw.max_in_flight, 10_000),
         max_connections: c.count("max_connections", raw.max_connections, 25_000),
+        cors: raw.cors.map(|cors| cors_settings(cors, &mut c)),
         config_poll: match raw.config_poll {
             Some(Text(off)) if off.trim() == "off" => None,
             poll => Some(c.duration("config_poll", poll, "1s")),
         },
     }
+}
+
+fn cors_settings(raw: RawCors, c: &mut Checker<'_>) -> CorsSettings {
+    if raw.allow_origins.is_empty() {
+        c.error(
+            "cors.allow_origins",
+            "list the origins allowed (\"https://shop.example.com\"), or \"*\" for any",
+        );
+    }
+    let any = raw.allow_origins.iter().any(|o| o == "*");
+    if any && raw.allow_origins.len() > 1 {
+        c.error("cors.allow_origins", "\"*\" allows every origin: list it alone");
+    }
+    let mut origins = Vec::new();
+    for (i, origin) in raw.allow_origins.iter().enumerate().filter(|(_, o)| *o != "*") {
+        match origin_value(origin) {
+            Ok(value) => origins.push(value),
+            Err(why) => c.error(&format!("cors.allow_origins[{i}]"), format!("{origin:?} {why}")),
+        }
+    }
+    let allow_headers = raw
+        .allow_headers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(header) => Some(header),
+            Err(_) => {
+                c.error(&format!("cors.allow_headers[{i}]"), format!("invalid header name {name:?}"));
+                None
+            }
+        })
+        .collect();
+    CorsSettings {
+        allow_origins: (!any).then_some(origins),
+        allow_headers,
+        max_age: c.duration("cors.max_age", raw.max_age, "10m"),
+    }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing more.
+fn origin_value(origin: &str) -> Result<HeaderValue, &'static str> {
+    let uri: Uri = origin.parse().map_err(|_| "is not an origin (write e.g. https://shop.example.com)")?;
+    let bare = uri.path_and_query().is_none_or(|pq| pq.as_str() == "/") && !origin.ends_with('/');
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() || !bare {
+        return Err(
+            "is not an origin: write scheme://host[:port] with no path (e.g. https://shop.example.com)",
+        );
+    }
+    HeaderValue::from_str(origin).map_err(|_| "is not a valid header value")
 }
 
 fn telemetry_settings(raw: RawTelemetry, errors: &mut ConfigErrors) -> TelemetrySettings {

@@ -329,3 +329,48 @@ fn reload_and_openapi_settings_are_checked() {
     assert!(errors[1].starts_with("endpoints[0].calls.user.schema: must be a JSON Schema"), "{errors:?}");
     assert_eq!(errors.len(), 2);
 }
+
+#[test]
+fn cors_settings_are_checked() {
+    let mut tree = valid_tree();
+    tree["server"]["cors"] = json!({"allow_origins": ["https://shop.example.com", "http://localhost:3000"]});
+    let cors = validate(tree).unwrap().server.cors.unwrap();
+    assert_eq!(cors.allow_origins.unwrap(), ["https://shop.example.com", "http://localhost:3000"]);
+    assert_eq!(cors.max_age, Duration::from_secs(600));
+
+    let mut tree = valid_tree();
+    tree["server"]["cors"] = json!({"allow_origins": ["*"]});
+    assert!(validate(tree).unwrap().server.cors.unwrap().allow_origins.is_none(), "* is any origin");
+
+    let mut tree = valid_tree();
+    tree["server"]["cors"] = json!({
+        "allow_origins": ["*", "https://shop.example.com/path", "shop.example.com", "ftp://x"],
+        "allow_headers": ["bad header"],
+        "max_age": "forever",
+        "allow_methods": ["POST"],
+    });
+    let errors = errors_of(tree);
+    assert_eq!(errors.len(), 1, "unknown keys stop the section: {errors:?}");
+    assert!(errors[0].starts_with("server.cors.allow_methods: unknown field"), "{errors:?}");
+
+    let mut tree = valid_tree();
+    tree["server"]["cors"] = json!({
+        "allow_origins": ["*", "https://shop.example.com/path", "shop.example.com", "ftp://x"],
+        "allow_headers": ["bad header"],
+        "max_age": "forever",
+    });
+    let errors = errors_of(tree);
+    let paths: Vec<&str> = errors.iter().map(|e| e.split(':').next().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "server.cors.allow_origins",
+            "server.cors.allow_origins[1]",
+            "server.cors.allow_origins[2]",
+            "server.cors.allow_origins[3]",
+            "server.cors.allow_headers[0]",
+            "server.cors.max_age"
+        ],
+        "{errors:?}"
+    );
+}
