@@ -8,8 +8,10 @@ Steps (each failure names the file or object and what to fix, then exits 1):
   1. hadolint on deploy/Dockerfile; any finding fails.
   2. The `cargo build` command of the Dockerfile stage the runtime image copies `fanout` from:
      exactly one, identical to any `cargo build` in the stages it derives from (the cached
-     dependency layer), a release build of `--bin fanout`. It is run as is from the repository
-     root, so CI compiles what the image ships (`--skip-build` reuses target/release/fanout).
+     dependency layer), a release build of `--bin fanout`. The dependency stage's COPY and
+     stub-making RUN lines are replayed in a temporary directory, where `cargo fetch --locked`
+     must load the workspace. Then the build line is run as is from the repository root, so CI
+     compiles what the image ships (`--skip-build` reuses target/release/fanout).
   3. `kubectl kustomize` renders base, overlay and load test; `kubernetes-validate --strict`
      validates each for several Kubernetes versions (first proving, on a copy with a typo'd
      field, that the validator does reject unknown fields).
@@ -32,12 +34,14 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -132,8 +136,9 @@ def cargo_builds(stage: dict[str, Any]) -> list[str]:
     return found
 
 
-def check_dockerfile_build() -> tuple[str, list[str]]:
-    """Returns the build command and the image's default CMD."""
+def check_dockerfile_build() -> tuple[str, list[str], list[dict[str, Any]]]:
+    """Returns the build command, the image's default CMD and the stages the build stage
+    derives from (the dependency cache)."""
     text = DOCKERFILE.read_text()
     stages = dockerfile_stages(text)
     if not stages:
@@ -164,8 +169,10 @@ def check_dockerfile_build() -> tuple[str, list[str]]:
         fail(f"{DOCKERFILE}: the image copies {source[1]}, not the release build's target/release/fanout")
     # The stages the build stage derives from (the dependency cache) must build the same way,
     # or the cached dependencies are compiled again in the build stage.
+    ancestors = []
     parent = by_name.get(build["base"])
     while parent is not None:
+        ancestors.insert(0, parent)
         for other in cargo_builds(parent):
             if other != command:
                 fail(f"{DOCKERFILE}: stage `{parent['name']}` runs `{other}`, the build stage `{command}`: "
@@ -178,7 +185,50 @@ def check_dockerfile_build() -> tuple[str, list[str]]:
                 cmd_default = json.loads(args)
             except json.JSONDecodeError:
                 fail(f"{DOCKERFILE}: CMD must be in JSON (exec) form: {args}")
-    return command, cmd_default
+    return command, cmd_default, ancestors
+
+
+def check_dependency_stage(stages: list[dict[str, Any]], tmp: Path) -> None:
+    """Replays the dependency stage's COPY and RUN instructions (all but its `cargo` line) in a
+    temporary directory and has cargo load the workspace there (`cargo fetch --locked`): every
+    workspace member's manifest must be copied and every target it names stubbed, or
+    `docker build` would fail at this stage, which nothing else here runs."""
+    root = tmp / "deps-stage"
+    workdir = root
+    members = tomllib.loads((ROOT / "Cargo.toml").read_text()).get("workspace", {}).get("members", [])
+    for stage in stages:
+        for word, args in stage["instructions"]:
+            if word == "WORKDIR":
+                workdir = root / args.strip().lstrip("/") if args.startswith("/") else workdir / args.strip()
+                workdir.mkdir(parents=True, exist_ok=True)
+            elif word == "COPY":
+                if "--from" in args:
+                    fail(f"{DOCKERFILE}: stage `{stage['name']}`: COPY --from in the dependency stage is not supported by this check")
+                parts = [a for a in args.split() if not a.startswith("--")]
+                sources, dest = parts[:-1], parts[-1]
+                target = root / dest.lstrip("/") if dest.startswith("/") else workdir / dest
+                for source in sources:
+                    origin = ROOT / source
+                    if not origin.exists():
+                        fail(f"{DOCKERFILE}: stage `{stage['name']}` copies {source}, which does not exist")
+                    into = target / origin.name if dest.endswith("/") or len(sources) > 1 else target
+                    into.parent.mkdir(parents=True, exist_ok=True)
+                    if origin.is_dir():
+                        shutil.copytree(origin, into, dirs_exist_ok=True)
+                    else:
+                        shutil.copy2(origin, into)
+            elif word == "RUN" and not re.search(r"\bcargo\b", args):
+                result = subprocess.run(["sh", "-c", re.sub(r"--mount=\S+\s*", "", args)], cwd=workdir,
+                                        text=True, capture_output=True)
+                if result.returncode != 0:
+                    fail(f"{DOCKERFILE}: stage `{stage['name']}`: `RUN {args}` failed:\n{result.stderr}")
+    missing = [m for m in members if not (workdir / m / "Cargo.toml").is_file()]
+    if missing:
+        fail(f"{DOCKERFILE}: the dependency stage does not copy the manifest of workspace member(s) {', '.join(missing)}")
+    result = subprocess.run(["cargo", "fetch", "--locked"], cwd=workdir, text=True, capture_output=True)
+    if result.returncode != 0:
+        fail(f"{DOCKERFILE}: cargo cannot load the workspace as the dependency stage leaves it (manifests + stubs):\n{result.stderr}")
+    ok(f"the dependency stage loads the workspace: {len(members)} member manifests + stubs, Cargo.lock unchanged (cargo fetch --locked)")
 
 
 def step_hadolint() -> None:
@@ -190,7 +240,7 @@ def step_hadolint() -> None:
 
 
 def step_build(command: str, skip: bool) -> None:
-    step(f"build what the image builds: {command}")
+    step(f"build what the image builds, here: {command}")
     if skip:
         print("    skipped (--skip-build): using the existing target/release/fanout", flush=True)
     else:
@@ -596,10 +646,13 @@ def main() -> int:
     started = time.monotonic()
     try:
         step_hadolint()
-        command, cmd_default = check_dockerfile_build()
-        step_build(command, options.skip_build)
         with tempfile.TemporaryDirectory(prefix="check-deploy-") as tmpdir:
             tmp = Path(tmpdir)
+            step("the Dockerfile's stages")
+            command, cmd_default, deps_stages = check_dockerfile_build()
+            ok(f"one build line, shared with the dependency stage: {command}")
+            check_dependency_stage(deps_stages, tmp)
+            step_build(command, options.skip_build)
             step("render and validate (kubectl kustomize | kubernetes-validate --strict)")
             rendered = {name: render(path) for name, path in GATEWAYS.items()}
             rendered["loadtest"] = render(LOADTEST)
