@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build run test lint fmt check-config openapi check-openapi load bench bench-pure clean ci
+.PHONY: help build run test lint fmt check-config openapi check-openapi load bench cost bench-pure clean ci
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ load: ## Load-test a running gateway with oha vs a direct-backend baseline (MODE
 
 bench: ## End-to-end benchmark with oha: direct backend vs gateway (installs oha if missing)
 	bash scripts/bench.sh
+
+cost: ## Callgrind instructions per five-call page, deterministic (MODE=off|metrics|otlp, SAMPLING=0.1)
+	bash scripts/callgrind.sh
 
 bench-pure: ## Criterion benchmarks of the pure composition code (templates, graph, shaping)
 	$(CARGO) bench --locked -p compose --bench composition

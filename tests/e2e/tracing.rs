@@ -181,3 +181,41 @@ async fn sampling_follows_the_ratio_and_the_callers_decision() {
     let with_traceparent = a.requests().iter().filter(|r| r.headers.contains_key("traceparent")).count();
     assert_eq!(with_traceparent, 1, "unsampled requests send no traceparent");
 }
+
+#[tokio::test]
+async fn with_tracing_on_a_stall_names_its_request_whether_sampled_or_not() {
+    let (otlp, _spans) = receiver().await;
+    let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n";
+    let yaml = config(&[("a", &a)], endpoint).replace(
+        "backends:\n",
+        &format!(
+            "telemetry:\n  otlp_endpoint: {otlp}\n  sampling_ratio: 0\n  stall_warning: 50ms\n  debug_endpoints: true\nbackends:\n"
+        ),
+    );
+    let gateway = Gateway::start(&yaml);
+    let block = |id: &'static str, traceparent: Option<&'static str>| {
+        let mut request =
+            client().get(format!("{}/_fanout/debug/block/200", gateway.url)).header("x-request-id", id);
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        request.send()
+    };
+    let sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    assert_eq!(block("traced-blocker", Some(sampled)).await.unwrap().status(), 200);
+    assert_eq!(block("plain-blocker", None).await.unwrap().status(), 200);
+
+    let both = crate::support::wait_until(Duration::from_secs(3), || {
+        gateway.logs().iter().filter(|l| l.contains("runtime worker blocked")).count() == 2
+    })
+    .await;
+    assert!(both, "{:?}", gateway.logs());
+    let named: Vec<String> = gateway
+        .json_logs()
+        .iter()
+        .filter(|l| l["message"] == "runtime worker blocked: a task is not yielding")
+        .map(|l| l["span"]["request_id"].as_str().unwrap_or("<none>").to_owned())
+        .collect();
+    assert_eq!(named, ["traced-blocker", "plain-blocker"]);
+}

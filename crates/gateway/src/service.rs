@@ -32,6 +32,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower::{Service, ServiceBuilder};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tracing::instrument::WithSubscriber;
 use tracing::{Instrument, field};
 
 /// Longest request-target accepted (longer: 414).
@@ -79,13 +80,15 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         let serving = self.live.current();
         let permit = Arc::clone(&self.in_flight).try_acquire_owned();
         let telemetry = &serving.plan.telemetry;
-        let sampled =
-            telemetry.otlp_endpoint.is_some() && otel::decide(request.headers(), telemetry.sampling_ratio);
+        // A sampled request runs under the subscriber that exports spans; the others never
+        // reach it.
+        let traced = otel::dispatch().filter(|_| otel::decide(request.headers(), telemetry.sampling_ratio));
+        let sampled = traced.is_some();
         // An exported span is named at creation (`GET /api/page/{id}`): it cannot be renamed
         // once started, so for a traced request the route is looked up here as well.
         let route =
             if sampled { serving.plan.route(request.uri().path()).map(|(e, _)| &*e.route) } else { None };
-        let span = otel::with_sampled(sampled, || {
+        let make_span = || {
             tracing::info_span!(
                 REQUEST_SPAN,
                 otel.name = route.unwrap_or_else(|| request.method().as_str()),
@@ -97,7 +100,11 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
                 calls = field::Empty,
                 trace_id = field::Empty,
             )
-        });
+        };
+        let span = match traced {
+            Some(dispatch) => tracing::dispatcher::with_default(dispatch, make_span),
+            None => make_span(),
+        };
         if sampled {
             otel::continue_trace(&span, request.headers());
         }
@@ -125,7 +132,11 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
             tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "request");
             Ok(response)
         };
-        Box::pin(stall::watch(otel::traced(Box::pin(future.instrument(span)), sampled), watched))
+        let watched = stall::watch(Box::pin(future.instrument(span)), watched, sampled);
+        match traced {
+            Some(dispatch) => Box::pin(watched.with_subscriber(dispatch.clone())),
+            None => Box::pin(watched),
+        }
     }
 }
 

@@ -9,23 +9,41 @@ pub mod stall;
 
 use crate::config::{LogFormat, TelemetrySettings};
 use otel::Tracing;
+use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{EnvFilter, Layer};
 
-/// Installs the global subscriber (later calls are ignored): log lines filtered by the log
-/// level, and, with `tracing`, every `info` span exported whatever the log level.
+/// Installs the global subscriber, which writes log lines filtered by the log level (later
+/// calls are ignored). With `tracing`, also installs the subscriber sampled requests run under
+/// ([`otel::dispatch`]): the same log lines, and every `info` span exported whatever the log
+/// level.
 pub fn init(settings: &TelemetrySettings, tracing: Option<&Tracing>) {
-    let filter = EnvFilter::try_from_default_env()
+    if let Some(tracing) = tracing {
+        let lines = log_lines(settings).with_filter(log_filter(settings));
+        otel::set_dispatch(Dispatch::new(tracing_subscriber::registry().with(lines).with(tracing.layer())));
+    }
+    // A global filter (not a per-layer one): a disabled span is then never created at all.
+    let _ = tracing_subscriber::registry().with(log_filter(settings)).with(log_lines(settings)).try_init();
+}
+
+/// `RUST_LOG` when set, else `telemetry.log_level`.
+fn log_filter(settings: &TelemetrySettings) -> EnvFilter {
+    EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::builder().parse(&settings.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// The layer that writes log lines, in the configured format.
+fn log_lines<S>(settings: &TelemetrySettings) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
     let lines = tracing_subscriber::fmt::layer().with_target(false);
-    let lines: Box<dyn Layer<Registry> + Send + Sync> = match settings.log_format {
+    match settings.log_format {
         LogFormat::Json => {
             Box::new(lines.json().flatten_event(true).with_current_span(true).with_span_list(false))
         }
         LogFormat::Pretty => Box::new(lines),
-    };
-    let spans = tracing.map(Tracing::layer);
-    let _ = tracing_subscriber::registry().with(lines.with_filter(filter)).with(spans).try_init();
+    }
 }

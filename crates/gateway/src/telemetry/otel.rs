@@ -5,10 +5,12 @@
 //! written into backend requests. Nothing here runs unless `telemetry.otlp_endpoint` is set.
 //!
 //! Sampling is decided here, once per request, before its spans exist: a caller's `traceparent`
-//! decides (its sampled flag), else `telemetry.sampling_ratio`. An unsampled request's spans
-//! never reach the OpenTelemetry layer (a per-layer filter reads the decision from a
-//! thread-local that [`Traced`] sets around every poll of the request), so unsampled requests
-//! cost almost nothing; the SDK sampler then keeps every span it sees.
+//! decides (its sampled flag), else `telemetry.sampling_ratio`. There are two subscribers: the
+//! global one only writes log lines, and a second one ([`dispatch`]) writes the same log lines
+//! and also exports spans. A sampled request runs entirely under the second (its span is created
+//! there and its future is polled there); an unsampled one never touches the OpenTelemetry
+//! layer, so it costs exactly what it costs with tracing off. The SDK sampler then keeps every
+//! span it sees.
 
 use crate::config::TelemetrySettings;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -22,14 +24,12 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use std::cell::Cell;
-use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tracing::Level;
+use std::sync::OnceLock;
+use tracing::Dispatch;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::dynamic_filter_fn;
+use tracing_subscriber::filter::LevelFilter;
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -68,17 +68,22 @@ impl Tracing {
         Ok(Some(Self { provider }))
     }
 
-    /// The `tracing` layer that exports the `info` spans of sampled requests.
+    /// The `tracing` layer that exports `info` spans (it goes into the [`dispatch`] subscriber
+    /// only, so it sees sampled requests only).
     pub fn layer<S>(&self) -> impl tracing_subscriber::Layer<S> + use<S>
     where
         S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
     {
-        // Dynamic: a plain filter_fn caches its first answer per callsite.
-        // The level hint keeps every debug/trace callsite (hyper's, h2's…) at "never".
-        let sampled_only =
-            dynamic_filter_fn(|metadata, _| *metadata.level() <= Level::INFO && SAMPLED.with(Cell::get))
-                .with_max_level_hint(Level::INFO);
-        tracing_opentelemetry::layer().with_tracer(self.provider.tracer("fanout")).with_filter(sampled_only)
+        // Only the attributes fanout sets: no source location, thread, target or busy/idle time
+        // (each costs per span, in the layer and again in the exporter's encoding).
+        tracing_opentelemetry::layer()
+            .with_tracer(self.provider.tracer("fanout"))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
+            .with_filter(LevelFilter::INFO)
     }
 
     /// Flushes pending spans and stops the exporter.
@@ -89,10 +94,20 @@ impl Tracing {
     }
 }
 
+/// The subscriber sampled requests run under.
+static TRACED: OnceLock<Dispatch> = OnceLock::new();
+
+/// Installs the subscriber sampled requests run under (the first call wins).
+pub fn set_dispatch(dispatch: Dispatch) {
+    let _ = TRACED.set(dispatch);
+}
+
+/// The subscriber sampled requests run under; `None` when tracing is off.
+pub fn dispatch() -> Option<&'static Dispatch> {
+    TRACED.get()
+}
+
 thread_local! {
-    /// Whether the request being polled (or whose span is being created) on this thread is
-    /// sampled.
-    static SAMPLED: Cell<bool> = const { Cell::new(false) };
     /// A per-thread random state for sampling decisions.
     static RANDOM: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()) | 1);
 }
@@ -125,35 +140,6 @@ fn random_unit() -> f64 {
         state.set(x);
         (x >> 11) as f64 / (1u64 << 53) as f64
     })
-}
-
-/// Runs `f` (which creates a request's span) with the request's sampling decision in effect.
-pub fn with_sampled<T>(sampled: bool, f: impl FnOnce() -> T) -> T {
-    let previous = SAMPLED.with(|s| s.replace(sampled));
-    let result = f();
-    SAMPLED.with(|s| s.set(previous));
-    result
-}
-
-/// A request future that carries its sampling decision into every poll.
-#[derive(Debug)]
-pub struct Traced<F> {
-    inner: F,
-    sampled: bool,
-}
-
-/// Wraps a request's future with its sampling decision.
-pub fn traced<F>(inner: F, sampled: bool) -> Traced<F> {
-    Traced { inner, sampled }
-}
-
-impl<F: Future + Unpin> Future for Traced<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let sampled = self.sampled;
-        with_sampled(sampled, || Pin::new(&mut self.inner).poll(cx))
-    }
 }
 
 /// The trace id to log for a request: its exported span's when sampled, else the caller's (from

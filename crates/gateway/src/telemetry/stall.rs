@@ -36,6 +36,9 @@ struct Slot {
     reported: AtomicBool,
     /// The id of the `request` span being polled (0: none, e.g. when the span is disabled).
     span: AtomicU64,
+    /// Whether that span belongs to the tracing subscriber ([`super::otel::dispatch`]) rather
+    /// than the global one.
+    traced: AtomicBool,
 }
 
 /// Every worker thread's slot.
@@ -57,11 +60,13 @@ thread_local! {
 pub struct Watched<F> {
     inner: F,
     span: tracing::Span,
+    traced: bool,
 }
 
-/// Wraps `future`, attributing any stall to `span`.
-pub fn watch<F: Future>(future: F, span: tracing::Span) -> Watched<F> {
-    Watched { inner: future, span }
+/// Wraps `future`, attributing any stall to `span`; `traced` when the span was created under
+/// the tracing subscriber (a sampled request).
+pub fn watch<F: Future>(future: F, span: tracing::Span, traced: bool) -> Watched<F> {
+    Watched { inner: future, span, traced }
 }
 
 impl<F: Future + Unpin> Future for Watched<F> {
@@ -72,6 +77,7 @@ impl<F: Future + Unpin> Future for Watched<F> {
         SLOT.with(|slot| {
             let started = now_nanos();
             slot.span.store(this.span.id().map_or(0, |id| id.into_u64()), Ordering::Relaxed);
+            slot.traced.store(this.traced, Ordering::Relaxed);
             slot.poll_started.store(started, Ordering::Release);
             let result = Pin::new(&mut this.inner).poll(cx);
             slot.poll_started.store(0, Ordering::Release);
@@ -123,7 +129,12 @@ impl StallDetector {
                     let blocked_ms = Duration::from_nanos(now - started).as_secs_f64() * 1000.0;
                     // The span stays open while its request is being polled, so its id is valid here.
                     let span = std::num::NonZeroU64::new(slot.span.load(Ordering::Relaxed)).map(tracing::Id::from_non_zero_u64);
-                    tracing::warn!(parent: span, blocked_ms, "runtime worker blocked: a task is not yielding");
+                    let warn = || tracing::warn!(parent: span.clone(), blocked_ms, "runtime worker blocked: a task is not yielding");
+                    // A span id means something only to the subscriber that created it.
+                    match super::otel::dispatch().filter(|_| slot.traced.load(Ordering::Relaxed)) {
+                        Some(dispatch) => tracing::dispatcher::with_default(dispatch, warn),
+                        None => warn(),
+                    }
                 }
             }
         })?;
