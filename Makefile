@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build run test lint fmt check-config openapi check-openapi load bench cost bench-pure clean ci
+.PHONY: help build run test test-rust lint fmt check-config openapi check-openapi check-deploy check-load load bench cost bench-pure clean ci
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -13,7 +13,10 @@ build: ## Build the fanout and mockend binaries (debug)
 run: ## Build and start the demo: five simulated backends + the gateway (Ctrl-C stops both)
 	bash scripts/with_demo.sh
 
-test: build ## Run every test: unit tests and end-to-end tests against the real binary
+test: test-rust check-openapi check-deploy check-load ## Every test: cargo tests, OpenAPI contract, deploy checks, load smoke test
+	@echo "test: everything passed"
+
+test-rust: build ## Unit tests and end-to-end tests against the real binary (the quick loop)
 	$(CARGO) test --locked --workspace
 
 lint: ## cargo fmt --check and clippy with warnings as errors
@@ -30,6 +33,12 @@ openapi: build ## Regenerate openapi.yaml from the demo config
 
 check-openapi: ## openapi.yaml drift + validation + schemathesis against the running demo
 	bash scripts/check_openapi.sh
+
+check-deploy: ## Lint the Dockerfile, build what it builds, validate the manifests against the config and binary
+	bash scripts/check_deploy.sh
+
+check-load: ## make load smoke test against the demo: closed loop and fixed rate, 2 s each
+	bash scripts/check_load.sh
 
 load: ## Load-test a running gateway with oha vs a direct-backend baseline (MODE=closed|rate, RATE, DURATION; docs/load-testing.md)
 	bash scripts/load.sh
