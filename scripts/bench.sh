@@ -42,19 +42,21 @@ for pid in "${pids[@]}"; do
   kill -0 "$pid" 2>/dev/null || { echo "a server failed to start; see $OUT/*.log" >&2; exit 1; }
 done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# User and kernel CPU ticks of a process, "utime stime".
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 load() { oha --no-tui --output-format json "$@"; }
 
 echo "warming up"
 load -z 2s -c "$CONCURRENCY" "$GATEWAY/bench/1" >/dev/null
 echo "throughput: direct backend, then the five-call endpoint (-c $CONCURRENCY, $DURATION each)"
 load -z "$DURATION" -c "$CONCURRENCY" http://127.0.0.1:7101/bench/1 >"$OUT/direct.json"
-before=$(cpu_ticks "$gateway_pid")
+read -r user_before sys_before < <(cpu_ticks "$gateway_pid")
 load -z "$DURATION" -c "$CONCURRENCY" "$GATEWAY/bench/1" >"$OUT/gateway.json"
-after=$(cpu_ticks "$gateway_pid")
+read -r user_after sys_after < <(cpu_ticks "$gateway_pid")
 peak_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$gateway_pid/status")
 echo "latency: 25 ms backend direct, then five calls of 5..25 ms (-q $RATE, $DURATION each)"
 load -z "$DURATION" -q "$RATE" --latency-correction -c 32 http://127.0.0.1:7105/timed/1 >"$OUT/direct-timed.json"
 load -z "$DURATION" -q "$RATE" --latency-correction -c 32 "$GATEWAY/timed/1" >"$OUT/gateway-timed.json"
 
-python3 scripts/bench_summary.py "$OUT" "$((after - before))" "$(getconf CLK_TCK)" "$peak_rss_kb"
+python3 scripts/bench_summary.py "$OUT" "$((user_after - user_before))" "$((sys_after - sys_before))" \
+  "$(getconf CLK_TCK)" "$peak_rss_kb"

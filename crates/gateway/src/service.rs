@@ -32,7 +32,6 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower::{Service, ServiceBuilder};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tracing::instrument::WithSubscriber;
 use tracing::{Instrument, field};
 
 /// Longest request-target accepted (longer: 414).
@@ -134,7 +133,7 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         };
         let watched = stall::watch(Box::pin(future.instrument(span)), watched, sampled);
         match traced {
-            Some(dispatch) => Box::pin(watched.with_subscriber(dispatch.clone())),
+            Some(dispatch) => Box::pin(otel::under(dispatch, Box::pin(watched))),
             None => Box::pin(watched),
         }
     }

@@ -28,6 +28,9 @@ const CONFIG_HASH: &str = "fanout_config_hash";
 const CONFIG_RELOADS: &str = "fanout_config_reloads_total";
 const CONFIG_RELOAD_OK: &str = "fanout_config_last_reload_successful";
 
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP: Duration = Duration::from_secs(2);
+
 /// Histogram buckets, in seconds: millisecond resolution at the low end.
 const BUCKETS: [f64; 15] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -48,9 +51,20 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Installs the global recorder; call once, before [`PlanMetrics::new`].
+    /// Installs the global recorder; call once, inside the runtime, before
+    /// [`PlanMetrics::new`]. A task drains the histograms' recorded samples into their buckets
+    /// every [`UPKEEP`]: the recorder keeps every sample until then, so without it memory would
+    /// grow with traffic whenever nobody scrapes `/metrics`.
     pub fn install() -> Result<Self, BuildError> {
         let handle = PrometheusBuilder::new().set_buckets(&BUCKETS)?.install_recorder()?;
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(UPKEEP);
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
         describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Duration of inbound requests.");
         describe_histogram!(CALL_DURATION, Unit::Seconds, "Duration of backend calls, by outcome.");
         describe_gauge!(ACTIVE_REQUESTS, "Inbound requests being served.");

@@ -24,8 +24,11 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use std::cell::Cell;
+use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use tracing::Dispatch;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer as _;
@@ -105,6 +108,39 @@ pub fn set_dispatch(dispatch: Dispatch) {
 /// The subscriber sampled requests run under; `None` when tracing is off.
 pub fn dispatch() -> Option<&'static Dispatch> {
     TRACED.get()
+}
+
+/// A future polled *and dropped* with `dispatch` as the default subscriber. Dropping matters:
+/// when a span closes, the registry closes its parent through the *default* subscriber, so a
+/// sampled request's spans must never be dropped under the global one (tracing's
+/// `WithDispatch` only covers polls).
+pub struct Under<F> {
+    inner: Option<F>,
+    dispatch: &'static Dispatch,
+}
+
+/// Runs `future` under `dispatch` (see [`Under`]).
+pub fn under<F: Future + Unpin>(dispatch: &'static Dispatch, future: F) -> Under<F> {
+    Under { inner: Some(future), dispatch }
+}
+
+impl<F: Future + Unpin> Future for Under<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _default = tracing::dispatcher::set_default(self.dispatch);
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<F> Drop for Under<F> {
+    fn drop(&mut self) {
+        let _default = tracing::dispatcher::set_default(self.dispatch);
+        drop(self.inner.take());
+    }
 }
 
 thread_local! {
