@@ -17,18 +17,8 @@ GATEWAY=http://127.0.0.1:8080
 ADMIN=http://127.0.0.1:9901
 
 bash scripts/tools.sh oha
-cargo build --release --locked --workspace --bins
-mkdir -p "$OUT"
-
-pids=()
-stop() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap stop EXIT
-
-./target/release/mockend --config demo/backends.yaml >"$OUT/mockend.log" 2>&1 &
-pids+=($!)
+# shellcheck source=scripts/release_backends.sh
+source scripts/release_backends.sh
 FANOUT__TELEMETRY__LOG_LEVEL=warn FANOUT__TELEMETRY__LOG_FORMAT=json \
   ./target/release/fanout serve --config demo/fanout.yaml >"$OUT/fanout.log" 2>&1 &
 gateway_pid=$!

@@ -15,20 +15,10 @@ MODE=${MODE:-metrics}
 SAMPLING=${SAMPLING:-1.0}
 N=${N:-2000}
 OUT=target/callgrind
-mkdir -p "$OUT"
 bash scripts/tools.sh oha
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 2; }
-cargo build --release --locked --workspace --bins
-
-pids=()
-stop() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap stop EXIT
-
-./target/release/mockend --config demo/backends.yaml >"$OUT/mockend.log" 2>&1 &
-pids+=($!)
+# shellcheck source=scripts/release_backends.sh
+source scripts/release_backends.sh
 env=(FANOUT__TELEMETRY__LOG_LEVEL=warn FANOUT__TELEMETRY__LOG_FORMAT=json)
 tag=$MODE
 case "$MODE" in
