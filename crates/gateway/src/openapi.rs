@@ -24,17 +24,21 @@ const PATH_SEGMENT_PATTERN: &str = r"^(?!\.{1,2}$)[^/\\\u0000-\u001F\u007F-\u009
 /// Headers OpenAPI does not let a document declare as parameters.
 const UNDECLARABLE_HEADERS: [&str; 3] = ["accept", "content-type", "authorization"];
 
-/// The error answers every endpoint can give, by status: (status, component name).
-const ERROR_RESPONSES: [(&str, &str); 9] = [
-    ("400", "BadRequest"),
-    ("404", "NotFound"),
-    ("405", "MethodNotAllowed"),
-    ("413", "ContentTooLarge"),
-    ("414", "UriTooLong"),
-    ("502", "BadGateway"),
-    ("503", "Overloaded"),
-    ("504", "GatewayTimeout"),
-    ("431", "HeadersTooLarge"),
+/// The error answers every endpoint can give: (status, component name, when).
+const ERROR_RESPONSES: [(&str, &str, &str); 9] = [
+    (
+        "400",
+        "BadRequest",
+        "a route parameter cannot be placed into a backend URL, or the request has a Transfer-Encoding body",
+    ),
+    ("404", "NotFound", "no endpoint for this path"),
+    ("405", "MethodNotAllowed", "the path exists; endpoints answer GET and HEAD"),
+    ("413", "ContentTooLarge", "Content-Length over server.max_request_body"),
+    ("414", "UriTooLong", "request target over 8 KiB"),
+    ("431", "HeadersTooLarge", "more than 100 headers or 32 KiB of head"),
+    ("502", "BadGateway", "a required call failed (status, connect, invalid_body, too_large, …)"),
+    ("503", "Overloaded", "more requests in flight than server.max_in_flight"),
+    ("504", "GatewayTimeout", "a required call timed out or the endpoint deadline passed"),
 ];
 
 /// The OpenAPI document of `plan`.
@@ -87,7 +91,7 @@ fn operation_id(path: &str) -> String {
 fn operation(endpoint: &EndpointPlan, id: &str) -> Value {
     let mut responses = Map::new();
     responses.insert("200".to_owned(), ok_response(endpoint));
-    for (status, name) in ERROR_RESPONSES {
+    for (status, name, _) in ERROR_RESPONSES {
         responses.insert(status.to_owned(), json!({ "$ref": format!("#/components/responses/{name}") }));
     }
     let names: Vec<&str> = endpoint.calls.iter().map(|c| &*c.name).collect();
@@ -289,29 +293,21 @@ fn components() -> Value {
         })
     };
     let mut responses = Map::new();
-    for (status, name, description) in [
-        (
-            "400",
-            "BadRequest",
-            "a route parameter cannot be placed into a backend URL, or the request has a Transfer-Encoding body",
-        ),
-        ("404", "NotFound", "no endpoint for this path"),
-        ("413", "ContentTooLarge", "Content-Length over server.max_request_body"),
-        ("414", "UriTooLong", "request target over 8 KiB"),
-        ("431", "HeadersTooLarge", "more than 100 headers or 32 KiB of head"),
-        ("502", "BadGateway", "a required call failed (status, connect, invalid_body, too_large, …)"),
-        ("504", "GatewayTimeout", "a required call timed out or the endpoint deadline passed"),
-    ] {
-        responses.insert(name.to_owned(), problem(status, description));
+    for (status, name, description) in ERROR_RESPONSES {
+        let mut response = problem(status, description);
+        match status {
+            "405" => {
+                response["headers"] =
+                    json!({ "Allow": { "schema": { "type": "string" }, "description": "GET, HEAD" } })
+            }
+            "503" => {
+                response["headers"] =
+                    json!({ "Retry-After": { "schema": { "type": "string" }, "description": "Seconds." } })
+            }
+            _ => {}
+        }
+        responses.insert(name.to_owned(), response);
     }
-    let mut not_allowed = problem("405", "the path exists; endpoints answer GET and HEAD");
-    not_allowed["headers"] =
-        json!({ "Allow": { "schema": { "type": "string" }, "description": "GET, HEAD" } });
-    responses.insert("MethodNotAllowed".to_owned(), not_allowed);
-    let mut overloaded = problem("503", "more requests in flight than server.max_in_flight");
-    overloaded["headers"] =
-        json!({ "Retry-After": { "schema": { "type": "string" }, "description": "Seconds." } });
-    responses.insert("Overloaded".to_owned(), overloaded);
     json!({
         "schemas": {
             "Problem": {
