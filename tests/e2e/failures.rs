@@ -146,11 +146,19 @@ async fn bodies_without_a_declared_length_are_cut_at_the_limit_while_streaming()
     let mut huge = vec![b"a\r\n[\"xxxxxxx\"\r\n".to_vec()];
     huge.extend((0..100).map(|_| chunk(4096)));
     huge.push(b"1\r\n]\r\n0\r\n\r\n".to_vec());
-    let chunked =
-        crate::support::raw_backend("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", huge).await;
+    let chunked = crate::support::raw_backend(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        huge,
+        Duration::ZERO,
+    )
+    .await;
     let small = vec![b"4\r\n\"xx\"\r\n0\r\n\r\n".to_vec()];
-    let fine =
-        crate::support::raw_backend("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", small).await;
+    let fine = crate::support::raw_backend(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        small,
+        Duration::ZERO,
+    )
+    .await;
     let yaml = format!(
         "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nbackends:\n  \
          chunked: {{ url: \"{chunked}\", max_response_body: 64KiB }}\n  fine: {{ url: \"{fine}\" }}\n\
@@ -163,4 +171,42 @@ async fn bodies_without_a_declared_length_are_cut_at_the_limit_while_streaming()
     assert_eq!(status, 200);
     assert_eq!(body["_errors"]["big"]["error"], "too_large");
     assert_eq!(body["small"], "xx", "a chunked body under the limit is spliced as it is");
+}
+
+#[tokio::test]
+async fn bodies_under_the_limit_pass_however_many_pieces_they_arrive_in() {
+    // 60,000 bytes under a 64 KiB cap, written in three 20,000-byte pieces with pauses, so the
+    // gateway reads them as separate chunks (the first one was once counted twice).
+    let body = format!("\"{}\"", "x".repeat(59_998)).into_bytes();
+    let pieces: Vec<Vec<u8>> = body.chunks(20_000).map(<[u8]>::to_vec).collect();
+    let pause = Duration::from_millis(30);
+    let length_head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+    let with_length = crate::support::raw_backend(&length_head, pieces.clone(), pause).await;
+    let chunk = |piece: &Vec<u8>| {
+        [format!("{:x}\r\n", piece.len()).into_bytes(), piece.clone(), b"\r\n".to_vec()].concat()
+    };
+    let mut chunked_pieces: Vec<Vec<u8>> = pieces.iter().map(chunk).collect();
+    chunked_pieces.push(b"0\r\n\r\n".to_vec());
+    let chunked = crate::support::raw_backend(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        chunked_pieces,
+        pause,
+    )
+    .await;
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nbackends:\n  \
+         sized: {{ url: \"{with_length}\", max_response_body: 64KiB }}\n  \
+         chunked: {{ url: \"{chunked}\", max_response_body: 64KiB }}\n\
+         endpoints:\n  - route: GET /page\n    calls:\n      \
+         sized: {{ backend: sized, path: /a }}\n      chunked: {{ backend: chunked, path: /b }}\n"
+    );
+    let gateway = Gateway::start(&yaml);
+
+    for round in 0..3 {
+        let (status, headers, body) = get_json(&format!("{}/page", gateway.url)).await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        assert_eq!(headers["x-fanout-complete"], "true", "round {round}: {}", body["_errors"]);
+        assert_eq!(body["sized"].as_str().map(str::len), Some(59_998), "round {round}");
+        assert_eq!(body["chunked"].as_str().map(str::len), Some(59_998), "round {round}");
+    }
 }

@@ -246,15 +246,17 @@ pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) ->
 }
 
 /// A one-route raw HTTP/1.1 backend on 127.0.0.1:0: for every connection it reads the request
-/// head and writes `head` followed by `chunks`, then closes. For answers mockend cannot give
-/// (chunked bodies of any size). Returns its base URL; the task ends with the runtime.
-pub async fn raw_backend(head: &'static str, chunks: Vec<Vec<u8>>) -> String {
+/// head and writes `head` followed by `chunks`, each write `pause` after the one before, then
+/// closes. For answers mockend cannot give (chunked bodies of any size, bodies in pieces).
+/// Returns its base URL; the task ends with the runtime.
+pub async fn raw_backend(head: &str, chunks: Vec<Vec<u8>>, pause: Duration) -> String {
+    let head = head.to_owned();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let chunks = chunks.clone();
+            let (head, chunks) = (head.clone(), chunks.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8192];
                 let mut seen = Vec::new();
@@ -266,6 +268,7 @@ pub async fn raw_backend(head: &'static str, chunks: Vec<Vec<u8>>) -> String {
                 }
                 let _ = stream.write_all(head.as_bytes()).await;
                 for chunk in chunks {
+                    tokio::time::sleep(pause).await;
                     if stream.write_all(&chunk).await.is_err() {
                         return;
                     }

@@ -226,31 +226,33 @@ pub(crate) async fn observe(
     CallOutcome { result, elapsed, element_errors: Vec::new() }
 }
 
-/// Reads the body chunk by chunk and stops as soon as it would exceed `limit`.
+/// Reads the body chunk by chunk and stops as soon as it would exceed `limit`. A body that
+/// arrives in one chunk is kept as it is; later chunks are joined into one buffer.
 async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Bytes, CallError> {
     let declared = response.content_length().unwrap_or(0);
     if declared > limit as u64 {
         return Err(CallError::TooLarge(limit));
     }
     let mut first: Option<Bytes> = None;
-    let mut rest = BytesMut::new();
+    let mut joined = BytesMut::new();
+    let mut received = 0usize;
     while let Some(chunk) = response.chunk().await.map_err(|e| transport_error("body read failed", &e))? {
-        let so_far = first.as_ref().map_or(0, Bytes::len) + rest.len();
-        if so_far + chunk.len() > limit {
+        received += chunk.len();
+        if received > limit {
             return Err(CallError::TooLarge(limit));
         }
         match &first {
             None => first = Some(chunk),
             Some(head) => {
-                if rest.is_empty() {
-                    rest.reserve(declared.max((head.len() + chunk.len()) as u64) as usize);
-                    rest.extend_from_slice(head);
+                if joined.is_empty() {
+                    joined.reserve(declared.max(received as u64) as usize);
+                    joined.extend_from_slice(head);
                 }
-                rest.extend_from_slice(&chunk);
+                joined.extend_from_slice(&chunk);
             }
         }
     }
-    Ok(if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() })
+    Ok(if joined.is_empty() { first.unwrap_or_default() } else { joined.freeze() })
 }
 
 /// A transport failure, described by the innermost cause (e.g. "connection refused").
