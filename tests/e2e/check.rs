@@ -67,3 +67,24 @@ fn unreadable_and_non_yaml_configs_exit_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read config file"));
 }
+
+#[test]
+fn check_warns_when_a_list_call_could_pass_the_endpoint_cap() {
+    let yaml = |max_fanout: usize| {
+        format!(
+            "backends:\n  b: {{ url: \"http://b:8080\", max_response_body: 64KiB }}\n\
+             endpoints:\n  - route: GET /x\n    max_fanout: {max_fanout}\n    max_response_body: 1MiB\n    calls:\n      \
+             list: {{ backend: b, path: /l }}\n      each: {{ backend: b, path: \"/e/{{list.ids[*]}}\" }}\n"
+        )
+    };
+    // 20 × 64 KiB = 1.25 MiB is over 1 MiB; 10 × 64 KiB is not.
+    let output = run_fanout(&["check"], &yaml(20));
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("warning: each may return up to max_fanout 20 × 65536 bytes (backends.b.max_response_body) = 1310720 bytes, over the endpoint's max_response_body (1048576 bytes)"),
+        "{stdout}"
+    );
+    let output = run_fanout(&["check"], &yaml(10));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("warning"));
+}

@@ -10,6 +10,7 @@ mod cors;
 mod dependencies;
 mod failures;
 mod lifecycle;
+mod limits;
 mod openapi;
 mod reload;
 mod safety;

@@ -129,6 +129,22 @@ impl Gateway {
         }
     }
 
+    /// The process's resident memory now and its peak since the last [`Gateway::reset_peak_rss`]
+    /// (or its start), in bytes (Linux `/proc`: `VmRSS`, `VmHWM`).
+    pub fn rss(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib = |key: &str| -> u64 {
+            let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        };
+        (kib("VmRSS:") * 1024, kib("VmHWM:") * 1024)
+    }
+
+    /// Resets the peak resident memory to the current one (`/proc/PID/clear_refs`).
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         self.signal("TERM");

@@ -19,6 +19,18 @@ pub struct ErrorEntry<'a> {
     pub detail: Option<&'a str>,
 }
 
+/// Writes the JSON list `[a,b,c]` of already-validated JSON elements.
+pub fn write_list<E: AsRef<[u8]>>(elements: &[E], out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (index, element) in elements.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(element.as_ref());
+    }
+    out.push(b']');
+}
+
 /// Returns `"name":` with `name` JSON-escaped, ready to be copied in front of a value.
 pub fn json_key(name: &str) -> Box<[u8]> {
     let mut key = serde_json::to_vec(name).unwrap_or_default();
@@ -48,6 +60,16 @@ impl BodyBuilder {
         }
         self.body.extend_from_slice(key);
         self.body.extend_from_slice(raw_json);
+    }
+
+    /// Appends `key` (from [`json_key`]) and a list of raw JSON elements that the caller
+    /// validated, as `[a,b,c]`.
+    pub fn push_list<E: AsRef<[u8]>>(&mut self, key: &[u8], elements: &[E]) {
+        if self.body.len() > 1 {
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(key);
+        write_list(elements, &mut self.body);
     }
 
     /// Appends `key` (from [`json_key`]) and `value`, serialised.
@@ -136,6 +158,14 @@ mod tests {
         b.push_error(&json_key("a"), &entry);
         assert_eq!(parse(&b.finish()), json!({"_errors": {"a": {"error": "connect", "elapsed_ms": 1}}}));
         assert_eq!(parse(&BodyBuilder::with_capacity(0).finish()), json!({}));
+    }
+
+    #[test]
+    fn lists_are_spliced_element_by_element() {
+        let mut b = BodyBuilder::with_capacity(0);
+        b.push_list(&json_key("items"), &[&b"{\"a\":1}"[..], b"null", b"2"]);
+        b.push_list::<&[u8]>(&json_key("none"), &[]);
+        assert_eq!(parse(&b.finish()), json!({"items": [{"a": 1}, null, 2], "none": []}));
     }
 
     #[test]

@@ -104,6 +104,11 @@ impl Backend {
         &self.name
     }
 
+    /// The largest response body accepted from it.
+    pub fn max_response_body(&self) -> usize {
+        self.max_response_body
+    }
+
     /// The base URL calls are made against.
     pub fn base_url(&self) -> &str {
         &self.base_url

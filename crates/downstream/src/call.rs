@@ -4,6 +4,7 @@
 //! bounded by `min(call timeout, time left before the endpoint deadline)`.
 
 use crate::backend::Backend;
+use crate::output::Output;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use std::future::Future;
@@ -42,9 +43,8 @@ pub type Propagate = fn(&tracing::Span, &mut HeaderMap);
 /// The result of one call and how long it took.
 #[derive(Debug, Clone)]
 pub struct CallOutcome {
-    /// The validated JSON body (for a call over a list: the list of element bodies), or why
-    /// the call failed.
-    pub result: Result<Bytes, CallError>,
+    /// The validated JSON (for a call over a list: the element bodies), or why the call failed.
+    pub result: Result<Output, CallError>,
     /// Time from the start of the call to its end.
     pub elapsed: Duration,
     /// For a call over a list: the elements that failed, by index.
@@ -76,7 +76,8 @@ pub enum CallError {
     /// The body is not JSON.
     #[error("body is not JSON: {0}")]
     InvalidBody(String),
-    /// The body is larger than the backend's `max_response_body`.
+    /// The body is larger than the backend's `max_response_body`, or the call's result does not
+    /// fit in what is left of the endpoint's `max_response_body`.
     #[error("body exceeds the {0} byte limit")]
     TooLarge(usize),
     /// A call this one reads from failed, so this one was not sent.
@@ -223,7 +224,7 @@ pub(crate) async fn observe(
         span.record("error.type", error.kind());
         tracing::debug!(parent: &span, error.kind = error.kind(), %error, "backend call failed");
     }
-    CallOutcome { result, elapsed, element_errors: Vec::new() }
+    CallOutcome { result: result.map(Output::Body), elapsed, element_errors: Vec::new() }
 }
 
 /// Reads the body chunk by chunk and stops as soon as it would exceed `limit`. A body that

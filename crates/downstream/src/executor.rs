@@ -4,13 +4,17 @@
 //! order; identical requests (same backend and URL) within one execution are sent once.
 //! Nothing is spawned: when the inbound request is dropped (client gone) every backend call is
 //! dropped with it. A required call's failure ends the execution at once, dropping the rest.
+//! Results are kept as the bytes received (shared, never copied here) and counted against the
+//! endpoint's [`Budget`] as they arrive: a call, or a list element, that would take the results
+//! past it fails the call with `too_large` before anything is copied.
 
 use crate::backend::Backend;
 use crate::call::{CallError, CallOutcome, CallRequest, observe};
-use bytes::{BufMut, Bytes, BytesMut};
+use crate::output::{Budget, NULL, Output};
+use bytes::Bytes;
 use compose::{Graph, Schedule};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
-use futures_util::stream::{self, FuturesUnordered, StreamExt};
+use futures_util::stream::{self, FuturesUnordered, Stream, StreamExt};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use tokio::time::Instant;
@@ -50,15 +54,17 @@ pub struct Execution {
 /// Runs the calls of `graph`. `prepare(call, outcomes)` is asked what to do for each call when
 /// all its dependencies have completed (their outcomes are in `outcomes`). With
 /// `share_identical`, identical requests are sent once; without it (an endpoint whose calls
-/// can never collide: distinct backends, no lists) the bookkeeping is skipped.
+/// can never collide: distinct backends, no lists) the bookkeeping is skipped. The results
+/// together may hold at most `max_output` bytes of JSON.
 pub async fn execute<'a>(
     graph: &Graph,
     required: &[bool],
     share_identical: bool,
+    max_output: usize,
     deadline: Instant,
     mut prepare: impl FnMut(usize, &[Option<CallOutcome>]) -> Step<'a>,
 ) -> Execution {
-    let dedup = Dedup { requests: share_identical.then(Mutex::default) };
+    let dedup = Dedup { requests: share_identical.then(Mutex::default), budget: Budget::new(max_output) };
     let mut outcomes: Vec<Option<CallOutcome>> = (0..graph.len()).map(|_| None).collect();
     let mut schedule = Schedule::new(graph);
     let mut running = FuturesUnordered::new();
@@ -89,7 +95,9 @@ where
     'a: 'd,
 {
     match step {
-        Step::Call(request) => dedup.send(request, deadline).map(move |outcome| (call, outcome)).boxed(),
+        Step::Call(request) => {
+            dedup.send(request, deadline).map(move |outcome| (call, dedup.admit(outcome))).boxed()
+        }
         Step::Fail(error) => std::future::ready((call, CallOutcome::failed(error))).boxed(),
         Step::FanOut(fan_out) => {
             // Shared futures are lazy: `buffered` polls (so sends) at most `concurrency` at once.
@@ -101,39 +109,48 @@ where
                     Err(error) => std::future::ready(CallOutcome::failed(error)).boxed(),
                 })
                 .collect();
-            let started = Instant::now();
-            stream::iter(requests)
-                .buffered(fan_out.concurrency.max(1))
-                .collect::<Vec<CallOutcome>>()
-                .map(move |elements| (call, gather(elements, fan_out.fail_on_element_error, started)))
-                .boxed()
+            let elements = stream::iter(requests).buffered(fan_out.concurrency.max(1));
+            gather(elements, fan_out.fail_on_element_error, &dedup.budget).map(move |o| (call, o)).boxed()
         }
     }
 }
 
-/// Joins element outcomes into one JSON list, in input order; failed elements are `null`.
-fn gather(elements: Vec<CallOutcome>, fail_on_element_error: bool, started: Instant) -> CallOutcome {
-    let size = elements.iter().map(|e| e.result.as_ref().map_or(4, Bytes::len) + 1).sum::<usize>();
-    let mut list = BytesMut::with_capacity(size + 2);
-    let mut element_errors = Vec::new();
-    list.put_u8(b'[');
-    for (index, element) in elements.into_iter().enumerate() {
-        if index > 0 {
-            list.put_u8(b',');
-        }
-        match element.result {
-            Ok(body) => list.put_slice(&body),
-            Err(error) => {
-                list.put_slice(b"null");
-                element_errors.push((index, error));
+/// Collects element outcomes into a list, in input order; failed elements are `null`. Each
+/// element is counted against `budget` as it arrives: one that does not fit fails the call with
+/// `too_large` at once (the requests not yet answered are dropped) and gives back what the list
+/// had taken.
+async fn gather(
+    mut elements: impl Stream<Item = CallOutcome> + Unpin,
+    fail_on_element_error: bool,
+    budget: &Budget,
+) -> CallOutcome {
+    let started = Instant::now();
+    let (mut list, mut element_errors) = (Vec::new(), Vec::new());
+    // The brackets, then each element with its comma.
+    let mut taken = 2;
+    let mut result = if budget.take(taken) { Ok(()) } else { Err(CallError::TooLarge(budget.limit())) };
+    while result.is_ok()
+        && let Some(element) = elements.next().await
+    {
+        let body = match element.result {
+            Ok(output) => output.into_body(),
+            Err(error) if fail_on_element_error => {
+                result = Err(error);
+                break;
             }
+            Err(error) => {
+                element_errors.push((list.len(), error));
+                NULL
+            }
+        };
+        if !budget.take(body.len() + 1) {
+            result = Err(CallError::TooLarge(budget.limit()));
+            break;
         }
+        taken += body.len() + 1;
+        list.push(body);
     }
-    list.put_u8(b']');
-    let result = match element_errors.first() {
-        Some((_, error)) if fail_on_element_error => Err(error.clone()),
-        _ => Ok(list.freeze()),
-    };
+    let result = result.map(|()| Output::List(list)).inspect_err(|_| budget.give_back(taken));
     CallOutcome { result, elapsed: started.elapsed(), element_errors }
 }
 
@@ -142,6 +159,8 @@ fn gather(elements: Vec<CallOutcome>, fail_on_element_error: bool, started: Inst
 /// own timeout. `None` when sharing is off: every request is sent.
 struct Dedup<'a> {
     requests: Option<Mutex<HashMap<RequestKey, SharedExchange<'a>>>>,
+    /// What the results may still add up to.
+    budget: Budget,
 }
 
 /// A backend (by address) and a path-and-query.
@@ -163,5 +182,15 @@ impl<'a> Dedup<'a> {
             .or_insert_with(|| request.exchange().boxed().shared())
             .clone();
         observe(span, exchange, timeout, deadline).boxed()
+    }
+
+    /// Counts a single call's body against the budget, or fails it with `too_large`.
+    fn admit(&self, mut outcome: CallOutcome) -> CallOutcome {
+        if let Ok(output) = &outcome.result
+            && !self.budget.take(output.json_len())
+        {
+            outcome.result = Err(CallError::TooLarge(self.budget.limit()));
+        }
+        outcome
     }
 }

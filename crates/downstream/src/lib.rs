@@ -6,7 +6,9 @@
 mod backend;
 mod call;
 mod executor;
+mod output;
 
 pub use backend::{Backend, BackendError, BackendSettings};
 pub use call::{CallError, CallOutcome, CallRequest, ERROR_KINDS, Propagate};
 pub use executor::{Execution, FanOut, Step, execute};
+pub use output::{Budget, NULL, Output};

@@ -51,6 +51,7 @@ pub async fn serve(
         &endpoint.graph,
         &endpoint.required,
         endpoint.share_identical,
+        endpoint.max_response_body,
         deadline,
         |call, outcomes| steps.next(call, outcomes),
     )
@@ -105,9 +106,7 @@ impl<'r> Steps<'r> {
         };
         for &dep in endpoint.graph.deps(index) {
             match outcomes.get(dep).and_then(Option::as_ref).map(|o| &o.result) {
-                Some(Ok(body)) if self.parsed[dep].is_none() => {
-                    self.parsed[dep] = serde_json::from_slice(body).ok()
-                }
+                Some(Ok(output)) if self.parsed[dep].is_none() => self.parsed[dep] = output.parse().ok(),
                 Some(Ok(_)) => {}
                 _ => return Step::Fail(CallError::DependencyFailed(endpoint.calls[dep].name.to_string())),
             }

@@ -51,6 +51,8 @@ pub struct EndpointPlan {
     pub merge: Merge,
     /// The longest list a call may fan out over.
     pub max_fanout: usize,
+    /// The most bytes the call results in one answer may add up to.
+    pub max_response_body: usize,
     /// Whether two requests of one inbound request could be identical (two calls to one
     /// backend, or a call over a list); if not, the executor skips sharing them.
     pub share_identical: bool,
@@ -102,6 +104,14 @@ impl EndpointPlan {
         };
         call.timeout.saturating_mul(u32::try_from(waves).unwrap_or(u32::MAX))
     }
+
+    /// For a call over a list whose longest possible result (`max_fanout` bodies of the
+    /// backend's `max_response_body`) is over the endpoint's `max_response_body`: that size.
+    pub fn list_exceeding_cap(&self, index: usize) -> Option<usize> {
+        let call = self.calls.get(index).filter(|c| c.template.fan_out().is_some())?;
+        let most = self.max_fanout.saturating_mul(call.backend.max_response_body());
+        (most > self.max_response_body).then_some(most)
+    }
 }
 
 impl Plan {
@@ -128,6 +138,7 @@ impl Plan {
                 graph: endpoint.graph,
                 merge: endpoint.merge,
                 max_fanout: endpoint.max_fanout,
+                max_response_body: endpoint.max_response_body,
                 route: endpoint.route.into(),
                 params: endpoint.params.into_iter().map(Into::into).collect(),
                 timeout: endpoint.timeout,
@@ -200,6 +211,17 @@ impl Plan {
                     let _ = write!(out, " per element, {} at once", call.concurrency);
                 }
                 out.push('\n');
+                if let Some(most) = endpoint.list_exceeding_cap(index) {
+                    let _ = writeln!(
+                        out,
+                        "  warning: {} may return up to max_fanout {} × {} bytes (backends.{}.max_response_body) = {most} bytes, over the endpoint's max_response_body ({} bytes): a longer answer fails the call with too_large. Lower max_fanout or the backend's max_response_body, or raise the endpoint's",
+                        call.name,
+                        endpoint.max_fanout,
+                        call.backend.max_response_body(),
+                        call.backend.name(),
+                        endpoint.max_response_body,
+                    );
+                }
             }
             let (worst, chain) = endpoint.graph.longest_chain(|c| endpoint.worst_case(c));
             let names: Vec<&str> = chain.iter().map(|&c| &*endpoint.calls[c].name).collect();

@@ -3,13 +3,16 @@
 //! shaped (`select`/`omit`/`rename`/`pick`) otherwise, grouped under its name or, with
 //! `merge: flat`, merged into the root — plus `_errors`, `X-Fanout-Complete` and
 //! `Server-Timing` (each call, `gateway` = total minus the backend critical path, `total`).
+//! The call results in the answer never add up to more than the endpoint's
+//! `max_response_body`: a call whose result would pass it fails with `too_large` (the
+//! executor already holds the raw results to that budget; shaping and keys are counted here).
 
 use crate::config::Merge;
 use crate::plan::{CallPlan, EndpointPlan};
 use crate::problem::{Body, Problem};
 use bytes::Bytes;
 use compose::{BodyBuilder, ErrorEntry, json_key, server_timing};
-use downstream::{CallError, CallOutcome, Execution};
+use downstream::{CallError, CallOutcome, Execution, Output};
 use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Response};
 use http_body_util::Full;
@@ -43,8 +46,10 @@ pub fn compose(endpoint: &EndpointPlan, execution: &Execution, started: Instant)
     {
         return required_failed(call, error, timing);
     }
-    let capacity = finished.iter().map(|(_, o)| o.result.as_ref().map_or(64, Bytes::len) + 24).sum();
+    let capacity = finished.iter().map(|(_, o)| o.result.as_ref().map_or(64, Output::json_len) + 24).sum();
     let mut body = BodyBuilder::with_capacity(capacity);
+    // What the call results may still add: `max_response_body` less the braces.
+    let mut room = endpoint.max_response_body.saturating_sub(2);
     let mut flat = Map::new();
     for (call, outcome) in finished {
         let mut element_errors = outcome.element_errors.clone();
@@ -52,13 +57,19 @@ pub fn compose(endpoint: &EndpointPlan, execution: &Execution, started: Instant)
             .result
             .as_ref()
             .map_err(CallError::clone)
-            .and_then(|b| place(call, endpoint.merge, b, &mut element_errors));
+            .and_then(|output| place(call, endpoint.merge, output, &mut element_errors))
+            .and_then(|placed| {
+                let size = placed.json_len() + call.key.len() + 1;
+                room = room.checked_sub(size).ok_or(CallError::TooLarge(endpoint.max_response_body))?;
+                Ok(placed)
+            });
         for (index, error) in &element_errors {
             body.push_error(&json_key(&format!("{}[{index}]", call.name)), &error_entry(error, outcome));
         }
         match result {
-            Ok(Placed::Raw(bytes)) => body.push_raw(&call.key, bytes),
-            Ok(Placed::Value(value)) => body.push_value(&call.key, &value),
+            Ok(Placed::Raw(Output::Body(bytes))) => body.push_raw(&call.key, bytes),
+            Ok(Placed::Raw(Output::List(elements))) => body.push_list(&call.key, elements),
+            Ok(Placed::Text(text)) => body.push_raw(&call.key, &text),
             Ok(Placed::Fields(fields)) => flat.extend(fields),
             Err(error) if call.required => return required_failed(call, &error, timing),
             Err(error) => body.push_error(&call.key, &error_entry(&error, outcome)),
@@ -77,31 +88,62 @@ pub fn compose(endpoint: &EndpointPlan, execution: &Execution, started: Instant)
 }
 
 /// How a call's result goes into the answer.
-enum Placed<'b> {
-    /// Its body as received, under its name.
-    Raw(&'b [u8]),
-    /// A shaped value, under its name.
-    Value(Value),
+enum Placed<'o> {
+    /// Its JSON as received, under its name.
+    Raw(&'o Output),
+    /// A shaped value, serialised, under its name.
+    Text(Vec<u8>),
     /// Fields to merge into the root (`merge: flat`).
     Fields(Map<String, Value>),
 }
 
-/// Shapes a call's body if it has to be; unshaped, grouped bodies are never parsed. A call over
-/// a list is shaped element by element: an element that cannot be shaped becomes `null` and is
-/// added to `element_errors`, or fails the call with `on_element_error: fail`.
-fn place<'b>(
+impl Placed<'_> {
+    /// How many bytes it adds to the answer (for `Fields`, at most this many: a later call may
+    /// replace a field).
+    fn json_len(&self) -> usize {
+        match self {
+            Placed::Raw(output) => output.json_len(),
+            Placed::Text(text) => text.len(),
+            Placed::Fields(fields) => {
+                let mut counter = ByteCounter(0);
+                // Writing into a counter cannot fail.
+                let _ = serde_json::to_writer(&mut counter, fields);
+                counter.0
+            }
+        }
+    }
+}
+
+/// An `io::Write` that only counts the bytes written to it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Shapes a call's result if it has to be; unshaped, grouped results are never parsed. A call
+/// over a list is shaped element by element: an element that cannot be shaped becomes `null`
+/// and is added to `element_errors`, or fails the call with `on_element_error: fail`.
+fn place<'o>(
     call: &CallPlan,
     merge: Merge,
-    body: &'b [u8],
+    output: &'o Output,
     element_errors: &mut Vec<(usize, CallError)>,
-) -> Result<Placed<'b>, CallError> {
+) -> Result<Placed<'o>, CallError> {
     if call.shape.is_none() && merge == Merge::Group {
-        return Ok(Placed::Raw(body));
+        return Ok(Placed::Raw(output));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| CallError::InvalidBody(e.to_string()))?;
+    let value = output.parse().map_err(|e| CallError::InvalidBody(e.to_string()))?;
     let value = match (&call.shape, value) {
         (None, value) => value,
-        (Some(shape), Value::Array(items)) if call.template.fan_out().is_some() => {
+        (Some(shape), Value::Array(items)) if matches!(output, Output::List(_)) => {
             let mut shaped = Vec::with_capacity(items.len());
             for (index, item) in items.into_iter().enumerate() {
                 shaped.push(match item {
@@ -123,7 +165,8 @@ fn place<'b>(
         (Some(shape), value) => shape.apply(value).map_err(CallError::InvalidBody)?,
     };
     match (merge, value) {
-        (Merge::Group, value) => Ok(Placed::Value(value)),
+        // Serialising a `Value` into a Vec cannot fail.
+        (Merge::Group, value) => Ok(Placed::Text(serde_json::to_vec(&value).unwrap_or_default())),
         (Merge::Flat, Value::Object(fields)) if fields.contains_key(ERRORS_KEY) => {
             Err(CallError::InvalidBody(
                 "has a top-level `_errors` field, which merge: flat reserves for the gateway".to_owned(),

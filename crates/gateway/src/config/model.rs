@@ -19,6 +19,7 @@ pub struct RawServer {
     pub max_request_body: Option<Text>,
     pub max_in_flight: Option<Text>,
     pub max_connections: Option<Text>,
+    pub max_response_body: Option<Text>,
     pub config_poll: Option<Text>,
     pub cors: Option<RawCors>,
 }
@@ -88,6 +89,7 @@ pub struct RawEndpoint {
     pub merge: Merge,
     pub concurrency: Option<Text>,
     pub max_fanout: Option<Text>,
+    pub max_response_body: Option<Text>,
     pub calls: IndexMap<String, serde_json::Value>,
 }
 

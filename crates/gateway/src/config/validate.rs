@@ -80,6 +80,8 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// Open client connections; more are closed at accept (default 25000).
     pub max_connections: usize,
+    /// The default `max_response_body` of every endpoint (default 8MiB).
+    pub max_response_body: usize,
     /// How often the config file is checked for changes to reload (default 1s); `off`: never
     /// (SIGHUP still reloads).
     pub config_poll: Option<Duration>,
@@ -149,6 +151,9 @@ pub struct EndpointConfig {
     pub merge: Merge,
     /// The longest list a call may fan out over (default 1000).
     pub max_fanout: usize,
+    /// The most bytes the call results in one answer may add up to (default
+    /// `server.max_response_body`).
+    pub max_response_body: usize,
 }
 
 /// One call of an endpoint.
@@ -248,6 +253,7 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
         max_request_body: c.size("max_request_body", raw.max_request_body, "1MiB"),
         max_in_flight: c.count("max_in_flight", raw.max_in_flight, 10_000),
         max_connections: c.count("max_connections", raw.max_connections, 25_000),
+        max_response_body: c.size("max_response_body", raw.max_response_body, "8MiB"),
         cors: raw.cors.map(|cors| cors_settings(cors, &mut c)),
         config_poll: match raw.config_poll {
             Some(Text(off)) if off.trim() == "off" => None,
@@ -473,6 +479,10 @@ fn endpoint(
     }
     let concurrency = c.count("concurrency", raw.concurrency, DEFAULT_CONCURRENCY);
     let max_fanout = c.count("max_fanout", raw.max_fanout, DEFAULT_MAX_FANOUT);
+    let max_response_body = match raw.max_response_body {
+        Some(size) => c.size("max_response_body", Some(size), "8MiB"),
+        None => ctx.server.max_response_body,
+    };
     check_query_clashes(ctx.path, &raw.forward_query, &raw.calls, errors);
     let param_names: Vec<&str> = params.iter().map(String::as_str).collect();
     let call_names: Vec<String> = raw.calls.keys().cloned().collect();
@@ -514,6 +524,7 @@ fn endpoint(
         graph,
         merge: raw.merge,
         max_fanout,
+        max_response_body,
     })
 }
 

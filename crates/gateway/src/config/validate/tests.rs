@@ -374,3 +374,25 @@ fn cors_settings_are_checked() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn max_response_body_defaults_to_the_server_setting_and_is_checked() {
+    let settings = validate(valid_tree()).unwrap();
+    assert_eq!(settings.server.max_response_body, 8 << 20);
+    assert_eq!(settings.endpoints[0].max_response_body, 8 << 20);
+    let mut tree = valid_tree();
+    tree["server"]["max_response_body"] = json!("2MiB");
+    let mut second = tree["endpoints"][0].clone();
+    second["route"] = json!("GET /other/{id}");
+    second["max_response_body"] = json!("64KiB");
+    tree["endpoints"].as_array_mut().unwrap().push(second);
+    let settings = validate(tree).unwrap();
+    assert_eq!(settings.endpoints[0].max_response_body, 2 << 20, "the server's value is the default");
+    assert_eq!(settings.endpoints[1].max_response_body, 64 << 10);
+    let mut tree = valid_tree();
+    tree["server"]["max_response_body"] = json!("lots");
+    tree["endpoints"][0]["max_response_body"] = json!("-1");
+    let errors = errors_of(tree);
+    assert!(errors.iter().any(|e| e.starts_with("server.max_response_body: ")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("endpoints[0].max_response_body: ")), "{errors:?}");
+}
