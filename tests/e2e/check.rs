@@ -88,3 +88,16 @@ fn check_warns_when_a_list_call_could_pass_the_endpoint_cap() {
     let output = run_fanout(&["check"], &yaml(10));
     assert!(!String::from_utf8_lossy(&output.stdout).contains("warning"));
 }
+
+#[test]
+fn durations_under_a_millisecond_are_config_errors_not_panics() {
+    let yaml = "server:\n  header_read_timeout: 1ns\n  request_timeout: 1ns\n\
+                backends:\n  b: { url: \"http://b:8080\" }\n\
+                endpoints:\n  - route: GET /x\n    calls:\n      a: { backend: b, path: /a }\n";
+    let output = run_fanout(&["serve"], yaml);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server.header_read_timeout: duration \"1ns\" must be at least 1ms"), "{stderr}");
+    assert!(stderr.contains("server.request_timeout: duration \"1ns\" must be at least 1ms"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

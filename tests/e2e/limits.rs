@@ -97,3 +97,20 @@ async fn the_endpoint_cap_fails_an_optional_call_in_errors_and_a_required_one_wi
     let (_, _, body) = get_json(&format!("{}/carts/1", gateway.url)).await;
     assert_eq!(body["_errors"]["items"]["error"], "too_large");
 }
+
+#[tokio::test]
+async fn a_value_too_long_for_a_url_is_an_invalid_reference_not_a_connect_error() {
+    let carts = ServiceSpec::new(vec![RouteSpec::json("/carts/{id}", json!({"owner": "x".repeat(70_000)}))]);
+    let carts = MockServer::spawn(carts).await.unwrap();
+    let endpoint = "  - route: GET /carts/{id}\n    calls:\n      \
+                    cart: { backend: carts, path: \"/carts/{id}\" }\n      \
+                    owner: { backend: carts, path: \"/users/{cart.owner}\" }\n";
+    let gateway = Gateway::start(&config(&[("carts", &carts)], endpoint));
+
+    let (status, _, body) = get_json(&format!("{}/carts/1", gateway.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["_errors"]["owner"]["error"], "invalid_reference", "{}", body["_errors"]);
+    let detail = body["_errors"]["owner"]["detail"].as_str().unwrap();
+    assert!(detail.contains("over the 8192-byte limit"), "{detail}");
+    assert_eq!(carts.requests().len(), 1, "no request is sent with the oversized value");
+}

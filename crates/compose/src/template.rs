@@ -12,6 +12,11 @@ use serde_json::Value;
 use std::borrow::Cow;
 
 /// Every byte except RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`) is encoded.
+/// The longest backend path-and-query a value read from a response may produce: backends
+/// commonly refuse longer request lines (nginx's default `large_client_header_buffers` is
+/// 8 KiB), and past 64 KiB no URL can even be built, which used to surface as `connect`.
+pub const MAX_RENDERED_URL: usize = 8 * 1024;
+
 const ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Where a parameter sits in the URL; it decides which values are acceptable.
@@ -271,6 +276,12 @@ impl Template {
                             .map_err(|e| RenderError::Reference(format!("{{{text}}} {e}")))?;
                     }
                     push_encoded(scalar.as_bytes(), out);
+                    if out.len() > MAX_RENDERED_URL {
+                        return Err(RenderError::Reference(format!(
+                            "{{{text}}} makes the backend URL {} bytes long, over the {MAX_RENDERED_URL}-byte limit",
+                            out.len()
+                        )));
+                    }
                 }
             }
         }
@@ -565,6 +576,10 @@ mod tests {
             (json!({"id": [1]}), "{user.id} is a list"),
             (json!({"id": ".."}), "{user.id} is a dot segment"),
             (json!([1]), "{user.id}: the value is not an object"),
+            (
+                json!({"id": "x".repeat(70_000)}),
+                "{user.id} makes the backend URL 70003 bytes long, over the 8192-byte limit",
+            ),
         ] {
             let mut out = String::new();
             let inputs = Inputs { params: &["7"], calls: &[None, Some(&doc)], element: None };
