@@ -105,6 +105,56 @@ async fn only_listed_end_to_end_headers_reach_backends_with_the_request_id() {
 }
 
 #[tokio::test]
+async fn a_call_s_own_forward_headers_replace_the_endpoint_s_and_identical_requests_stay_apart() {
+    let a = echo_server().await;
+    let b = echo_server().await;
+    // The token reaches only `cart`; `same` asks the same URL as `cart` without it, so the two
+    // must not be shared.
+    let endpoint = "  - route: GET /page/{id}\n    forward_headers: [accept-language]\n    calls:\n      \
+                    cart: { backend: a, path: \"/items/{id}\", forward_headers: [authorization, accept-language] }\n      \
+                    same: { backend: a, path: \"/items/{id}\" }\n      \
+                    other: { backend: b, path: \"/items/{id}\" }\n";
+    let gateway = Gateway::start(&config(&[("a", &a), ("b", &b)], endpoint));
+
+    let response = client()
+        .get(format!("{}/page/1", gateway.url))
+        .bearer_auth("secret")
+        .header("accept-language", "de")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let to_a = a.requests();
+    assert_eq!(to_a.len(), 2, "requests with different forwarded headers are not shared");
+    let with_token =
+        to_a.iter().filter(|r| r.headers.get("authorization").is_some_and(|v| v == "Bearer secret"));
+    assert_eq!(with_token.count(), 1, "only the call that lists authorization gets it");
+    assert!(to_a.iter().all(|r| r.headers["accept-language"] == "de"));
+    let to_b = &b.requests()[0].headers;
+    assert!(!to_b.contains_key("authorization"), "the token reached a call that does not list it");
+    assert_eq!(to_b["accept-language"], "de");
+}
+
+#[tokio::test]
+async fn h2_cookie_fields_reach_http1_backends_as_one_field() {
+    let a = echo_server().await;
+    let endpoint = "  - route: GET /page/{id}\n    forward_headers: [cookie]\n    calls:\n      \
+                    a: { backend: a, path: \"/items/{id}\" }\n";
+    let gateway = Gateway::start(&config(&[("a", &a)], endpoint));
+    let h2 = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
+
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.append("cookie", "a=1".parse().unwrap());
+    headers.append("cookie", "b=2".parse().unwrap());
+    headers.append("cookie", "c=3".parse().unwrap());
+    let response = h2.get(format!("{}/page/1", gateway.url)).headers(headers).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let seen: Vec<_> = a.requests()[0].headers.get_all("cookie").iter().cloned().collect();
+    assert_eq!(seen, ["a=1; b=2; c=3"]);
+}
+
+#[tokio::test]
 async fn unknown_paths_wrong_methods_and_large_bodies_get_problem_json() {
     let items = echo_server().await;
     let endpoint =

@@ -26,6 +26,9 @@ pub struct CallRequest<'a> {
     pub path_and_query: String,
     /// Forwarded headers (the backend's own headers are added here).
     pub headers: HeaderMap,
+    /// Which of the endpoint's lists of forwarded headers `headers` comes from: identical
+    /// requests are shared only when they carry the same list.
+    pub header_set: usize,
     /// The call's own timeout.
     pub timeout: Duration,
     /// Whether the endpoint fails when this call fails (the executor then stops at once).

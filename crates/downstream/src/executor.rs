@@ -163,8 +163,8 @@ struct Dedup<'a> {
     budget: Budget,
 }
 
-/// A backend (by address) and a path-and-query.
-type RequestKey = (usize, String);
+/// A backend (by address), a list of forwarded headers and a path-and-query.
+type RequestKey = (usize, usize, String);
 /// One backend exchange whose result every identical call shares.
 type SharedExchange<'a> = Shared<BoxFuture<'a, Result<Bytes, CallError>>>;
 
@@ -173,7 +173,8 @@ impl<'a> Dedup<'a> {
         let Some(requests) = &self.requests else {
             return request.run(deadline).boxed();
         };
-        let key = (std::ptr::from_ref::<Backend>(request.backend) as usize, request.path_and_query.clone());
+        let backend = std::ptr::from_ref::<Backend>(request.backend) as usize;
+        let key = (backend, request.header_set, request.path_and_query.clone());
         let (span, timeout) = (request.span(), request.timeout);
         let exchange = requests
             .lock()

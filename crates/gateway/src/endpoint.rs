@@ -10,8 +10,8 @@ use crate::telemetry::metrics::PlanMetrics;
 use crate::telemetry::otel;
 use compose::{Inputs, push_query_pair};
 use downstream::{CallError, CallOutcome, CallRequest, Execution, FanOut, Propagate, Step};
-use http::header::CONNECTION;
-use http::{HeaderMap, HeaderName, Response, Uri};
+use http::header::{CONNECTION, COOKIE};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -37,7 +37,8 @@ pub async fn serve(
             return Problem::BadParameter { name, reason }.response();
         }
     }
-    let forwarded = forwarded_headers(endpoint, headers);
+    let forwarded: Vec<HeaderMap> =
+        endpoint.header_sets.iter().map(|set| forwarded_headers(set, headers)).collect();
     let query = forwarded_query(endpoint, uri);
     let mut steps = Steps {
         propagate: propagate.then_some(otel::inject as Propagate),
@@ -92,7 +93,8 @@ struct Steps<'r> {
     propagate: Option<Propagate>,
     endpoint: &'r EndpointPlan,
     params: &'r [&'r str],
-    headers: &'r HeaderMap,
+    /// The forwarded headers of each of the endpoint's header sets.
+    headers: &'r [HeaderMap],
     query: &'r [(&'r str, &'r str)],
     /// Responses that other calls read from, parsed once.
     parsed: Vec<Option<Value>>,
@@ -175,7 +177,8 @@ impl<'r> Steps<'r> {
             name: &call.name,
             backend: &call.backend,
             path_and_query,
-            headers: self.headers.clone(),
+            headers: self.headers.get(call.header_set).cloned().unwrap_or_default(),
+            header_set: call.header_set,
             timeout: call.timeout,
             required: call.required,
             element,
@@ -184,12 +187,19 @@ impl<'r> Steps<'r> {
     }
 }
 
-/// Copies the endpoint's `forward_headers` (never one the client named in `Connection`, which
-/// makes it hop-by-hop) plus `X-Request-Id`.
-fn forwarded_headers(endpoint: &EndpointPlan, inbound: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(endpoint.forward_headers.len() + 1);
-    for name in &endpoint.forward_headers {
+/// Copies the headers in `names` (never one the client named in `Connection`, which makes it
+/// hop-by-hop) plus `X-Request-Id`. Several `Cookie` fields (as h2 clients send them) become one,
+/// joined with `"; "` (RFC 9113 §8.2.3), since HTTP/1.1 backends expect a single field.
+fn forwarded_headers(names: &[HeaderName], inbound: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(names.len() + 1);
+    for name in names {
         if named_in_connection(inbound, name) {
+            continue;
+        }
+        if *name == COOKIE {
+            if let Some(joined) = joined_cookies(inbound) {
+                out.insert(COOKIE, joined);
+            }
             continue;
         }
         for value in inbound.get_all(name) {
@@ -200,6 +210,20 @@ fn forwarded_headers(endpoint: &EndpointPlan, inbound: &HeaderMap) -> HeaderMap 
         out.insert(X_REQUEST_ID, id.clone());
     }
     out
+}
+
+/// The client's `Cookie` fields as one value, or none when it sent none.
+fn joined_cookies(inbound: &HeaderMap) -> Option<HeaderValue> {
+    let mut fields = inbound.get_all(COOKIE).iter();
+    let first = fields.next()?;
+    let Some(second) = fields.next() else { return Some(first.clone()) };
+    let mut joined = first.as_bytes().to_vec();
+    for field in std::iter::once(second).chain(fields) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(field.as_bytes());
+    }
+    // Joining valid header values with "; " gives a valid header value.
+    HeaderValue::from_bytes(&joined).ok()
 }
 
 fn named_in_connection(inbound: &HeaderMap, name: &HeaderName) -> bool {

@@ -13,6 +13,7 @@
 use crate::config::Merge;
 use crate::plan::{CallPlan, EndpointPlan, Plan};
 use downstream::ERROR_KINDS;
+use http::HeaderName;
 use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
 use yaml_rust2::{Yaml, YamlEmitter};
@@ -124,16 +125,34 @@ fn describe_calls(endpoint: &EndpointPlan) -> String {
             if call.template.fan_out().is_some() { ", one request per list element" } else { "" },
         ));
     }
-    let hidden: Vec<&str> = endpoint
-        .forward_headers
-        .iter()
-        .map(|h| h.as_str())
-        .filter(|h| UNDECLARABLE_HEADERS.contains(h))
-        .collect();
-    if !hidden.is_empty() {
-        text.push_str(&format!("\n\nAlso forwarded to every call: {}.", hidden.join(", ")));
+    for (header, receivers) in forwarded_headers(endpoint) {
+        if UNDECLARABLE_HEADERS.contains(&header.as_str()) {
+            text.push_str(&format!("\n\nAlso forwarded {receivers}: {}.", header.as_str()));
+        }
     }
     text
+}
+
+/// Every forwarded header, once, with the calls it reaches (`to every call`, `only to a, b`).
+fn forwarded_headers(endpoint: &EndpointPlan) -> Vec<(&HeaderName, String)> {
+    let mut out: Vec<(&HeaderName, String)> = Vec::new();
+    for header in endpoint.header_sets.iter().flatten() {
+        if out.iter().any(|(seen, _)| *seen == header) {
+            continue;
+        }
+        let calls: Vec<&str> = endpoint
+            .calls
+            .iter()
+            .filter(|c| endpoint.header_sets.get(c.header_set).is_some_and(|set| set.contains(header)))
+            .map(|c| &*c.name)
+            .collect();
+        let receivers = match calls.len() {
+            n if n == endpoint.calls.len() => "to every call".to_owned(),
+            _ => format!("only to {}", calls.join(", ")),
+        };
+        out.push((header, receivers));
+    }
+    out
 }
 
 fn parameters(endpoint: &EndpointPlan) -> Vec<Value> {
@@ -157,11 +176,13 @@ fn parameters(endpoint: &EndpointPlan) -> Vec<Value> {
             "description": "Forwarded to every call.", "schema": { "type": "string" },
         }));
     }
-    for header in endpoint.forward_headers.iter().filter(|h| !UNDECLARABLE_HEADERS.contains(&h.as_str())) {
-        out.push(json!({
-            "name": header.as_str(), "in": "header", "required": false,
-            "description": "Forwarded to every call.", "schema": { "type": "string" },
-        }));
+    for (header, receivers) in forwarded_headers(endpoint) {
+        if !UNDECLARABLE_HEADERS.contains(&header.as_str()) {
+            out.push(json!({
+                "name": header.as_str(), "in": "header", "required": false,
+                "description": format!("Forwarded {receivers}."), "schema": { "type": "string" },
+            }));
+        }
     }
     out
 }

@@ -4,7 +4,9 @@
 //! held in an `Arc` (swapped whole by a reload, [`crate::reload`]); nothing known at load is
 //! computed per request.
 
-use crate::config::{CallConfig, ConfigErrors, Merge, ServerSettings, Settings, TelemetrySettings};
+use crate::config::{
+    CallConfig, ConfigErrors, EndpointConfig, Merge, ServerSettings, Settings, TelemetrySettings,
+};
 use compose::{Graph, Shape, Template, json_key};
 use downstream::Backend;
 use http::HeaderName;
@@ -37,8 +39,9 @@ pub struct EndpointPlan {
     pub params: Vec<Box<str>>,
     /// Deadline for the whole endpoint.
     pub timeout: Duration,
-    /// Inbound headers copied to every call.
-    pub forward_headers: Vec<HeaderName>,
+    /// The lists of inbound headers copied to calls: the endpoint's `forward_headers` first,
+    /// then each distinct per-call list; each call names its list by `header_set`.
+    pub header_sets: Vec<Vec<HeaderName>>,
     /// Inbound query parameters copied to every call.
     pub forward_query: Vec<Box<str>>,
     /// The calls in declared order.
@@ -85,6 +88,26 @@ pub struct CallPlan {
     pub fail_on_element_error: bool,
     /// The declared JSON Schema of the call's value (used by the OpenAPI document only).
     pub schema: Option<serde_json::Value>,
+    /// Which of the endpoint's `header_sets` this call forwards.
+    pub header_set: usize,
+}
+
+/// Takes the endpoint's `forward_headers` and the calls' own lists out of `endpoint`: the
+/// distinct lists (the endpoint's first) and, per call, the position of its list.
+fn header_sets(endpoint: &mut EndpointConfig) -> (Vec<Vec<HeaderName>>, Vec<usize>) {
+    let mut sets = vec![std::mem::take(&mut endpoint.forward_headers)];
+    let per_call = endpoint
+        .calls
+        .iter_mut()
+        .map(|call| match call.forward_headers.take() {
+            None => 0,
+            Some(set) => sets.iter().position(|s| *s == set).unwrap_or_else(|| {
+                sets.push(set);
+                sets.len() - 1
+            }),
+        })
+        .collect();
+    (sets, per_call)
 }
 
 /// True when two requests of one endpoint could be identical.
@@ -131,7 +154,8 @@ impl Plan {
             .endpoints
             .into_iter()
             .enumerate()
-            .map(|(index, endpoint)| EndpointPlan {
+            .map(|(index, mut endpoint)| (index, header_sets(&mut endpoint), endpoint))
+            .map(|(index, (header_sets, call_sets), endpoint)| EndpointPlan {
                 index,
                 share_identical: may_repeat(&endpoint.calls),
                 required: endpoint.calls.iter().map(|c| c.required).collect(),
@@ -142,12 +166,13 @@ impl Plan {
                 route: endpoint.route.into(),
                 params: endpoint.params.into_iter().map(Into::into).collect(),
                 timeout: endpoint.timeout,
-                forward_headers: endpoint.forward_headers,
+                header_sets,
                 forward_query: endpoint.forward_query.into_iter().map(Into::into).collect(),
                 calls: endpoint
                     .calls
                     .into_iter()
-                    .map(|call| CallPlan {
+                    .zip(call_sets)
+                    .map(|(call, header_set)| CallPlan {
                         key: json_key(&call.name),
                         name: call.name.into(),
                         backend: Arc::clone(&backends[call.backend]),
@@ -160,6 +185,7 @@ impl Plan {
                         concurrency: call.concurrency,
                         fail_on_element_error: call.fail_on_element_error,
                         schema: call.schema,
+                        header_set,
                     })
                     .collect(),
             })

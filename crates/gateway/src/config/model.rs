@@ -134,6 +134,7 @@ pub struct RawCall {
     pub concurrency: Option<Text>,
     pub on_element_error: Option<OnElementError>,
     pub schema: Option<serde_json::Value>,
+    pub forward_headers: Option<Vec<String>>,
 }
 
 /// A boolean written as `true`/`false` in YAML or as the text `"true"`/`"false"` (which is how

@@ -43,8 +43,21 @@ pub const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Headers the gateway sets itself, so they cannot be listed in `forward_headers`.
-const GATEWAY_OWNED: [&str; 3] = ["host", "content-length", "x-request-id"];
+/// Headers that may not be listed in `forward_headers`, and why.
+const NOT_FORWARDABLE: [(&str, &str); 6] = [
+    ("host", "is set by the gateway itself (the backend's own host)"),
+    ("content-length", "is set by the gateway itself (backend calls have no body)"),
+    ("x-request-id", "is set by the gateway itself (the client's id, if valid, is already passed on)"),
+    (
+        "accept-encoding",
+        "would let a client ask backends for compressed bodies, which the gateway never decompresses: every call would fail with invalid_body (a required one: 502)",
+    ),
+    (
+        "range",
+        "would let a client ask backends for part of a body, which is not valid JSON: calls would fail with invalid_body",
+    ),
+    ("http2-settings", "belongs to one connection's HTTP/2 upgrade and is never forwarded"),
+];
 
 /// The validated configuration.
 #[derive(Debug)]
@@ -180,6 +193,8 @@ pub struct CallConfig {
     pub fail_on_element_error: bool,
     /// The JSON Schema of the call's value in the answer, for the OpenAPI document only.
     pub schema: Option<Value>,
+    /// Inbound headers copied to this call, replacing the endpoint's `forward_headers`.
+    pub forward_headers: Option<Vec<HeaderName>>,
 }
 
 /// Types and checks the whole tree; returns every problem found.
@@ -463,12 +478,7 @@ fn endpoint(
     if timeout > ctx.server.request_timeout {
         c.error("timeout", format!("{timeout:?} exceeds server.request_timeout ({default_timeout})"));
     }
-    let forward_headers = raw
-        .forward_headers
-        .iter()
-        .enumerate()
-        .filter_map(|(i, name)| c.forwardable_header(&format!("forward_headers[{i}]"), name))
-        .collect();
+    let forward_headers = c.forwardable_headers(&raw.forward_headers);
     for (i, name) in raw.forward_query.iter().enumerate() {
         if name.is_empty() {
             c.error(&format!("forward_query[{i}]"), "must not be empty");
@@ -568,6 +578,7 @@ fn call(
         }
     }
     let concurrency = c.count("concurrency", raw.concurrency, default_concurrency);
+    let forward_headers = raw.forward_headers.as_deref().map(|names| c.forwardable_headers(names));
     if raw.schema.as_ref().is_some_and(|schema| !schema.is_object() && !schema.is_boolean()) {
         c.error("schema", "must be a JSON Schema: a mapping such as {type: object, properties: {…}}");
     }
@@ -582,6 +593,7 @@ fn call(
         concurrency,
         fail_on_element_error: raw.on_element_error == Some(OnElementError::Fail),
         schema: raw.schema,
+        forward_headers,
     })
 }
 
@@ -775,14 +787,23 @@ impl Checker<'_> {
         }
     }
 
+    /// A `forward_headers` list; each name that cannot be forwarded is an error saying why.
+    fn forwardable_headers(&mut self, names: &[String]) -> Vec<HeaderName> {
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| self.forwardable_header(&format!("forward_headers[{i}]"), name))
+            .collect()
+    }
+
     fn forwardable_header(&mut self, key: &str, name: &str) -> Option<HeaderName> {
         let header = self.header_name(key, name)?;
         if name.contains('_') {
             self.error(key, format!("{name:?}: header names with \"_\" are never forwarded (proxies treat them inconsistently)"));
             return None;
         }
-        if GATEWAY_OWNED.contains(&header.as_str()) {
-            self.error(key, format!("{name:?} is set by the gateway itself and cannot be forwarded"));
+        if let Some((_, why)) = NOT_FORWARDABLE.iter().find(|(owned, _)| *owned == header.as_str()) {
+            self.error(key, format!("{name:?} cannot be forwarded: it {why}"));
             return None;
         }
         Some(header)

@@ -91,7 +91,7 @@ fn every_mistake_is_reported_with_its_key_path() {
         "endpoints[0].timeout: 5s exceeds server.request_timeout (1s)",
         "endpoints[0].forward_headers[0]: \"connection\" is a hop-by-hop header and is never forwarded",
         "endpoints[0].forward_headers[1]: \"x_custom\": header names with \"_\" are never forwarded (proxies treat them inconsistently)",
-        "endpoints[0].forward_headers[2]: \"host\" is set by the gateway itself and cannot be forwarded",
+        "endpoints[0].forward_headers[2]: \"host\" cannot be forwarded: it is set by the gateway itself (the backend's own host)",
         "endpoints[0].calls.user.backend: unknown backend \"user\" (known: users, orders, bad name)",
         "endpoints[0].calls.orders.path: \"/orders/{uid}\": unknown route parameter or call {uid} (route parameters: id; calls: user, orders, id, _errors)",
         "endpoints[0].calls.id: call name \"id\" clashes with the route parameter {id}",
@@ -395,4 +395,51 @@ fn max_response_body_defaults_to_the_server_setting_and_is_checked() {
     let errors = errors_of(tree);
     assert!(errors.iter().any(|e| e.starts_with("server.max_response_body: ")), "{errors:?}");
     assert!(errors.iter().any(|e| e.starts_with("endpoints[0].max_response_body: ")), "{errors:?}");
+}
+
+#[test]
+fn headers_that_would_let_a_client_break_calls_cannot_be_forwarded() {
+    let mut tree = valid_tree();
+    tree["endpoints"][0]["forward_headers"] = json!(["accept-encoding", "range", "content-length", "te"]);
+    tree["endpoints"][0]["calls"]["user"]["forward_headers"] =
+        json!(["authorization", "http2-settings", "host"]);
+    let errors = errors_of(tree);
+    for (path, why) in [
+        (
+            "endpoints[0].forward_headers[0]",
+            "\"accept-encoding\" cannot be forwarded: it would let a client ask backends for compressed bodies",
+        ),
+        (
+            "endpoints[0].forward_headers[1]",
+            "\"range\" cannot be forwarded: it would let a client ask backends for part of a body",
+        ),
+        (
+            "endpoints[0].forward_headers[2]",
+            "\"content-length\" cannot be forwarded: it is set by the gateway",
+        ),
+        ("endpoints[0].forward_headers[3]", "\"te\" is a hop-by-hop header"),
+        ("endpoints[0].calls.user.forward_headers[1]", "\"http2-settings\" cannot be forwarded"),
+        ("endpoints[0].calls.user.forward_headers[2]", "\"host\" cannot be forwarded"),
+    ] {
+        let expected = format!("{path}: {why}");
+        assert!(errors.iter().any(|e| e.starts_with(&expected)), "missing {expected:?} in {errors:?}");
+    }
+    assert_eq!(errors.len(), 6, "{errors:?}");
+}
+
+#[test]
+fn a_call_s_forward_headers_replace_the_endpoint_s() {
+    let mut tree = valid_tree();
+    tree["endpoints"][0]["calls"]["user"]["forward_headers"] = json!(["authorization"]);
+    tree["endpoints"][0]["calls"]["orders"]["forward_headers"] = json!([]);
+    let settings = validate(tree).unwrap();
+    let endpoint = &settings.endpoints[0];
+    assert_eq!(endpoint.forward_headers, ["authorization", "accept-language"]);
+    assert_eq!(
+        endpoint.calls[0].forward_headers.as_deref(),
+        Some(&[HeaderName::from_static("authorization")][..])
+    );
+    assert_eq!(endpoint.calls[1].forward_headers.as_deref(), Some(&[][..]));
+    let settings = validate(valid_tree()).unwrap();
+    assert_eq!(settings.endpoints[0].calls[0].forward_headers, None, "none given: the endpoint's list");
 }
