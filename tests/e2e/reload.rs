@@ -244,3 +244,52 @@ async fn a_listener_change_is_logged_as_needing_a_restart_and_the_rest_applies()
         "a reload of the same file is reported as unchanged"
     );
 }
+
+#[tokio::test]
+async fn secrets_from_the_environment_never_reach_logs_or_the_version() {
+    let (a, b) = backends().await;
+    let with_key = |yaml: String| {
+        yaml.replace(
+            &format!("  a:\n    url: {}\n", a.url()),
+            &format!("  a:\n    url: {}\n    headers: {{ x-api-key: \"${{API_KEY}}\" }}\n", a.url()),
+        )
+    };
+    let yaml = with_key(shaped(&a, &b, "v1", "a", "/one/{id}", "off"));
+    let first =
+        Gateway::start_with_env(&yaml, &[("API_KEY", "s3cr3t-KEY-123"), ("BAD_TIMEOUT", "s3cr3t-KEY-456")]);
+    let second = Gateway::start_with_env(&yaml, &[("API_KEY", "other-secret-789"), ("BAD_TIMEOUT", "x")]);
+    let version = admin_json(&first, "/readyz").await["config_version"].clone();
+    assert_eq!(
+        version,
+        admin_json(&second, "/readyz").await["config_version"],
+        "the version is computed before ${{VAR}} is filled, so it says nothing about the secret"
+    );
+
+    // A reload whose secret-filled values are invalid: the errors show the text as written.
+    let broken = yaml.replace("    calls:\n", "    timeout: \"${BAD_TIMEOUT}\"\n    calls:\n");
+    let broken = broken
+        .replace(&format!("url: {}\n    headers", a.url()), "url: \"http://ann:${API_KEY}@a\"\n    headers");
+    replace(first.config_file(), &broken);
+    first.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(5), || count_logs(&first, "config reload rejected") == 1).await,
+        "no rejection logged"
+    );
+    let logs = first.logs().join("\n");
+    assert!(logs.contains(r#"endpoints[0].timeout: invalid duration \"${BAD_TIMEOUT}\""#), "{logs}");
+    assert!(logs.contains("backends.a.url: URL \\\"http://ann:***@a\\\" needs a host"), "{logs}");
+    for secret in ["s3cr3t-KEY-123", "s3cr3t-KEY-456"] {
+        assert!(!logs.contains(secret), "{secret} was logged:\n{logs}");
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fanout"))
+        .args(["check", "--config"])
+        .arg(first.config_file())
+        .env("API_KEY", "s3cr3t-KEY-123")
+        .env("BAD_TIMEOUT", "s3cr3t-KEY-456")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("endpoints[0].timeout: invalid duration \"${BAD_TIMEOUT}\""), "{stderr}");
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+}

@@ -22,21 +22,23 @@ pub use validate::{
 use std::collections::HashMap;
 use std::path::Path;
 
-/// A config as loaded: the effective tree (file, environment overrides, `${VAR}` filled) and
-/// its validated settings.
+/// A config as loaded: the tree as written (file and environment overrides, `${VAR}` not
+/// filled) and the validated settings (with `${VAR}` filled).
 #[derive(Debug)]
 pub struct Loaded {
-    /// The effective tree, kept to name what a reload changes.
+    /// The tree as written, kept to name what a reload changes.
     pub tree: serde_json::Value,
-    /// Its version.
+    /// Its version, computed before `${VAR}` is filled: `/readyz` shows it, so it must not
+    /// let anyone guess a secret offline.
     pub version: Version,
     /// The validated settings.
     pub settings: Settings,
 }
 
-/// Reads and validates the config file at `path` with `env` as the process environment.
+/// Reads and validates the config file at `path` with `env` as the process environment. Error
+/// messages show values as written (`${USERS_API_KEY}`), never as filled in.
 pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Loaded, ConfigErrors> {
-    let tree = read(path, env)?;
-    let settings = validate(tree.clone())?;
-    Ok(Loaded { version: Version::of(&tree), tree, settings })
+    let read = read(path, env)?;
+    let settings = validate(read.filled).map_err(|errors| read.redactions.apply(errors))?;
+    Ok(Loaded { version: Version::of(&read.written), tree: read.written, settings })
 }

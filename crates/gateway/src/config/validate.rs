@@ -336,7 +336,7 @@ fn telemetry_settings(raw: RawTelemetry, errors: &mut ConfigErrors) -> Telemetry
         if !valid {
             errors.push(
                 "telemetry.otlp_endpoint",
-                format!("invalid URL {url:?} (write e.g. http://otel-collector:4318)"),
+                format!("invalid URL {:?} (write e.g. http://otel-collector:4318)", shown_url(&url)),
             );
         }
         url
@@ -696,6 +696,16 @@ fn mapping(value: Option<Value>, path: &str, errors: &mut ConfigErrors) -> Optio
     }
 }
 
+/// `url` with the password of its user info (`user:password@`) shown as `***`.
+fn shown_url(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.into() };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    match authority.rsplit_once('@').and_then(|(info, host)| Some((info.split_once(':')?.0, host))) {
+        Some((user, host)) => format!("{scheme}://{user}:***@{host}{}", &rest[authority.len()..]).into(),
+        None => url.into(),
+    }
+}
+
 /// Checks values of one section and records errors under its prefix.
 struct Checker<'a> {
     errors: &'a mut ConfigErrors,
@@ -743,32 +753,34 @@ impl Checker<'_> {
         })
     }
 
-    /// `http://host[:port][/prefix]`, returned without a trailing slash.
+    /// `http://host[:port][/prefix]`, returned without a trailing slash. Messages show the URL
+    /// with any password hidden.
     fn base_url(&mut self, url: Text) -> String {
         let text = url.0;
+        let shown = shown_url(&text);
         let uri = match text.parse::<Uri>() {
             Ok(uri) => uri,
             Err(e) => {
-                self.error("url", format!("invalid URL {text:?}: {e}"));
+                self.error("url", format!("invalid URL {shown:?}: {e}"));
                 return text;
             }
         };
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => self.error("url", "https backends are not supported yet (no TLS stack is compiled in); use http:// inside the cluster"),
-            _ => self.error("url", format!("URL {text:?} must start with http://")),
+            _ => self.error("url", format!("URL {shown:?} must start with http://")),
         }
         if uri.authority().is_none_or(|a| a.host().is_empty() || a.as_str().contains('@')) {
-            self.error("url", format!("URL {text:?} needs a host and no user info"));
+            self.error("url", format!("URL {shown:?} needs a host and no user info"));
         } else if let Some(authority) = uri.authority() {
             let after_host = authority.as_str().rsplit_once(']').map_or(authority.as_str(), |(_, rest)| rest);
             let port = after_host.split_once(':').map(|(_, port)| port.parse::<u16>());
             if matches!(port, Some(Err(_) | Ok(0))) {
-                self.error("url", format!("URL {text:?} has an invalid port"));
+                self.error("url", format!("URL {shown:?} has an invalid port"));
             }
         }
         if uri.query().is_some() || text.contains('#') {
-            self.error("url", format!("URL {text:?} must not have a query or fragment"));
+            self.error("url", format!("URL {shown:?} must not have a query or fragment"));
         }
         text.trim_end_matches('/').to_owned()
     }

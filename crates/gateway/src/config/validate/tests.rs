@@ -164,7 +164,7 @@ fn conflicting_routes_are_reported() {
 fn backend_urls_are_checked() {
     let cases = [
         ("ftp://x", "backends.a.url: URL \"ftp://x\" must start with http://"),
-        ("http://u:p@x", "backends.a.url: URL \"http://u:p@x\" needs a host and no user info"),
+        ("http://u:p@x", "backends.a.url: URL \"http://u:***@x\" needs a host and no user info"),
         ("http://x/?q=1", "backends.a.url: URL \"http://x/?q=1\" must not have a query or fragment"),
         ("not a url", "backends.a.url: invalid URL \"not a url\": invalid uri character"),
     ];
@@ -442,4 +442,23 @@ fn a_call_s_forward_headers_replace_the_endpoint_s() {
     assert_eq!(endpoint.calls[1].forward_headers.as_deref(), Some(&[][..]));
     let settings = validate(valid_tree()).unwrap();
     assert_eq!(settings.endpoints[0].calls[0].forward_headers, None, "none given: the endpoint's list");
+}
+
+#[test]
+fn urls_in_messages_hide_their_password() {
+    assert_eq!(shown_url("http://ann:pa:ss@users:80/x?y"), "http://ann:***@users:80/x?y");
+    assert_eq!(shown_url("http://ann@users"), "http://ann@users");
+    assert_eq!(shown_url("http://users:80"), "http://users:80");
+    assert_eq!(shown_url("no scheme"), "no scheme");
+    let mut tree = valid_tree();
+    tree["backends"]["users"]["url"] = json!("http://ann:hunter22@users:8080");
+    tree["telemetry"] = json!({"otlp_endpoint": "ftp://ann:hunter22@collector"});
+    let errors = errors_of(tree).join("\n");
+    assert!(!errors.contains("hunter22"), "{errors}");
+    assert!(
+        errors
+            .contains("backends.users.url: URL \"http://ann:***@users:8080\" needs a host and no user info"),
+        "{errors}"
+    );
+    assert!(errors.contains("telemetry.otlp_endpoint: invalid URL \"ftp://ann:***@collector\""), "{errors}");
 }
