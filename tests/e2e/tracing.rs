@@ -148,22 +148,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[tokio::test]
-async fn sampling_follows_the_ratio_and_the_callers_decision() {
+/// Sends one request without trace context, one with a sampled and one with an unsampled
+/// `traceparent` to a gateway exporting to a fresh receiver at `sampling_ratio: 0` (plus
+/// `extra` telemetry keys); returns the spans exported and the backend.
+async fn three_requests_at_ratio_zero(extra: &str) -> (Vec<Span>, MockServer) {
     let (otlp, spans) = receiver().await;
     let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n";
     let yaml = config(&[("a", &a)], endpoint).replace(
         "backends:\n",
-        &format!("telemetry:\n  otlp_endpoint: {otlp}\n  sampling_ratio: 0\nbackends:\n"),
+        &format!("telemetry:\n  otlp_endpoint: {otlp}\n  sampling_ratio: 0\n{extra}backends:\n"),
     );
     let mut gateway = Gateway::start(&yaml);
-    let sampled_trace = "0af7651916cd43dd8448eb211c80319c";
-    for traceparent in [
-        None,
-        Some(format!("00-{sampled_trace}-b7ad6b7169203331-01")),
-        Some("00-11111111111111111111111111111111-b7ad6b7169203331-00".to_owned()),
-    ] {
+    for traceparent in [None, Some(SAMPLED), Some(UNSAMPLED)] {
         let mut request = client().get(format!("{}/page", gateway.url));
         if let Some(traceparent) = traceparent {
             request = request.header("traceparent", traceparent);
@@ -174,12 +171,110 @@ async fn sampling_follows_the_ratio_and_the_callers_decision() {
     assert_eq!(gateway.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
     crate::support::wait_until(Duration::from_secs(3), || spans.lock().unwrap().len() >= 2).await;
     let spans = spans.lock().unwrap().clone();
+    (spans, a)
+}
+
+const SAMPLED_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const SAMPLED: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+const UNSAMPLED: &str = "00-11111111111111111111111111111111-b7ad6b7169203331-00";
+
+fn traceparents_seen(backend: &MockServer) -> Vec<String> {
+    backend
+        .requests()
+        .iter()
+        .filter_map(|r| r.headers.get("traceparent")?.to_str().ok().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_clients_sampled_flag_is_followed_only_when_trusted() {
+    let (spans, a) = three_requests_at_ratio_zero("  trust_client_sampling: true\n").await;
     let traces: std::collections::HashSet<String> = spans.iter().map(|s| hex(&s.trace_id)).collect();
     assert_eq!(traces.len(), 1, "only the caller-sampled request is exported: {traces:?}");
-    assert!(traces.contains(sampled_trace));
+    assert!(traces.contains(SAMPLED_TRACE));
     assert_eq!(spans.len(), 2, "its server span and its client span");
-    let with_traceparent = a.requests().iter().filter(|r| r.headers.contains_key("traceparent")).count();
-    assert_eq!(with_traceparent, 1, "unsampled requests send no traceparent");
+    let seen = traceparents_seen(&a);
+    assert_eq!(seen.len(), 2, "the traced request sends its own context, the other passes the caller's on");
+    assert!(seen.contains(&UNSAMPLED.to_owned()), "{seen:?}");
+
+    let (spans, a) = three_requests_at_ratio_zero("").await;
+    assert!(spans.is_empty(), "by default a client cannot have its requests exported: {spans:#?}");
+    assert_eq!(
+        traceparents_seen(&a),
+        [SAMPLED, UNSAMPLED],
+        "unexported requests pass the caller's context on"
+    );
+}
+
+#[tokio::test]
+async fn without_export_the_clients_trace_context_reaches_every_backend_unchanged() {
+    let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
+    let b = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/b", json!({}))])).await.unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n      two: { backend: b, path: /b }\n";
+    let gateway = Gateway::start(&config(&[("a", &a), ("b", &b)], endpoint));
+    let send = |traceparent: &'static str, tracestate: String| {
+        client()
+            .get(format!("{}/page", gateway.url))
+            .header("traceparent", traceparent)
+            .header("tracestate", tracestate)
+            .send()
+    };
+
+    assert_eq!(
+        send(SAMPLED, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE".to_owned()).await.unwrap().status(),
+        200
+    );
+    for backend in [&a, &b] {
+        let seen = &backend.requests()[0].headers;
+        assert_eq!(seen["traceparent"], SAMPLED);
+        assert_eq!(seen["tracestate"], "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+    }
+    // An oversized or malformed tracestate is dropped; a malformed traceparent is not passed on.
+    assert_eq!(send(SAMPLED, format!("k={}", "v".repeat(600))).await.unwrap().status(), 200);
+    assert_eq!(send(SAMPLED, "Not Valid".to_owned()).await.unwrap().status(), 200);
+    assert_eq!(send("00-xyz-b7ad6b7169203331-01", "a=1".to_owned()).await.unwrap().status(), 200);
+    for backend in [&a, &b] {
+        let requests = backend.requests();
+        for request in &requests[1..3] {
+            assert_eq!(request.headers["traceparent"], SAMPLED);
+            assert!(!request.headers.contains_key("tracestate"), "{:?}", request.headers);
+        }
+        assert!(!requests[3].headers.contains_key("traceparent"));
+        assert!(!requests[3].headers.contains_key("tracestate"));
+    }
+}
+
+#[tokio::test]
+async fn clients_cannot_invent_methods_or_span_names() {
+    let (otlp, spans) = receiver().await;
+    let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n";
+    let yaml = config(&[("a", &a)], endpoint)
+        .replace("backends:\n", &format!("telemetry:\n  otlp_endpoint: {otlp}\nbackends:\n"));
+    let mut gateway = Gateway::start(&yaml);
+    let invented = format!("X{}", "M".repeat(20_000));
+    let request = format!("{invented} /nowhere HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+    let answer = crate::support::raw_exchange(gateway.addr, request.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(crate::support::raw_status(&answer), Some(404), "{}", &answer[..answer.len().min(200)]);
+    let request = "BREW /page HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n";
+    let answer = crate::support::raw_exchange(gateway.addr, request.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(crate::support::raw_status(&answer), Some(405));
+    gateway.terminate();
+    assert_eq!(gateway.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+    crate::support::wait_until(Duration::from_secs(3), || spans.lock().unwrap().len() >= 2).await;
+
+    let lines: Vec<_> = gateway.json_logs().into_iter().filter(|l| l["message"] == "request").collect();
+    assert_eq!(lines.len(), 2);
+    for line in &lines {
+        assert_eq!(line["span"]["http.request.method"], "_OTHER", "{line}");
+        assert!(line.to_string().len() < 2_000, "a log line of {} bytes", line.to_string().len());
+    }
+    let spans = spans.lock().unwrap().clone();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"HTTP"), "an unmatched route has one fixed span name: {names:?}");
+    assert!(names.contains(&"GET /page"), "a matched route names its span: {names:?}");
+    assert!(spans.iter().all(|s| text(s, "http.request.method") == "_OTHER"));
 }
 
 #[tokio::test]
@@ -190,7 +285,7 @@ async fn with_tracing_on_a_stall_names_its_request_whether_sampled_or_not() {
     let yaml = config(&[("a", &a)], endpoint).replace(
         "backends:\n",
         &format!(
-            "telemetry:\n  otlp_endpoint: {otlp}\n  sampling_ratio: 0\n  stall_warning: 50ms\n  debug_endpoints: true\nbackends:\n"
+            "telemetry:\n  otlp_endpoint: {otlp}\n  sampling_ratio: 0\n  trust_client_sampling: true\n  stall_warning: 50ms\n  debug_endpoints: true\nbackends:\n"
         ),
     );
     let gateway = Gateway::start(&yaml);

@@ -7,7 +7,7 @@ use crate::plan::{CallPlan, EndpointPlan};
 use crate::problem::{Body, Problem};
 use crate::respond;
 use crate::telemetry::metrics::PlanMetrics;
-use crate::telemetry::otel;
+use crate::telemetry::{otel, trace_context};
 use compose::{Inputs, push_query_pair};
 use downstream::{CallError, CallOutcome, CallRequest, Execution, FanOut, Propagate, Step};
 use http::header::{CONNECTION, COOKIE};
@@ -37,8 +37,14 @@ pub async fn serve(
             return Problem::BadParameter { name, reason }.response();
         }
     }
-    let forwarded: Vec<HeaderMap> =
+    let mut forwarded: Vec<HeaderMap> =
         endpoint.header_sets.iter().map(|set| forwarded_headers(set, headers)).collect();
+    if !propagate {
+        // Not traced here: the client's own context goes on unchanged, so its trace is not cut.
+        for set in &mut forwarded {
+            trace_context::pass_on(headers, set);
+        }
+    }
     let query = forwarded_query(endpoint, uri);
     let mut steps = Steps {
         propagate: propagate.then_some(otel::inject as Propagate),

@@ -40,6 +40,15 @@ pub const MAX_URI_LEN: usize = 8 * 1024;
 const MAX_REQUEST_ID_LEN: usize = 128;
 /// Span name of one inbound request.
 pub const REQUEST_SPAN: &str = "request";
+/// The exported name of a request span that matched no route: one fixed name, so clients
+/// cannot invent span names (OpenTelemetry semantic conventions' fallback).
+pub const UNMATCHED_SPAN_NAME: &str = "HTTP";
+/// The methods spans, attributes and log lines name as they are (OpenTelemetry semantic
+/// conventions); any other is [`OTHER_METHOD`].
+const KNOWN_METHODS: [&str; 9] =
+    ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+/// How a method outside [`KNOWN_METHODS`] is named.
+pub const OTHER_METHOD: &str = "_OTHER";
 
 /// Builds the full service stack over the `live` config, with the `server` settings the process
 /// started with (`max_in_flight`, `cors`).
@@ -81,7 +90,9 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         let telemetry = &serving.plan.telemetry;
         // A sampled request runs under the subscriber that exports spans; the others never
         // reach it.
-        let traced = otel::dispatch().filter(|_| otel::decide(request.headers(), telemetry.sampling_ratio));
+        let traced = otel::dispatch().filter(|_| {
+            otel::decide(request.headers(), telemetry.sampling_ratio, telemetry.trust_client_sampling)
+        });
         let sampled = traced.is_some();
         // An exported span is named at creation (`GET /api/page/{id}`): it cannot be renamed
         // once started, so for a traced request the route is looked up here as well.
@@ -90,12 +101,13 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         let make_span = || {
             tracing::info_span!(
                 REQUEST_SPAN,
-                otel.name = route.unwrap_or_else(|| request.method().as_str()),
+                otel.name = route.unwrap_or(UNMATCHED_SPAN_NAME),
                 otel.kind = "server",
-                http.request.method = %request.method(),
+                http.request.method = method_label(request.method()),
                 http.route = field::Empty,
                 http.response.status_code = field::Empty,
-                request_id = request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+                request_id =
+                    request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
                 calls = field::Empty,
                 trace_id = field::Empty,
             )
@@ -137,6 +149,12 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
             None => Box::pin(watched),
         }
     }
+}
+
+/// The method as spans and log lines name it: a standard method, or `_OTHER` (a client could
+/// otherwise put any text, 20 KB of it, into every log line and span).
+fn method_label(method: &Method) -> &'static str {
+    KNOWN_METHODS.iter().find(|known| **known == method.as_str()).copied().unwrap_or(OTHER_METHOD)
 }
 
 /// Answers one request; also returns the index of the endpoint it matched, if any.

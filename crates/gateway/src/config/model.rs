@@ -46,6 +46,7 @@ pub struct RawTelemetry {
     pub debug_endpoints: Option<Flag>,
     pub otlp_endpoint: Option<Text>,
     pub sampling_ratio: Option<Text>,
+    pub trust_client_sampling: Option<Flag>,
 }
 
 /// How log lines are written.

@@ -44,7 +44,9 @@ pub const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Headers that may not be listed in `forward_headers`, and why.
-const NOT_FORWARDABLE: [(&str, &str); 6] = [
+const NOT_FORWARDABLE: [(&str, &str); 8] = [
+    ("traceparent", "is passed on by the gateway itself (checked, and replaced when the request is traced)"),
+    ("tracestate", "is passed on by the gateway itself (checked, and replaced when the request is traced)"),
     ("host", "is set by the gateway itself (the backend's own host)"),
     ("content-length", "is set by the gateway itself (backend calls have no body)"),
     ("x-request-id", "is set by the gateway itself (the client's id, if valid, is already passed on)"),
@@ -129,9 +131,11 @@ pub struct TelemetrySettings {
     pub debug_endpoints: bool,
     /// OTLP/HTTP base URL (spans go to `/v1/traces`); none: no export, no cost.
     pub otlp_endpoint: Option<String>,
-    /// The share of traces started here that are exported, 0 to 1 (default 1). A caller's
-    /// sampling decision (in `traceparent`) is followed.
+    /// The share of requests whose traces are exported, 0 to 1 (default 1).
     pub sampling_ratio: f64,
+    /// Follow a caller's sampled flag (in `traceparent`) instead of `sampling_ratio` (default
+    /// false: clients do not decide what is exported).
+    pub trust_client_sampling: bool,
 }
 
 /// One backend: its client settings and its default call timeout.
@@ -363,6 +367,7 @@ fn telemetry_settings(raw: RawTelemetry, errors: &mut ConfigErrors) -> Telemetry
         debug_endpoints: raw.debug_endpoints.is_some_and(|flag| flag.0),
         otlp_endpoint,
         sampling_ratio,
+        trust_client_sampling: raw.trust_client_sampling.is_some_and(|flag| flag.0),
     }
 }
 

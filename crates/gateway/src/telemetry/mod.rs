@@ -1,11 +1,13 @@
 //! Telemetry: logging setup here — `tracing` events and spans written as JSON lines
 //! (production) or pretty text (development), filtered by `RUST_LOG` when set, else by
-//! `telemetry.log_level` — OpenTelemetry traces in [`otel`], Prometheus metrics in [`metrics`]
-//! and the runtime stall detector in [`stall`].
+//! `telemetry.log_level` — OpenTelemetry traces in [`otel`], W3C trace context from clients in
+//! [`trace_context`], Prometheus metrics in [`metrics`] and the runtime stall detector in
+//! [`stall`].
 
 pub mod metrics;
 pub mod otel;
 pub mod stall;
+pub mod trace_context;
 
 use crate::config::{LogFormat, TelemetrySettings};
 use otel::Tracing;

@@ -4,16 +4,19 @@
 //! decision, and W3C trace context (`traceparent`/`tracestate`) taken from inbound requests and
 //! written into backend requests. Nothing here runs unless `telemetry.otlp_endpoint` is set.
 //!
-//! Sampling is decided here, once per request, before its spans exist: a caller's `traceparent`
-//! decides (its sampled flag), else `telemetry.sampling_ratio`. There are two subscribers: the
+//! Sampling is decided here, once per request, before its spans exist, by
+//! `telemetry.sampling_ratio`; a caller's sampled flag (in a valid `traceparent`) decides instead
+//! only with `telemetry.trust_client_sampling` (else any client could have its requests
+//! exported, with trace ids it chose). The caller's trace id is continued either way. There are two subscribers: the
 //! global one only writes log lines, and a second one ([`dispatch`]) writes the same log lines
 //! and also exports spans. A sampled request runs entirely under the second (its span is created
 //! there and its future is polled there); an unsampled one never touches the OpenTelemetry
 //! layer, so it costs exactly what it costs with tracing off. The SDK sampler then keeps every
 //! span it sees.
 
+use super::trace_context::{MAX_TRACESTATE, TRACEPARENT, TRACESTATE, traceparent};
 use crate::config::TelemetrySettings;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use opentelemetry::KeyValue;
 use opentelemetry::global;
 use opentelemetry::trace::TraceContextExt as _;
@@ -33,9 +36,6 @@ use tracing::Dispatch;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
-
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// Why trace export could not start.
 #[derive(Debug, thiserror::Error)]
@@ -148,21 +148,12 @@ thread_local! {
     static RANDOM: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()) | 1);
 }
 
-/// Decides whether a request is traced: the caller's sampled flag when it sent a valid
-/// `traceparent`, else a draw against `ratio`.
-pub fn decide(headers: &HeaderMap, ratio: f64) -> bool {
-    let flags = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let parts: Vec<&str> = v.split('-').collect();
-        match parts[..] {
-            [_, trace, span, flags] if trace.len() == 32 && span.len() == 16 => {
-                u8::from_str_radix(flags, 16).ok()
-            }
-            _ => None,
-        }
-    });
-    match flags {
-        Some(flags) => flags & 1 == 1,
-        None => random_unit() < ratio,
+/// Decides whether a request is traced: with `trust_client`, the caller's sampled flag when it
+/// sent a valid `traceparent`; otherwise a draw against `ratio`.
+pub fn decide(headers: &HeaderMap, ratio: f64, trust_client: bool) -> bool {
+    match traceparent(headers) {
+        Some(parent) if trust_client => parent.sampled,
+        _ => random_unit() < ratio,
     }
 }
 
@@ -186,20 +177,22 @@ pub fn trace_id(span: &tracing::Span, sampled: bool, headers: &HeaderMap) -> Opt
         let id = context.span().span_context().trace_id();
         return (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string());
     }
-    let traceparent = headers.get(TRACEPARENT)?.to_str().ok()?;
-    let trace = traceparent.split('-').nth(1)?;
-    (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then(|| trace.to_ascii_lowercase())
+    traceparent(headers).map(|parent| parent.trace_id.to_owned())
 }
 
-/// Makes `span` a child of the caller's span when `headers` carry a `traceparent`.
+/// Makes `span` a child of the caller's span when `headers` carry a valid `traceparent`.
 pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    if traceparent(headers).is_none() {
+        return;
+    }
     let parent = global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)));
     // Fails only when the span is not recorded (e.g. disabled); nothing to join then.
     let _ = span.set_parent(parent);
 }
 
 /// Writes `span`'s context into `headers` as `traceparent` (and `tracestate` when the trace
-/// has one). Formatted by hand: the SDK propagator costs ~7k instructions per header.
+/// has one of at most 512 bytes; the SDK has already checked its form). Formatted by hand: the
+/// SDK propagator costs ~7k instructions per header.
 pub fn inject(span: &tracing::Span, headers: &mut HeaderMap) {
     let context = span.context();
     let span_ref = context.span();
@@ -219,6 +212,7 @@ pub fn inject(span: &tracing::Span, headers: &mut HeaderMap) {
     }
     let state = span_context.trace_state().header();
     if !state.is_empty()
+        && state.len() <= MAX_TRACESTATE
         && let Ok(header) = HeaderValue::try_from(state)
     {
         headers.insert(TRACESTATE, header);
@@ -244,19 +238,27 @@ mod tests {
     }
 
     #[test]
-    fn the_callers_flag_decides_and_malformed_headers_fall_back_to_the_ratio() {
+    fn a_trusted_callers_flag_decides_and_malformed_headers_fall_back_to_the_ratio() {
         let sampled = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
         let unsampled = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00");
-        assert!(decide(&sampled, 0.0));
-        assert!(!decide(&unsampled, 1.0));
-        assert!(decide(&with_traceparent("garbage"), 1.0));
-        assert!(!decide(&with_traceparent("garbage"), 0.0));
+        assert!(decide(&sampled, 0.0, true));
+        assert!(!decide(&unsampled, 1.0, true));
+        assert!(decide(&with_traceparent("garbage"), 1.0, true));
+        assert!(!decide(&with_traceparent("garbage"), 0.0, true));
+    }
+
+    #[test]
+    fn an_untrusted_callers_flag_is_ignored() {
+        let sampled = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        let unsampled = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00");
+        assert!(!decide(&sampled, 0.0, false));
+        assert!(decide(&unsampled, 1.0, false));
     }
 
     #[test]
     fn the_ratio_is_honoured() {
         let headers = HeaderMap::new();
-        let kept = (0..20_000).filter(|_| decide(&headers, 0.1)).count();
+        let kept = (0..20_000).filter(|_| decide(&headers, 0.1, false)).count();
         assert!((1_600..2_400).contains(&kept), "{kept} of 20000 sampled at 0.1");
     }
 }
