@@ -8,8 +8,8 @@ pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(24 
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let duration = humantime::parse_duration(text.trim())
         .map_err(|e| format!("invalid duration {text:?}: {e} (write e.g. 250ms, 2s, 1m)"))?;
-    if duration.is_zero() {
-        return Err(format!("duration {text:?} must be greater than zero"));
+    if duration < std::time::Duration::from_millis(1) {
+        return Err(format!("duration {text:?} must be at least 1ms"));
     }
     if duration > MAX_DURATION {
         return Err(format!("duration {text:?} is longer than the 1 day maximum"));
@@ -54,7 +54,8 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration(" 2s "), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("0s").unwrap_err().contains("greater than zero"));
+        assert!(parse_duration("0s").unwrap_err().contains("at least 1ms"));
+        assert!(parse_duration("999us").unwrap_err().contains("at least 1ms"));
         assert!(parse_duration("fast").unwrap_err().contains("invalid duration \"fast\""));
         assert!(parse_duration("250").is_err());
         assert!(parse_duration("500000000000y").unwrap_err().contains("1 day maximum"));
