@@ -31,13 +31,16 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
+
+/// Largest request head accepted (larger: 431).
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Tells connections to drain and lets the server wait until they all have closed.
 #[derive(Debug)]
@@ -174,6 +177,9 @@ struct Tracker {
     idle_since: AtomicU64,
     /// One more than when the first byte of the pending HTTP/1.1 head was read; 0: none.
     head_started: AtomicU64,
+    /// Bytes read since the last request started, while none is in flight (a head, before h2
+    /// is known).
+    head_bytes: AtomicUsize,
 }
 
 impl Tracker {
@@ -187,6 +193,7 @@ impl Tracker {
             retired: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
+            head_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -202,9 +209,20 @@ impl Tracker {
         self.changes.fetch_add(1, Ordering::Release);
     }
 
-    /// Bytes were read: the first ones while no request is in flight start a head.
-    fn read(&self) {
-        if self.head_started.load(Ordering::Relaxed) == 0 && self.in_flight.load(Ordering::Relaxed) == 0 {
+    /// How many more bytes the pending head may have; `None`: no head is being read (a
+    /// request is in flight, or the connection speaks h2).
+    fn head_room(&self) -> Option<usize> {
+        let reading_head = self.in_flight.load(Ordering::Relaxed) == 0 && !self.h2.load(Ordering::Relaxed);
+        reading_head.then(|| MAX_HEAD_BYTES.saturating_sub(self.head_bytes.load(Ordering::Relaxed)))
+    }
+
+    /// `n` bytes were read: the first ones while no request is in flight start a head.
+    fn read(&self, n: usize) {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return;
+        }
+        self.head_bytes.fetch_add(n, Ordering::Relaxed);
+        if self.head_started.load(Ordering::Relaxed) == 0 {
             self.head_started.store(self.now().saturating_add(1), Ordering::Relaxed);
             self.changed();
         }
@@ -215,6 +233,7 @@ impl Tracker {
         self.h2.store(version == Version::HTTP_2, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_started.store(0, Ordering::Relaxed);
+        self.head_bytes.store(0, Ordering::Relaxed);
         self.changed();
     }
 
@@ -407,7 +426,9 @@ where
     }
 }
 
-/// A `TcpStream` that tells the [`Tracker`] when it reads.
+/// A `TcpStream` that tells the [`Tracker`] what it reads, and never reads a request head
+/// past [`MAX_HEAD_BYTES`]: hyper checks its limit only after a read leaves the head
+/// incomplete, so one large read could otherwise carry a larger head in whole.
 struct TrackedIo {
     stream: TcpStream,
     tracker: Arc<Tracker>,
@@ -419,12 +440,25 @@ impl AsyncRead for TrackedIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.tracker.read();
+        let n = match self.tracker.head_room() {
+            Some(0) => return Poll::Ready(Err(io::Error::other("request head too large"))),
+            Some(room) if room < buf.remaining() => {
+                let mut limited = ReadBuf::new(buf.initialize_unfilled_to(room));
+                ready!(Pin::new(&mut self.stream).poll_read(cx, &mut limited))?;
+                let n = limited.filled().len();
+                buf.advance(n);
+                n
+            }
+            _ => {
+                let before = buf.filled().len();
+                ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
+                buf.filled().len() - before
+            }
+        };
+        if n > 0 {
+            self.tracker.read(n);
         }
-        result
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -6,7 +6,7 @@
 //! finish.
 
 use crate::admin::{self, Health};
-use crate::connection::{self, Drain, Limits};
+use crate::connection::{self, Drain, Limits, MAX_HEAD_BYTES};
 use crate::plan::Plan;
 use crate::problem::Body;
 use crate::reload::Live;
@@ -28,8 +28,6 @@ use tokio::sync::Semaphore;
 
 /// Most headers accepted in one request head (more: 431).
 const MAX_HEADERS: usize = 100;
-/// Largest request head accepted (larger: 431).
-const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +163,9 @@ enum Protocols {
     Http1AndH2c,
 }
 
-/// Bounded heads (more than [`MAX_HEADERS`] headers or [`MAX_HEAD_BYTES`]: 431). hyper's own
+/// Bounded heads (more than [`MAX_HEADERS`] headers or [`MAX_HEAD_BYTES`]: 431; hyper checks
+/// the size only while a head is incomplete, so [`connection`] also never lets a head's reads
+/// go past it). hyper's own
 /// head timer is off: [`connection`] enforces `header_read_timeout` (hyper's starts when the
 /// previous answer is sent, so it closes idle keep-alive connections); the timers stay
 /// installed (without one hyper silently disables its timeouts).
