@@ -194,13 +194,24 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// Preface, empty SETTINGS and `GET http://gw/` on stream 1 (HPACK: indexed `:method GET`,
-/// `:scheme http`, `:path /`, then `:authority: gw` literal with an indexed name).
-fn h2_start_with_get() -> Vec<u8> {
+/// Preface, empty SETTINGS and `GET http://gw{path}` on stream 1 (HPACK: indexed `:method GET`
+/// and `:scheme http`, then `:path` and `:authority: gw` as literals with indexed names).
+fn h2_start_with_get(path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x04, u8::try_from(path.len()).unwrap()];
+    block.extend_from_slice(path.as_bytes());
+    block.extend_from_slice(&[0x01, 0x02, b'g', b'w']);
     let mut bytes = PREFACE.to_vec();
     bytes.extend(frame(SETTINGS, 0, 0, &[]));
-    bytes.extend(frame(HEADERS, 0x4 | END_STREAM, 1, &[0x82, 0x86, 0x84, 0x41, 0x02, b'g', b'w']));
+    bytes.extend(frame(HEADERS, 0x4 | END_STREAM, 1, &block));
     bytes
+}
+
+/// A frame the gateway sent.
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
 }
 
 /// A raw h2 connection: frames the gateway sends arrive on `frames` as (type, flags, stream)
@@ -208,7 +219,7 @@ fn h2_start_with_get() -> Vec<u8> {
 /// writes bytes.
 struct H2 {
     send: mpsc::UnboundedSender<Vec<u8>>,
-    frames: mpsc::UnboundedReceiver<(u8, u8, u32)>,
+    frames: mpsc::UnboundedReceiver<Frame>,
     opened: Instant,
 }
 
@@ -240,26 +251,38 @@ impl H2 {
                 if matches!(kind, PING | SETTINGS) && flags & ACK == 0 {
                     let _ = acks.send(frame(kind, ACK, 0, if kind == PING { &payload } else { &[] }));
                 }
-                let _ = incoming.send((kind, flags, stream));
+                let _ = incoming.send(Frame { kind, flags, stream, payload });
             }
         });
         send.send(first).unwrap();
         H2 { send, frames, opened }
     }
 
-    /// Waits up to `limit` for a frame matching `wanted`; returns when it came, from `since`.
+    /// Sends a PING every `period` until the returned task is aborted or the connection closes.
+    fn ping_every(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+        let pings = self.send.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                if pings.send(frame(PING, 0, 0, b"12345678")).is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Waits up to `limit` for a frame matching `wanted`; returns it and when it came, from
+    /// `since`.
     async fn frame_after(
         &mut self,
         since: Instant,
         limit: Duration,
-        wanted: impl Fn(u8, u8, u32) -> bool,
-    ) -> Option<Duration> {
+        wanted: impl Fn(&Frame) -> bool,
+    ) -> Option<(Duration, Frame)> {
         let deadline = tokio::time::Instant::now() + limit;
-        while let Ok(Some((kind, flags, stream))) =
-            tokio::time::timeout_at(deadline, self.frames.recv()).await
-        {
-            if wanted(kind, flags, stream) {
-                return Some(since.elapsed());
+        while let Ok(Some(frame)) = tokio::time::timeout_at(deadline, self.frames.recv()).await {
+            if wanted(&frame) {
+                return Some((since.elapsed(), frame));
             }
         }
         None
@@ -267,7 +290,7 @@ impl H2 {
 
     /// Waits up to `limit` for the gateway to close the connection; returns when, from `since`.
     async fn closed_after(&mut self, since: Instant, limit: Duration) -> Option<Duration> {
-        self.frame_after(since, limit, |_, _, _| false).await;
+        self.frame_after(since, limit, |_| false).await;
         self.frames.is_closed().then(|| since.elapsed())
     }
 }
@@ -275,22 +298,17 @@ impl H2 {
 #[tokio::test]
 async fn an_h2_connection_that_only_pings_is_closed_at_keep_alive_timeout() {
     let (gateway, _backend) = gateway("  keep_alive_timeout: 2s\n", Duration::ZERO).await;
-    let mut h2 = H2::connect(gateway.addr, h2_start_with_get()).await;
-    let response = h2.frame_after(h2.opened, Duration::from_secs(5), |_, flags, stream| {
-        stream == 1 && flags & END_STREAM != 0
+    let mut h2 = H2::connect(gateway.addr, h2_start_with_get("/")).await;
+    let response = h2.frame_after(h2.opened, Duration::from_secs(5), |frame| {
+        frame.stream == 1 && frame.flags & END_STREAM != 0
     });
     assert!(response.await.is_some(), "no answer to the request");
     let idle_from = Instant::now();
-    let pings = h2.send.clone();
-    let pinger = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            if pings.send(frame(PING, 0, 0, b"12345678")).is_err() {
-                return;
-            }
-        }
-    });
-    let goaway = h2.frame_after(idle_from, Duration::from_secs(10), |kind, _, _| kind == GOAWAY).await;
+    let pinger = h2.ping_every(Duration::from_millis(300));
+    let goaway = h2
+        .frame_after(idle_from, Duration::from_secs(10), |frame| frame.kind == GOAWAY)
+        .await
+        .map(|(at, _)| at);
     let closed = h2.closed_after(idle_from, Duration::from_secs(6)).await;
     pinger.abort();
     let goaway = goaway.expect("PINGs kept an idle h2 connection open (no GOAWAY in 10 s)");
@@ -306,7 +324,7 @@ async fn a_trickled_h2_preface_is_closed_at_header_read_timeout() {
     let opened = Instant::now();
     let (mut reader, mut writer) = stream.into_split();
     let trickle = tokio::spawn(async move {
-        for byte in h2_start_with_get() {
+        for byte in h2_start_with_get("/") {
             if writer.write_all(&[byte]).await.is_err() {
                 return;
             }
@@ -326,20 +344,27 @@ async fn a_trickled_h2_preface_is_closed_at_header_read_timeout() {
 async fn a_long_h2_request_is_not_cut_by_keep_alive_timeout() {
     let server = "  keep_alive_timeout: 1s\n  request_timeout: 8s\n";
     let (gateway, _backend) = gateway(server, Duration::from_secs(3)).await;
-    let client = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
-    let response = client.get(format!("{}/page", gateway.url)).send().await.unwrap();
-    assert_eq!(response.version(), reqwest::Version::HTTP_2);
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    assert_eq!(body, json!({"x": {"ok": true}}));
+    let mut h2 = H2::connect(gateway.addr, h2_start_with_get("/page")).await;
+    let first = h2.frame_after(h2.opened, Duration::from_secs(10), |frame| {
+        frame.kind == GOAWAY || frame.kind == HEADERS && frame.stream == 1
+    });
+    let (at, frame) = first.await.expect("neither an answer nor GOAWAY");
+    assert_eq!(frame.kind, HEADERS, "GOAWAY after {at:?}, while the request was in flight");
+    // HPACK 0x88: `:status: 200` from the static table.
+    assert_eq!(frame.payload.first(), Some(&0x88), "the slow request was not answered 200");
+    assert!(at >= Duration::from_millis(2500), "answered before the backend did: {at:?}");
 }
 
 #[tokio::test]
 async fn max_connection_age_sends_h2_goaway() {
     let (gateway, _backend) = gateway("  max_connection_age: 1s\n", Duration::ZERO).await;
-    let mut h2 = H2::connect(gateway.addr, h2_start_with_get()).await;
+    let mut h2 = H2::connect(gateway.addr, h2_start_with_get("/")).await;
+    // Traffic all along: only the age can end this connection.
+    let pinger = h2.ping_every(Duration::from_millis(300));
     let opened = h2.opened;
-    let goaway = h2.frame_after(opened, Duration::from_secs(8), |kind, _, _| kind == GOAWAY).await;
+    let goaway =
+        h2.frame_after(opened, Duration::from_secs(8), |frame| frame.kind == GOAWAY).await.map(|(at, _)| at);
+    pinger.abort();
     let goaway = goaway.expect("no GOAWAY after max_connection_age");
     assert!(goaway >= Duration::from_millis(800), "GOAWAY before max_connection_age: {goaway:?}");
     assert!(goaway < Duration::from_millis(4000), "GOAWAY late: {goaway:?}");
