@@ -19,7 +19,8 @@ Steps (each failure names the file or object and what to fix, then exits 1):
      at that directory -> the ConfigMap key), with the container's FANOUT__* environment, passes
      `fanout check`.
   5. Static cross-checks: probe ports (named ports resolved) = server.admin_listen's port, the
-     public container port = server.listen's port, the Service targets both, probe paths,
+     public container port = server.listen's port, the Service targets the public port and not
+     the admin port (which must never be exposed), probe paths,
      terminationGracePeriodSeconds > preStop sleep + server.shutdown_grace, scrape annotations,
      hardening settings, HPA/PDB targets, the load-test URL.
   6. Dynamic: `fanout serve` on that config (listeners moved to 127.0.0.1:0) answers 200 on every
@@ -461,13 +462,15 @@ def static_checks(name: str, docs: list[dict[str, Any]], config: dict[str, Any],
             if "name" not in sp:
                 fail(f"{where}: Service ports must be named")
             target = resolve_port(sp.get("targetPort", sp["port"]), ports, where)
-            if target not in (listen, admin):
-                fail(f"{where}: targets port {target}, which fanout does not listen on ({listen}, {admin})")
+            if target == admin:
+                fail(f"{where}: publishes the admin port {admin}; remove it (probes and Prometheus reach "
+                     "the pod directly; /openapi.json lists the backends and /metrics is internal)")
+            if target != listen:
+                fail(f"{where}: targets port {target}, which is not fanout's public port {listen}")
             service_ports[target] = sp["port"]
-    for wanted, what in ((listen, "public"), (admin, "admin")):
-        if wanted not in service_ports:
-            fail(f"{name}: no Service selecting the fanout pods targets the {what} port {wanted}")
-    ok(f"{name}: the Service targets the public ({listen}) and admin ({admin}) ports")
+    if listen not in service_ports:
+        fail(f"{name}: no Service selecting the fanout pods targets the public port {listen}")
+    ok(f"{name}: the Service targets the public port ({listen}) and not the admin port ({admin})")
 
     tgps = pod.get("terminationGracePeriodSeconds", 30)
     pre_stop = (container.get("lifecycle") or {}).get("preStop")

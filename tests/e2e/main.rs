@@ -6,6 +6,7 @@
 
 mod check;
 mod composition;
+mod connections;
 mod cors;
 mod dependencies;
 mod failures;

@@ -1,22 +1,25 @@
 //! The admin server on `server.admin_listen`: `/healthz` (the process is alive), `/readyz`
 //! (a plan is loaded and the gateway is not draining; 503 from the moment SIGTERM arrives; the
 //! body names the config version serving and the last reload's result) and `/metrics`
-//! (Prometheus text, unless `telemetry.metrics: false`). Never on the public port.
+//! (Prometheus text, unless `telemetry.metrics: false`), `/openapi.json` and `/openapi.yaml`.
+//! Never on the public port, and never to be exposed outside the pod: the document lists the
+//! backends and which calls are required. Connections are served like the public listener's
+//! (same head limits and deadlines, see [`crate::connection`]), HTTP/1.1 only, at most
+//! `server.admin_max_connections` at once.
 
+use crate::connection::Drain;
 use crate::openapi;
 use crate::problem::{Body, Problem};
 use crate::reload::Live;
+use crate::server::Listener;
 use crate::telemetry::metrics::Exporter;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-use tokio::net::TcpListener;
 
 /// Shared state the admin endpoints report on.
 #[derive(Debug)]
@@ -41,37 +44,19 @@ impl Health {
     }
 }
 
-/// Serves the admin endpoints on `listener` until the task is dropped; `/metrics` when an
-/// `exporter` is given.
-pub async fn serve(
-    listener: TcpListener,
-    health: Arc<Health>,
-    exporter: Option<Arc<Exporter>>,
-    header_read_timeout: Duration,
-) {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
+/// Serves the admin endpoints on `listener` until the task is dropped (its connections are
+/// then asked to close); `/metrics` when an `exporter` is given.
+pub async fn serve(listener: Listener, health: Arc<Health>, exporter: Option<Arc<Exporter>>) {
+    let drain = Drain::new();
+    let service = || {
         let health = Arc::clone(&health);
         let exporter = exporter.clone();
-        let connection = builder.serve_connection(
-            TokioIo::new(stream),
-            hyper::service::service_fn(move |request| {
-                let health = Arc::clone(&health);
-                let exporter = exporter.clone();
-                async move { Ok::<_, Infallible>(respond(&health, exporter.as_deref(), &request)) }
-            }),
-        );
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "admin connection ended with an error");
-            }
-        });
-    }
+        hyper::service::service_fn(move |request| {
+            let response = respond(&health, exporter.as_deref(), &request);
+            std::future::ready(Ok::<_, Infallible>(response))
+        })
+    };
+    listener.accept(&drain, service, std::future::pending()).await;
 }
 
 /// The admin paths; each answers GET and HEAD.

@@ -5,7 +5,8 @@
 //! - [`config`]: YAML + environment → validated [`config::Settings`], every error with its key path.
 //! - [`plan`]: settings compiled into the immutable [`plan::Plan`] used by the hot path.
 //! - [`server`]: listeners, connection limits, graceful shutdown.
-//! - [`connection`]: one client connection: first-byte deadline, idle watchdog, drain.
+//! - [`connection`]: one client connection on either listener: head deadlines, keep-alive
+//!   timeout, connection age, head size cap, drain.
 //! - [`cors`]: `server.cors` (preflight, allowed origins, `Timing-Allow-Origin`).
 //! - [`service`]: the tower stack around every request (request id, limits, routing).
 //! - [`endpoint`]: one endpoint request: check parameters, run the call graph.

@@ -1,17 +1,24 @@
-//! The public server: bind both listeners, accept connections under `max_connections`, hand
-//! each to [`crate::connection`] (first-byte deadline, idle watchdog, HTTP/1.1 and h2c with the
-//! [`crate::service::stack`]), and on shutdown drain: `/readyz` turns 503, the listener
-//! closes, in-flight requests get `shutdown_grace` to finish.
+//! The servers: bind both listeners, accept connections on each under its connection cap
+//! (public: `max_connections`, admin: `admin_max_connections`), hand each connection to
+//! [`crate::connection`] (deadlines, bounded heads; public: HTTP/1.1 and h2c with the
+//! [`crate::service::stack`], admin: HTTP/1.1 with [`crate::admin`]), and on shutdown drain:
+//! `/readyz` turns 503, the public listener closes, in-flight requests get `shutdown_grace` to
+//! finish.
 
 use crate::admin::{self, Health};
-use crate::connection::{self, Drain, Limits};
+use crate::connection::{self, Drain, Limits, MAX_HEAD_BYTES};
 use crate::plan::Plan;
+use crate::problem::Body;
 use crate::reload::Live;
 use crate::service;
 use crate::telemetry::metrics::{self, Exporter, InFlight};
+use ::metrics::Gauge;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +28,6 @@ use tokio::sync::Semaphore;
 
 /// Most headers accepted in one request head (more: 431).
 const MAX_HEADERS: usize = 100;
-/// Largest request head accepted (larger: 431).
-const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,49 +75,25 @@ pub async fn run(
 ) {
     let settings = live.current().plan.server.clone();
     let health = Arc::new(Health::new(Arc::clone(&live)));
-    let admin = tokio::spawn(admin::serve(
-        listeners.admin,
-        Arc::clone(&health),
-        exporter.map(Arc::new),
-        settings.header_read_timeout,
-    ));
-    let open_connections = metrics::open_connections();
-    let drain = Drain::new();
-    let builder = Arc::new(http_builder(settings.header_read_timeout));
-    let connections = Arc::new(Semaphore::new(settings.max_connections));
-    let service = service::stack(live, &settings);
-    let limits = Limits {
-        first_byte: settings.header_read_timeout,
-        idle: settings.header_read_timeout.max(settings.request_timeout),
+    let admin_listener = Listener {
+        socket: listeners.admin,
+        builder: Arc::new(http_builder(Protocols::Http1)),
+        limits: Limits { max_age: None, ..Limits::of(&settings) },
+        max_connections: settings.admin_max_connections,
+        open_connections: None,
     };
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listeners.public.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::debug!("max_connections reached; closing new connection");
-            continue;
-        };
-        let service = TowerToHyperService::new(service.clone());
-        let served = connection::serve(stream, Arc::clone(&builder), service, limits, drain.watch());
-        let open = InFlight::new(open_connections.clone());
-        tokio::spawn(async move {
-            let _counted = (permit, open);
-            served.await;
-        });
-    }
+    let admin = tokio::spawn(admin::serve(admin_listener, Arc::clone(&health), exporter.map(Arc::new)));
+    let drain = Drain::new();
+    let service = service::stack(live, &settings);
+    let public = Listener {
+        socket: listeners.public,
+        builder: Arc::new(http_builder(Protocols::Http1AndH2c)),
+        limits: Limits::of(&settings),
+        max_connections: settings.max_connections,
+        open_connections: Some(metrics::open_connections()),
+    };
+    public.accept(&drain, || TowerToHyperService::new(service.clone()), shutdown).await;
     health.start_draining();
-    drop(listeners.public);
     tracing::info!(grace = ?settings.shutdown_grace, "draining: no new connections, finishing requests in flight");
     if tokio::time::timeout(settings.shutdown_grace, drain.drain()).await.is_err() {
         tracing::warn!("shutdown_grace elapsed with requests still in flight; closing them");
@@ -121,14 +102,79 @@ pub async fn run(
     tracing::info!("stopped");
 }
 
-/// HTTP/1.1 and h2c with bounded heads and timers installed (without a timer hyper silently
-/// disables `header_read_timeout`).
-fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+/// A bound listener and how its connections are served.
+pub struct Listener {
+    socket: TcpListener,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Limits,
+    max_connections: usize,
+    /// The gauge of open connections, if this listener's are counted.
+    open_connections: Option<Gauge>,
+}
+
+impl Listener {
+    /// Accepts connections until `shutdown` resolves (then closes the socket), at most
+    /// `max_connections` open at once (more are closed at accept), each served by
+    /// [`connection::serve`] with a service from `service` and a watch on `drain`.
+    pub async fn accept<S>(self, drain: &Drain, service: impl Fn() -> S, shutdown: impl Future<Output = ()>)
+    where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let connections = Arc::new(Semaphore::new(self.max_connections));
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                accepted = self.socket.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => return,
+            };
+            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                tracing::debug!(
+                    max = self.max_connections,
+                    "connection limit reached; closing new connection"
+                );
+                continue;
+            };
+            let served =
+                connection::serve(stream, Arc::clone(&self.builder), service(), self.limits, drain.watch());
+            let open = self.open_connections.clone().map(InFlight::new);
+            tokio::spawn(async move {
+                let _counted = (permit, open);
+                served.await;
+            });
+        }
+    }
+}
+
+/// The protocols a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocols {
+    Http1,
+    Http1AndH2c,
+}
+
+/// Bounded heads (more than [`MAX_HEADERS`] headers or [`MAX_HEAD_BYTES`]: 431; hyper checks
+/// the size only while a head is incomplete, so [`connection`] also never lets a head's reads
+/// go past it). hyper's own
+/// head timer is off: [`connection`] enforces `header_read_timeout` (hyper's starts when the
+/// previous answer is sent, so it closes idle keep-alive connections); the timers stay
+/// installed (without one hyper silently disables its timeouts).
+fn http_builder(protocols: Protocols) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(None)
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
@@ -137,5 +183,8 @@ fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .max_concurrent_streams(256);
-    builder
+    match protocols {
+        Protocols::Http1 => builder.http1_only(),
+        Protocols::Http1AndH2c => builder,
+    }
 }

@@ -181,6 +181,20 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_apply_at_restart() {
+        let mut new = base();
+        new["server"]["keep_alive_timeout"] = json!("90s");
+        new["server"]["admin_max_connections"] = json!(16);
+        assert_eq!(
+            listed(&base(), &new),
+            [
+                "server.keep_alive_timeout added (applies at restart)",
+                "server.admin_max_connections added (applies at restart)"
+            ]
+        );
+    }
+
+    #[test]
     fn fnv1a_matches_the_reference_vectors() {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);

@@ -16,10 +16,13 @@ pub struct RawServer {
     pub request_timeout: Option<Text>,
     pub shutdown_grace: Option<Text>,
     pub header_read_timeout: Option<Text>,
+    pub keep_alive_timeout: Option<Text>,
+    pub max_connection_age: Option<Text>,
     pub max_request_body: Option<Text>,
     pub max_in_flight: Option<Text>,
     pub max_connections: Option<Text>,
     pub max_response_body: Option<Text>,
+    pub admin_max_connections: Option<Text>,
     pub config_poll: Option<Text>,
     pub cors: Option<RawCors>,
 }

@@ -87,8 +87,14 @@ pub struct ServerSettings {
     pub request_timeout: Duration,
     /// Drain time after SIGTERM (default 20s).
     pub shutdown_grace: Duration,
-    /// Time a connection has to send its first byte and each request head (default 5s).
+    /// Time a connection has from accept to complete its first request head (h2: preface and
+    /// first HEADERS), and each later HTTP/1.1 head from its first byte (default 5s).
     pub header_read_timeout: Duration,
+    /// Time a connection may stay open with no request in flight (default 75s).
+    pub keep_alive_timeout: Duration,
+    /// Age at which a connection is asked to close (HTTP/1.1: `Connection: close` on the next
+    /// answer; h2: GOAWAY); `None` (the default): never.
+    pub max_connection_age: Option<Duration>,
     /// Largest accepted request body, by `Content-Length` (default 1MiB).
     pub max_request_body: usize,
     /// Requests served at once; more get 503 + `Retry-After` (default 10000).
@@ -97,6 +103,8 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// The default `max_response_body` of every endpoint (default 8MiB).
     pub max_response_body: usize,
+    /// Open connections to the admin listener; more are closed at accept (default 256).
+    pub admin_max_connections: usize,
     /// How often the config file is checked for changes to reload (default 1s); `off`: never
     /// (SIGHUP still reloads).
     pub config_poll: Option<Duration>,
@@ -269,15 +277,15 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
         request_timeout: c.duration("request_timeout", raw.request_timeout, "2s"),
         shutdown_grace: c.duration("shutdown_grace", raw.shutdown_grace, "20s"),
         header_read_timeout: c.duration("header_read_timeout", raw.header_read_timeout, "5s"),
+        keep_alive_timeout: c.duration("keep_alive_timeout", raw.keep_alive_timeout, "75s"),
+        max_connection_age: c.duration_or_off("max_connection_age", raw.max_connection_age, None),
         max_request_body: c.size("max_request_body", raw.max_request_body, "1MiB"),
         max_in_flight: c.count("max_in_flight", raw.max_in_flight, 10_000),
         max_connections: c.count("max_connections", raw.max_connections, 25_000),
         max_response_body: c.size("max_response_body", raw.max_response_body, "8MiB"),
+        admin_max_connections: c.count("admin_max_connections", raw.admin_max_connections, 256),
         cors: raw.cors.map(|cors| cors_settings(cors, &mut c)),
-        config_poll: match raw.config_poll {
-            Some(Text(off)) if off.trim() == "off" => None,
-            poll => Some(c.duration("config_poll", poll, "1s")),
-        },
+        config_poll: c.duration_or_off("config_poll", raw.config_poll, Some("1s")),
     }
 }
 
@@ -728,6 +736,12 @@ impl Checker<'_> {
             self.error(key, e);
             Duration::from_secs(1)
         })
+    }
+
+    /// A duration, or none when written `off` (or absent without a `default`).
+    fn duration_or_off(&mut self, key: &str, value: Option<Text>, default: Option<&str>) -> Option<Duration> {
+        let text = value.map(|t| t.0).or_else(|| default.map(str::to_owned))?;
+        (text.trim() != "off").then(|| self.duration(key, Some(Text(text)), ""))
     }
 
     fn size(&mut self, key: &str, value: Option<Text>, default: &str) -> usize {

@@ -462,3 +462,35 @@ fn urls_in_messages_hide_their_password() {
     );
     assert!(errors.contains("telemetry.otlp_endpoint: invalid URL \"ftp://ann:***@collector\""), "{errors}");
 }
+
+#[test]
+fn connection_lifetimes_have_defaults_and_are_checked() {
+    let settings = validate(valid_tree()).unwrap();
+    assert_eq!(settings.server.keep_alive_timeout, Duration::from_secs(75));
+    assert_eq!(settings.server.max_connection_age, None, "off by default");
+    assert_eq!(settings.server.admin_max_connections, 256);
+
+    let mut tree = valid_tree();
+    tree["server"]["max_connection_age"] = json!("10m");
+    tree["server"]["keep_alive_timeout"] = json!("90s");
+    let settings = validate(tree).unwrap();
+    assert_eq!(settings.server.max_connection_age, Some(Duration::from_secs(600)));
+    assert_eq!(settings.server.keep_alive_timeout, Duration::from_secs(90));
+
+    let mut tree = valid_tree();
+    tree["server"]["max_connection_age"] = json!("off");
+    assert_eq!(validate(tree).unwrap().server.max_connection_age, None);
+
+    let mut tree = valid_tree();
+    tree["server"]["keep_alive_timeout"] = json!("500us");
+    tree["server"]["max_connection_age"] = json!("0s");
+    tree["server"]["admin_max_connections"] = json!(0);
+    assert_eq!(
+        errors_of(tree),
+        [
+            "server.keep_alive_timeout: duration \"500us\" must be at least 1ms",
+            "server.max_connection_age: duration \"0s\" must be at least 1ms",
+            "server.admin_max_connections: \"0\" must be a whole number from 1 to 10000000",
+        ]
+    );
+}
