@@ -210,3 +210,29 @@ async fn bodies_under_the_limit_pass_however_many_pieces_they_arrive_in() {
         assert_eq!(body["chunked"].as_str().map(str::len), Some(59_998), "round {round}");
     }
 }
+
+#[tokio::test]
+async fn compressed_bodies_are_never_decompressed() {
+    // `{"a":1}` gzipped: a gateway that decompressed would splice it; fanout never asks for
+    // compression and never inflates a body (no decompression bomb), so it is not JSON.
+    let gzipped = vec![
+        31, 139, 8, 0, 0, 0, 0, 0, 2, 3, 171, 86, 74, 84, 178, 50, 172, 5, 0, 175, 172, 27, 86, 7, 0, 0, 0,
+    ];
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        gzipped.len()
+    );
+    let backend = crate::support::raw_backend(&head, vec![gzipped], Duration::ZERO).await;
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\nbackends:\n  z: {{ url: \"{backend}\" }}\n\
+         endpoints:\n  - route: GET /page\n    forward_headers: [accept-language]\n    calls:\n      z: {{ backend: z, path: /z }}\n"
+    );
+    let gateway = Gateway::start(&yaml);
+
+    let response =
+        client().get(format!("{}/page", gateway.url)).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["_errors"]["z"]["error"], "invalid_body", "{body}");
+    assert!(body.get("z").is_none());
+}
