@@ -122,8 +122,9 @@ pub async fn run(
 }
 
 /// HTTP/1.1 and h2c with bounded heads and timers installed (without a timer hyper silently
-/// disables `header_read_timeout`).
-fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+/// disables `header_read_timeout`). Public for the request-head fuzz target, which serves it
+/// over in-memory connections.
+pub fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
