@@ -18,6 +18,9 @@ pub use config::config;
 pub use request_head::request_head;
 pub use templates::templates;
 
+/// A fuzz target: takes any bytes, panics when an invariant does not hold.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the directory names under `fuzz/corpus/`).
-pub const TARGETS: [(&str, fn(&[u8])); 4] =
+pub const TARGETS: [(&str, Target); 4] =
     [("body", body), ("config", config), ("request_head", request_head), ("templates", templates)];
