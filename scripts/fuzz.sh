@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the cargo-fuzz targets of fuzz/ one after the other (one worker each: the CPUs are
+# Runs the cargo-fuzz targets of fuzz/ one after the other (one process each: the CPUs are
 # shared), each on a scratch copy of its committed seed corpus, and prints one summary line per
 # target. Usage: scripts/fuzz.sh [TARGET...]   (default: every target; docs/fuzzing.md)
 #   FUZZ_TIME=S   seconds per target; when unset, FUZZ_RUNS executions per target
@@ -33,7 +33,7 @@ for target in "${TARGETS[@]}"; do
   log=$LOGS/$target.log
   # New inputs go to the first directory (scratch); the seeds are only read.
   if ! cargo fuzz run "${FLAGS[@]}" "$target" "$work" "fuzz/corpus/$target" -- \
-    "${LIMIT[@]}" -workers=1 -jobs=1 -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+    "${LIMIT[@]}" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "fuzz: $target FAILED (input in fuzz/artifacts/$target/, log in $log)" >&2
     exit 1

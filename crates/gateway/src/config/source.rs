@@ -121,7 +121,9 @@ fn expand(text: &str, env: &HashMap<String, String>, filled: &mut Filled) -> Res
         match env.get(name) {
             Some(value) => {
                 out.push_str(value);
-                filled.0.push((name.to_owned(), value.clone()));
+                if !filled.0.iter().any(|(seen, _)| seen == name) {
+                    filled.0.push((name.to_owned(), value.clone()));
+                }
             }
             None => return Err(format!("environment variable {name} is not set (used as ${{{name}}})")),
         }
