@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build run test test-rust lint fmt check-config openapi check-openapi check-deploy check-load load bench cost bench-pure clean ci
+.PHONY: help build run test test-rust lint fmt check-config openapi check-openapi check-deploy check-load check-fuzz fuzz load bench cost bench-pure clean ci
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -13,7 +13,7 @@ build: ## Build the fanout and mockend binaries (debug)
 run: ## Build and start the demo: five simulated backends + the gateway (Ctrl-C stops both)
 	bash scripts/with_demo.sh
 
-test: test-rust check-openapi check-deploy check-load ## Every test: cargo tests, OpenAPI contract, deploy checks, load smoke test
+test: test-rust check-openapi check-deploy check-load check-fuzz ## Every test: cargo tests, OpenAPI contract, deploy checks, load and fuzz smoke tests
 	@echo "test: everything passed"
 
 test-rust: build ## Unit tests and end-to-end tests against the real binary (the quick loop)
@@ -39,6 +39,12 @@ check-deploy: ## Lint the Dockerfile, build what it builds, validate the manifes
 
 check-load: ## make load smoke test against the demo: closed loop and fixed rate, 2 s each
 	bash scripts/check_load.sh
+
+check-fuzz: ## Fuzz smoke test: every cargo-fuzz target for 20 s (installs cargo-fuzz if missing)
+	FUZZ_TIME=20 bash scripts/fuzz.sh
+
+fuzz: ## Run every fuzz target, one at a time (FUZZ_RUNS=1000000 executions each, or FUZZ_TIME=seconds; docs/fuzzing.md)
+	bash scripts/fuzz.sh
 
 load: ## Load-test a running gateway with oha vs a direct-backend baseline (MODE=closed|rate, RATE, DURATION; docs/load-testing.md)
 	bash scripts/load.sh

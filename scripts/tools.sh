@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the tools the checks need, each only when missing, and prints nothing else on
-# success. Usage: scripts/tools.sh python|kubectl|oha ...
+# success. Usage: scripts/tools.sh python|kubectl|oha|cargo-fuzz ...
 #   python   a virtualenv at .tools/venv with scripts/requirements-tools.txt (hadolint,
 #            kubernetes-validate, openapi-spec-validator, schemathesis, PyYAML)
 #   kubectl  kubectl (its built-in kustomize renders offline), from Debian when missing
 #   oha      the HTTP load generator, with cargo (a few minutes on 2 cores)
+#   cargo-fuzz  the libFuzzer driver for fuzz/, with cargo (a minute or two on 2 cores)
 # Scripts that need them source nothing: they call this, then use .tools/venv/bin/… directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,11 +35,18 @@ install_oha() {
   cargo install oha --locked --quiet >&2
 }
 
+install_cargo_fuzz() {
+  command -v cargo-fuzz >/dev/null 2>&1 && return
+  echo "tools: cargo-fuzz not found: installing it with cargo" >&2
+  cargo install cargo-fuzz --locked --quiet >&2
+}
+
 for tool in "$@"; do
   case "$tool" in
     python) install_python ;;
     kubectl) install_kubectl ;;
     oha) install_oha ;;
-    *) echo "tools.sh: unknown tool '$tool' (python, kubectl, oha)" >&2; exit 2 ;;
+    cargo-fuzz) install_cargo_fuzz ;;
+    *) echo "tools.sh: unknown tool '$tool' (python, kubectl, oha, cargo-fuzz)" >&2; exit 2 ;;
   esac
 done

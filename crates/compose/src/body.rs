@@ -1,8 +1,70 @@
 //! Assembly of the grouped response body, `{"user":{…},"orders":[…],"_errors":{…}}`. Call
-//! bodies arrive as already-validated JSON bytes and are spliced in as they are: no tree, no
-//! re-serialisation. Keys are JSON-escaped once, at config load ([`json_key`]).
+//! bodies are checked once as they arrive ([`check_json`]: strict, but no tree) and spliced in
+//! as they are: no re-serialisation. Keys are JSON-escaped once, at config load ([`json_key`]).
 
 use serde::Serialize;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+
+/// Checks that `bytes` is one JSON document that may be spliced raw: what `serde_json` parses
+/// into a `Value` and nothing else — valid UTF-8 (also in `\u` escapes: no lone surrogates),
+/// numbers in range, nesting at most 127 levels deep (`serde_json`'s limit). No tree is built:
+/// strings are borrowed, and only an escaped one is copied (into a reused buffer).
+pub fn check_json(bytes: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<Checked>(bytes).map(|Checked| ()).map_err(|e| e.to_string())
+}
+
+/// A JSON value that was read through and dropped: every string visited as `str`, every
+/// number as a number, every container entered under `serde_json`'s depth limit.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Checked)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+}
 
 /// The `_errors` entry for a call that failed: `{"error":"timeout","elapsed_ms":300}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -166,6 +228,33 @@ mod tests {
         b.push_list(&json_key("items"), &[&b"{\"a\":1}"[..], b"null", b"2"]);
         b.push_list::<&[u8]>(&json_key("none"), &[]);
         assert_eq!(parse(&b.finish()), json!({"items": [{"a": 1}, null, 2], "none": []}));
+    }
+
+    #[test]
+    fn check_json_accepts_exactly_what_serde_json_parses() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth)).into_bytes();
+        let cases: [&[u8]; 12] = [
+            br#" {"a": [1, -2.5e3, "x\n\u00e9", true, null], "b": {}} "#,
+            b"\"\xff\"",
+            b"{\"\xc3\":1}",
+            br#""\ud800""#,
+            br#""\ud83d\ude00""#,
+            b"1e400",
+            b"-0",
+            b"[1,]",
+            b"{} {}",
+            b"",
+            &nested(127),
+            &nested(128),
+        ];
+        for bytes in cases {
+            let strict = serde_json::from_slice::<Value>(bytes).is_ok();
+            assert_eq!(check_json(bytes).is_ok(), strict, "{:?}", String::from_utf8_lossy(bytes));
+        }
+        assert!(check_json(&nested(127)).is_ok());
+        assert!(check_json(&nested(128)).unwrap_err().contains("recursion limit"));
+        assert!(check_json(b"\"\xff\"").is_err(), "invalid UTF-8 in a string");
+        assert!(check_json(br#""\ud800""#).is_err(), "a lone surrogate");
     }
 
     #[test]

@@ -201,8 +201,7 @@ impl<'a> CallRequest<'a> {
             return Err(CallError::Status(status.as_u16()));
         }
         let body = read_capped(response, backend.max_response_body).await?;
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-            .map_err(|e| CallError::InvalidBody(e.to_string()))?;
+        compose::check_json(&body).map_err(CallError::InvalidBody)?;
         Ok(body)
     }
 }

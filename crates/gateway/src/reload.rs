@@ -40,8 +40,19 @@ pub struct Candidate {
 
 /// Loads, checks and compiles the config at `path` (blocking: reads the file).
 pub fn compile(path: &Path, env: &HashMap<String, String>) -> Result<Candidate, ConfigErrors> {
-    let config::Loaded { tree, version, settings } = config::load(path, env)?;
-    Ok(Candidate { plan: Plan::build(settings)?, tree, version })
+    Candidate::new(config::load(path, env)?)
+}
+
+impl Candidate {
+    /// Compiles a loaded config (what [`compile`] does after reading the file).
+    pub fn new(loaded: config::Loaded) -> Result<Self, ConfigErrors> {
+        let config::Loaded { tree, version, settings, redactions } = loaded;
+        Ok(Candidate {
+            plan: Plan::build(settings).map_err(|errors| redactions.apply(errors))?,
+            tree,
+            version,
+        })
+    }
 }
 
 /// Everything one config version serves with.

@@ -158,18 +158,20 @@ impl Listener {
 
 /// The protocols a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocols {
+pub enum Protocols {
+    /// HTTP/1.1 only (the admin listener).
     Http1,
+    /// HTTP/1.1 and h2 with prior knowledge (the public listener).
     Http1AndH2c,
 }
 
 /// Bounded heads (more than [`MAX_HEADERS`] headers or [`MAX_HEAD_BYTES`]: 431; hyper checks
 /// the size only while a head is incomplete, so [`connection`] also never lets a head's reads
-/// go past it). hyper's own
-/// head timer is off: [`connection`] enforces `header_read_timeout` (hyper's starts when the
+/// go past it). hyper's own head timer is off: [`connection`] enforces `header_read_timeout` (hyper's starts when the
 /// previous answer is sent, so it closes idle keep-alive connections); the timers stay
-/// installed (without one hyper silently disables its timeouts).
-fn http_builder(protocols: Protocols) -> auto::Builder<TokioExecutor> {
+/// installed (without one hyper silently disables its timeouts). Public for the request-head
+/// fuzz target, which serves it over in-memory connections.
+pub fn http_builder(protocols: Protocols) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

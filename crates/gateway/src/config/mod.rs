@@ -13,7 +13,7 @@ mod validate;
 pub use diff::{Change, Version, changes, fnv1a};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{LogFormat, Merge};
-pub use source::read;
+pub use source::{Read, Redactions, read, read_str};
 pub use validate::{
     BackendConfig, CallConfig, CorsSettings, EndpointConfig, ServerSettings, Settings, TelemetrySettings,
     validate,
@@ -33,12 +33,26 @@ pub struct Loaded {
     pub version: Version,
     /// The validated settings.
     pub settings: Settings,
+    /// How to hide the `${VAR}` values filled in, in later errors (those of building the plan).
+    pub redactions: Redactions,
 }
 
 /// Reads and validates the config file at `path` with `env` as the process environment. Error
 /// messages show values as written (`${USERS_API_KEY}`), never as filled in.
 pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Loaded, ConfigErrors> {
-    let read = read(path, env)?;
-    let settings = validate(read.filled).map_err(|errors| read.redactions.apply(errors))?;
-    Ok(Loaded { version: Version::of(&read.written), tree: read.written, settings })
+    Loaded::new(read(path, env)?)
+}
+
+/// [`load`] for YAML text instead of a file (`origin` names it in errors).
+pub fn load_str(yaml: &str, origin: &str, env: &HashMap<String, String>) -> Result<Loaded, ConfigErrors> {
+    Loaded::new(read_str(yaml, origin, env)?)
+}
+
+impl Loaded {
+    /// Validates a config as read; the errors show no filled-in value.
+    fn new(read: Read) -> Result<Self, ConfigErrors> {
+        let Read { written, filled, redactions } = read;
+        let settings = validate(filled).map_err(|errors| redactions.apply(errors))?;
+        Ok(Loaded { version: Version::of(&written), tree: written, settings, redactions })
+    }
 }

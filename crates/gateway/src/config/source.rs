@@ -53,13 +53,29 @@ impl Redactions {
 
 /// Reads `path` and overlays the `FANOUT__…` variables of `env`; `${VAR}` is filled from `env`.
 pub fn read(path: &Path, env: &HashMap<String, String>) -> Result<Read, ConfigErrors> {
-    let mut errors = ConfigErrors::default();
     if !path.is_file() {
+        let mut errors = ConfigErrors::default();
         errors.push("", format!("cannot read config file {}: not a readable file", path.display()));
         return Err(errors);
     }
+    let file = config::File::from(path).format(config::FileFormat::Yaml);
+    build(file, &path.display().to_string(), env)
+}
+
+/// [`read`] for YAML text instead of a file (`origin` names it in errors).
+pub fn read_str(yaml: &str, origin: &str, env: &HashMap<String, String>) -> Result<Read, ConfigErrors> {
+    build(config::File::from_str(yaml, config::FileFormat::Yaml), origin, env)
+}
+
+/// Loads `file` under the environment overrides, then fills in `${VAR}`.
+fn build(
+    file: impl config::Source + Send + Sync + 'static,
+    origin: &str,
+    env: &HashMap<String, String>,
+) -> Result<Read, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
     let built = config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Yaml))
+        .add_source(file)
         .add_source(
             config::Environment::with_prefix("FANOUT")
                 .prefix_separator("__")
@@ -71,7 +87,7 @@ pub fn read(path: &Path, env: &HashMap<String, String>) -> Result<Read, ConfigEr
     let written = match built {
         Ok(tree) => tree,
         Err(e) => {
-            errors.push("", format!("cannot load {}: {e}", path.display()));
+            errors.push("", format!("cannot load {origin}: {e}"));
             return Err(errors);
         }
     };

@@ -217,7 +217,9 @@ pub fn validate(tree: Value) -> Result<Settings, ConfigErrors> {
         return Err(errors);
     };
     for key in top.keys().filter(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
-        errors.push(key.clone(), format!("unknown key (expected one of: {})", TOP_LEVEL_KEYS.join(", ")));
+        // An empty key (`: x`, or a YAML null key) still gets a visible key path.
+        let path = if key.is_empty() { "\"\"".to_owned() } else { key.clone() };
+        errors.push(path, format!("unknown key (expected one of: {})", TOP_LEVEL_KEYS.join(", ")));
     }
     let server = optional::<RawServer>(top.remove("server"), "server", &mut errors);
     let server = server_settings(server, &mut errors);

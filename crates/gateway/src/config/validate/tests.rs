@@ -114,6 +114,12 @@ fn structural_mistakes_are_reported() {
         ["backends: is required", "endpoints: at least one endpoint is required"]
     );
     assert_eq!(
+        errors_of(
+            json!({"": 1, "backends": {"a": {"url": "http://a"}}, "endpoints": [{"route": "GET /", "calls": {"x": {"backend": "a", "path": "/"}}}]})
+        ),
+        [r#""": unknown key (expected one of: server, telemetry, backends, endpoints)"#]
+    );
+    assert_eq!(
         errors_of(json!({"backends": {"a": {"url": "http://a"}}, "endpoints": {"x": 1}})),
         ["endpoints: must be a list of endpoints"]
     );
