@@ -7,11 +7,9 @@
 //! (same head limits and deadlines, see [`crate::connection`]), HTTP/1.1 only, at most
 //! `server.admin_max_connections` at once.
 
-use crate::connection::Drain;
 use crate::openapi;
 use crate::problem::{Body, Problem};
 use crate::reload::Live;
-use crate::server::Listener;
 use crate::telemetry::metrics::Exporter;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -44,19 +42,29 @@ impl Health {
     }
 }
 
-/// Serves the admin endpoints on `listener` until the task is dropped (its connections are
-/// then asked to close); `/metrics` when an `exporter` is given.
-pub async fn serve(listener: Listener, health: Arc<Health>, exporter: Option<Arc<Exporter>>) {
-    let drain = Drain::new();
-    let service = || {
-        let health = Arc::clone(&health);
-        let exporter = exporter.clone();
-        hyper::service::service_fn(move |request| {
-            let response = respond(&health, exporter.as_deref(), &request);
-            std::future::ready(Ok::<_, Infallible>(response))
-        })
-    };
-    listener.accept(&drain, service, std::future::pending()).await;
+/// The admin endpoints as a service (one clone per connection); `/metrics` when an `exporter`
+/// is given.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    health: Arc<Health>,
+    exporter: Option<Arc<Exporter>>,
+}
+
+impl Admin {
+    /// Reports on `health`, and serves `exporter`'s metrics if any.
+    pub fn new(health: Arc<Health>, exporter: Option<Arc<Exporter>>) -> Self {
+        Self { health, exporter }
+    }
+}
+
+impl<B> hyper::service::Service<Request<B>> for Admin {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn call(&self, request: Request<B>) -> Self::Future {
+        std::future::ready(Ok(respond(&self.health, self.exporter.as_deref(), &request)))
+    }
 }
 
 /// The admin paths; each answers GET and HEAD.

@@ -5,7 +5,7 @@
 //! `/readyz` turns 503, the public listener closes, in-flight requests get `shutdown_grace` to
 //! finish.
 
-use crate::admin::{self, Health};
+use crate::admin::{Admin, Health};
 use crate::connection::{self, Drain, Limits, MAX_HEAD_BYTES};
 use crate::plan::Plan;
 use crate::problem::Body;
@@ -82,7 +82,11 @@ pub async fn run(
         max_connections: settings.admin_max_connections,
         open_connections: None,
     };
-    let admin = tokio::spawn(admin::serve(admin_listener, Arc::clone(&health), exporter.map(Arc::new)));
+    let admin_service = Admin::new(Arc::clone(&health), exporter.map(Arc::new));
+    // Admin connections are never drained: the task is dropped at exit, closing them.
+    let admin = tokio::spawn(async move {
+        admin_listener.accept(&Drain::new(), || admin_service.clone(), std::future::pending()).await;
+    });
     let drain = Drain::new();
     let service = service::stack(live, &settings);
     let public = Listener {
