@@ -10,7 +10,7 @@ pub mod shape;
 pub mod template;
 pub mod timing;
 
-pub use body::{BodyBuilder, ErrorEntry, check_json, json_key, write_list};
+pub use body::{BodyBuilder, ErrorEntry, MAX_BODY_NESTING, check_json, json_key, write_list};
 pub use graph::{Cycle, Graph, Schedule};
 pub use path::{JsonPath, LookupError, PathError, Segment, scalar_text};
 pub use shape::{Shape, ShapeError};
