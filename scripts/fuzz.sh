@@ -18,7 +18,12 @@ bash scripts/tools.sh cargo-fuzz
 # cargo-fuzz needs nightly flags; the stable toolchain accepts them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
 # cargo-fuzz has no --locked: check fuzz/Cargo.lock is current (and fetch) first.
-cargo fetch --locked --quiet --manifest-path fuzz/Cargo.toml
+if ! cargo fetch --locked --quiet --manifest-path fuzz/Cargo.toml; then
+  echo "fuzz: fuzz/Cargo.lock is out of date (a workspace crate's dependencies changed): run" >&2
+  echo "  cargo metadata --offline --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null" >&2
+  echo "and commit fuzz/Cargo.lock" >&2
+  exit 1
+fi
 # Safe Rust only (unsafe_code = forbid): AddressSanitizer would halve the speed for nothing.
 FLAGS=(--fuzz-dir fuzz --sanitizer none)
 started=$SECONDS
