@@ -6,7 +6,7 @@
 //! Invariants: no panic (cargo-fuzz aborts on a panic in any task); no HTTP/1.1 answer is a
 //! `500`; once the client has sent its bytes and closed its side, the server ends the
 //! connection within [`DEADLINE`]. (h2c answers are binary frames: for them, no panic and the
-//! deadline. The first-byte and idle deadlines of `connection.rs` are not part of this target.)
+//! deadline. The head deadlines and keep-alive watchdog of `connection.rs` are not part of this target.)
 
 use gateway::config;
 use gateway::reload::{Candidate, Live};
