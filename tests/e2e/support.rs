@@ -157,11 +157,6 @@ impl Gateway {
         assert!(status.success());
     }
 
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The config file the gateway was started with.
     pub fn config_file(&self) -> &std::path::Path {
         &self.file
