@@ -7,6 +7,7 @@
 #   MODE=off       telemetry off (no metrics, no tracing)
 #   MODE=metrics   metrics on (the default config)
 #   MODE=otlp      metrics + OTLP export, SAMPLING (default 1.0) of requests traced
+#   LOG_LEVEL      telemetry.log_level (default warn: no per-request line; info adds it)
 # N (default 2000) pages. Output: target/callgrind/MODE*.out (open with callgrind_annotate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +20,10 @@ bash scripts/tools.sh oha
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 2; }
 # shellcheck source=scripts/release_backends.sh
 source scripts/release_backends.sh
-env=(FANOUT__TELEMETRY__LOG_LEVEL=warn FANOUT__TELEMETRY__LOG_FORMAT=json)
+LOG_LEVEL=${LOG_LEVEL:-warn}
+env=(FANOUT__TELEMETRY__LOG_LEVEL="$LOG_LEVEL" FANOUT__TELEMETRY__LOG_FORMAT=json)
 tag=$MODE
+[ "$LOG_LEVEL" = warn ] || tag="$tag-$LOG_LEVEL"
 case "$MODE" in
   off) env+=(FANOUT__TELEMETRY__METRICS=false) ;;
   metrics) ;;
