@@ -100,8 +100,8 @@ async fn every_request_logs_one_line_with_its_request_id_and_call_outcomes() {
     assert_eq!(access.len(), 2);
     for (line, id) in access.iter().zip(["req-1", "req-2"]) {
         assert_eq!(line["span"]["request_id"], id);
-        assert_eq!(line["span"]["http.route"], "GET /page");
-        assert_eq!(line["span"]["calls"], "a:ok");
+        assert_eq!(line["http.route"], "GET /page");
+        assert_eq!(line["calls"], "a:ok");
         assert_eq!(line["status"], 200);
         assert!(line["duration_ms"].as_f64().unwrap() > 0.0);
     }

@@ -7,7 +7,7 @@ use crate::plan::{CallPlan, EndpointPlan};
 use crate::problem::{Body, Problem};
 use crate::respond;
 use crate::telemetry::metrics::PlanMetrics;
-use crate::telemetry::{otel, trace_context};
+use crate::telemetry::{REQUEST_LOG_TARGET, otel, trace_context};
 use compose::{Inputs, push_query_pair};
 use downstream::{CallError, CallOutcome, CallRequest, Execution, FanOut, Propagate, Step};
 use http::header::{CONNECTION, COOKIE};
@@ -18,7 +18,8 @@ use tokio::time::Instant;
 /// Header carrying the request id, taken from the client or generated.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Serves `endpoint` for a request with these raw route `params`, `uri` and `headers`.
+/// Serves `endpoint` for a request with these raw route `params`, `uri` and `headers`; also
+/// returns the calls' outcomes for the request log line, when it is logged.
 pub async fn serve(
     endpoint: &EndpointPlan,
     metrics: &PlanMetrics,
@@ -26,7 +27,7 @@ pub async fn serve(
     params: &matchit::Params<'_, '_>,
     uri: &Uri,
     headers: &HeaderMap,
-) -> Response<Body> {
+) -> (Response<Body>, Option<String>) {
     let started = Instant::now();
     let deadline = started + endpoint.timeout;
     // matchit yields parameters in path order, the order templates index them by.
@@ -34,7 +35,7 @@ pub async fn serve(
     for call in &endpoint.calls {
         if let Err((index, reason)) = call.template.check_params(&values) {
             let name = endpoint.params.get(index).map_or("", |n| &**n);
-            return Problem::BadParameter { name, reason }.response();
+            return (Problem::BadParameter { name, reason }.response(), None);
         }
     }
     let mut forwarded: Vec<HeaderMap> =
@@ -63,19 +64,18 @@ pub async fn serve(
         |call, outcomes| steps.next(call, outcomes),
     )
     .await;
-    record_calls(endpoint, metrics, &execution);
+    let calls = record_calls(endpoint, metrics, &execution);
     let response = respond::compose(endpoint, &execution, started);
     if response.headers().get(respond::X_FANOUT_COMPLETE).is_some_and(|v| v == "false") {
         metrics.partial(endpoint.index);
     }
-    response
+    (response, calls)
 }
 
-/// Records every finished call in the metrics and, when the request span is logged, its
-/// outcomes as the span's `calls` field (`product:ok price:timeout …`).
-fn record_calls(endpoint: &EndpointPlan, metrics: &PlanMetrics, execution: &Execution) {
-    let span = tracing::Span::current();
-    let mut summary = (!span.is_disabled()).then(String::new);
+/// Records every finished call in the metrics; when the request line is logged, returns their
+/// outcomes for it (`product:ok price:timeout …`).
+fn record_calls(endpoint: &EndpointPlan, metrics: &PlanMetrics, execution: &Execution) -> Option<String> {
+    let mut summary = tracing::enabled!(target: REQUEST_LOG_TARGET, tracing::Level::INFO).then(String::new);
     for (call, outcome) in endpoint.calls.iter().zip(&execution.outcomes) {
         let Some(outcome) = outcome else { continue };
         let error = outcome.result.as_ref().err().map(CallError::kind);
@@ -89,9 +89,7 @@ fn record_calls(endpoint: &EndpointPlan, metrics: &PlanMetrics, execution: &Exec
             summary.push_str(error.unwrap_or("ok"));
         }
     }
-    if let Some(summary) = summary {
-        span.record("calls", summary);
-    }
+    summary
 }
 
 /// Decides, per call, what to send once the calls it depends on are done.

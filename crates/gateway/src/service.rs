@@ -18,7 +18,7 @@ use crate::problem::{Body, Problem};
 use crate::reload::Live;
 use crate::respond::{self, SERVER_TIMING};
 use crate::telemetry::metrics::PlanMetrics;
-use crate::telemetry::{otel, stall};
+use crate::telemetry::{REQUEST_LOG_TARGET, otel, stall, trace_context};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response};
 use std::convert::Infallible;
@@ -98,18 +98,23 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         // once started, so for a traced request the route is looked up here as well.
         let route =
             if sampled { serving.plan.route(request.uri().path()).map(|(e, _)| &*e.route) } else { None };
+        // Every field is given here, once: recording one later makes the JSON log formatter
+        // parse and rewrite all of them. Only a traced request records (its trace id and, at
+        // the end, its status, as span attributes).
+        let caller_trace = (telemetry.otlp_endpoint.is_some() && !sampled)
+            .then(|| trace_context::traceparent(request.headers()).map(|parent| parent.trace_id))
+            .flatten();
         let make_span = || {
             tracing::info_span!(
                 REQUEST_SPAN,
                 otel.name = route.unwrap_or(UNMATCHED_SPAN_NAME),
                 otel.kind = "server",
                 http.request.method = method_label(request.method()),
-                http.route = field::Empty,
+                http.route = route,
                 http.response.status_code = field::Empty,
                 request_id =
                     request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
-                calls = field::Empty,
-                trace_id = field::Empty,
+                trace_id = caller_trace,
             )
         };
         let span = match traced {
@@ -118,29 +123,37 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         };
         if sampled {
             otel::continue_trace(&span, request.headers());
-        }
-        if telemetry.otlp_endpoint.is_some()
-            && let Some(trace_id) = otel::trace_id(&span, sampled, request.headers())
-        {
-            span.record("trace_id", trace_id);
+            if let Some(trace_id) = otel::trace_id(&span) {
+                span.record("trace_id", trace_id);
+            }
         }
         let watched = span.clone();
         let future = async move {
             let started = tokio::time::Instant::now();
             let (plan, metrics) = (&serving.plan, &serving.metrics);
             let _active = metrics.request_started();
-            let (mut response, route) = match permit {
+            let Handled { mut response, endpoint, calls } = match permit {
                 Ok(_permit) => handle(plan, metrics, sampled, request).await,
-                Err(_) => (Problem::Overloaded.response(), None),
+                Err(_) => Handled::unrouted(Problem::Overloaded.response()),
             };
             let elapsed = started.elapsed();
             if !response.headers().contains_key(SERVER_TIMING) {
                 respond::insert_timing(&mut response, compose::server_timing([], elapsed));
             }
             let status = response.status().as_u16();
-            metrics.request(route, status, elapsed);
-            tracing::Span::current().record("http.response.status_code", i64::from(status));
-            tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "request");
+            metrics.request(endpoint, status, elapsed);
+            if sampled {
+                tracing::Span::current().record("http.response.status_code", i64::from(status));
+            }
+            let route = endpoint.and_then(|index| plan.endpoints.get(index)).map(|e| &*e.route);
+            tracing::info!(
+                target: REQUEST_LOG_TARGET,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                http.route = route,
+                calls = calls.as_deref(),
+                "request"
+            );
             Ok(response)
         };
         let watched = stall::watch(Box::pin(future.instrument(span)), watched, sampled);
@@ -157,40 +170,50 @@ fn method_label(method: &Method) -> &'static str {
     KNOWN_METHODS.iter().find(|known| **known == method.as_str()).copied().unwrap_or(OTHER_METHOD)
 }
 
-/// Answers one request; also returns the index of the endpoint it matched, if any.
-async fn handle<B>(
-    plan: &Plan,
-    metrics: &PlanMetrics,
-    traced: bool,
-    request: Request<B>,
-) -> (Response<Body>, Option<usize>) {
+/// What came of one request, for its metrics and its log line.
+struct Handled {
+    response: Response<Body>,
+    /// The index of the endpoint it matched, if any.
+    endpoint: Option<usize>,
+    /// Its calls' outcomes (`product:ok price:timeout …`), when the request line is logged.
+    calls: Option<String>,
+}
+
+impl Handled {
+    /// An answer given before any endpoint was matched.
+    fn unrouted(response: Response<Body>) -> Self {
+        Self { response, endpoint: None, calls: None }
+    }
+}
+
+/// Answers one request.
+async fn handle<B>(plan: &Plan, metrics: &PlanMetrics, traced: bool, request: Request<B>) -> Handled {
     let (parts, _body) = request.into_parts();
     if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_LEN {
-        return (Problem::UriTooLong(MAX_URI_LEN).response(), None);
+        return Handled::unrouted(Problem::UriTooLong(MAX_URI_LEN).response());
     }
     if parts.headers.contains_key(TRANSFER_ENCODING) {
-        return (Problem::ChunkedBody.response(), None);
+        return Handled::unrouted(Problem::ChunkedBody.response());
     }
     let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > plan.server.max_request_body as u64) {
-        return (Problem::BodyTooLarge(plan.server.max_request_body).response(), None);
+        return Handled::unrouted(Problem::BodyTooLarge(plan.server.max_request_body).response());
     }
     if plan.telemetry.debug_endpoints
         && let Some(ms) = parts.uri.path().strip_prefix(DEBUG_BLOCK).and_then(|ms| ms.parse::<u64>().ok())
     {
-        return (block_worker(Duration::from_millis(ms.min(10_000))), None);
+        return Handled::unrouted(block_worker(Duration::from_millis(ms.min(10_000))));
     }
     let Some((endpoint, params)) = plan.route(parts.uri.path()) else {
-        return (Problem::NotFound.response(), None);
+        return Handled::unrouted(Problem::NotFound.response());
     };
-    tracing::Span::current().record("http.route", &*endpoint.route);
+    let matched = Some(endpoint.index);
     if parts.method != Method::GET && parts.method != Method::HEAD {
-        return (Problem::MethodNotAllowed.response(), Some(endpoint.index));
+        return Handled { response: Problem::MethodNotAllowed.response(), endpoint: matched, calls: None };
     }
-    (
-        endpoint::serve(endpoint, metrics, traced, &params, &parts.uri, &parts.headers).await,
-        Some(endpoint.index),
-    )
+    let (response, calls) =
+        endpoint::serve(endpoint, metrics, traced, &params, &parts.uri, &parts.headers).await;
+    Handled { response, endpoint: matched, calls }
 }
 
 /// The test-only route that blocks a worker (`telemetry.debug_endpoints`).

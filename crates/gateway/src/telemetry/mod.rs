@@ -16,6 +16,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+/// The target of the one `request` log line per request (the service module's, as before it
+/// was named), so filters such as `gateway::service=warn` keep working.
+pub const REQUEST_LOG_TARGET: &str = "gateway::service";
+
 /// Installs the global subscriber, which writes log lines filtered by the log level (later
 /// calls are ignored). With `tracing`, also installs the subscriber sampled requests run under
 /// ([`otel::dispatch`]): the same log lines, and every `info` span exported whatever the log

@@ -169,15 +169,11 @@ fn random_unit() -> f64 {
     })
 }
 
-/// The trace id to log for a request: its exported span's when sampled, else the caller's (from
-/// `traceparent`), if any.
-pub fn trace_id(span: &tracing::Span, sampled: bool, headers: &HeaderMap) -> Option<String> {
-    if sampled {
-        let context = span.context();
-        let id = context.span().span_context().trace_id();
-        return (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string());
-    }
-    traceparent(headers).map(|parent| parent.trace_id.to_owned())
+/// The trace id of a traced request's exported span.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    let id = context.span().span_context().trace_id();
+    (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
 }
 
 /// Makes `span` a child of the caller's span when `headers` carry a valid `traceparent`.
