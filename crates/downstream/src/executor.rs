@@ -115,10 +115,11 @@ where
     }
 }
 
-/// Collects element outcomes into a list, in input order; failed elements are `null`. Each
-/// element is counted against `budget` as it arrives: one that does not fit fails the call with
-/// `too_large` at once (the requests not yet answered are dropped) and gives back what the list
-/// had taken.
+/// Collects element outcomes into a list, in input order; failed elements are `null` and listed
+/// in `element_errors` (with `fail_on_element_error`, the first one fails the call once every
+/// element is in). Each element is counted against `budget` as it arrives: one that does not fit
+/// fails the call with `too_large` at once (the requests not yet answered are dropped). A list
+/// that fails gives back what it had taken.
 async fn gather(
     mut elements: impl Stream<Item = CallOutcome> + Unpin,
     fail_on_element_error: bool,
@@ -126,31 +127,34 @@ async fn gather(
 ) -> CallOutcome {
     let started = Instant::now();
     let (mut list, mut element_errors) = (Vec::new(), Vec::new());
-    // The brackets, then each element with its comma.
-    let mut taken = 2;
-    let mut result = if budget.take(taken) { Ok(()) } else { Err(CallError::TooLarge(budget.limit())) };
-    while result.is_ok()
-        && let Some(element) = elements.next().await
-    {
+    // What the list has taken from the budget: the brackets, then each element with its comma.
+    let mut taken = 0;
+    let mut fits = budget.take(2);
+    if fits {
+        taken = 2;
+    }
+    while fits && let Some(element) = elements.next().await {
         let body = match element.result {
             Ok(output) => output.into_body(),
-            Err(error) if fail_on_element_error => {
-                result = Err(error);
-                break;
-            }
             Err(error) => {
                 element_errors.push((list.len(), error));
                 NULL
             }
         };
-        if !budget.take(body.len() + 1) {
-            result = Err(CallError::TooLarge(budget.limit()));
-            break;
+        fits = budget.take(body.len() + 1);
+        if fits {
+            taken += body.len() + 1;
+            list.push(body);
         }
-        taken += body.len() + 1;
-        list.push(body);
     }
-    let result = result.map(|()| Output::List(list)).inspect_err(|_| budget.give_back(taken));
+    let result = match element_errors.first() {
+        _ if !fits => Err(CallError::TooLarge(budget.limit())),
+        Some((_, error)) if fail_on_element_error => Err(error.clone()),
+        _ => Ok(Output::List(list)),
+    };
+    if result.is_err() {
+        budget.give_back(taken);
+    }
     CallOutcome { result, elapsed: started.elapsed(), element_errors }
 }
 
