@@ -101,3 +101,18 @@ fn durations_under_a_millisecond_are_config_errors_not_panics() {
     assert!(stderr.contains("server.request_timeout: duration \"1ns\" must be at least 1ms"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn an_https_backend_with_an_unreadable_ca_file_is_refused_with_its_key_path() {
+    let yaml = "backends:\n  secure: { url: \"https://api.example.com\", ca_file: /nonexistent/fanout-ca.pem }\n\
+                endpoints:\n  - route: GET /x\n    calls:\n      a: { backend: secure, path: /a }\n";
+    for command in ["check", "serve"] {
+        let output = run_fanout(&[command], yaml);
+        assert_eq!(output.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("backends.secure.ca_file: TLS: cannot use /nonexistent/fanout-ca.pem"),
+            "{command}: {stderr}"
+        );
+    }
+}

@@ -1,8 +1,13 @@
-//! A configured backend: its base URL, static headers, body limit and its own reqwest client,
-//! so each backend has its own keep-alive pool. Clients follow no redirects and ignore proxy
-//! environment variables: a gateway must call exactly the URL it was configured with.
+//! A configured backend: its base URL (scheme and authority parsed once), static headers, body
+//! limit and its own client, so each backend has its own connection pool. Calls follow no
+//! redirects and ignore proxy environment variables: a gateway must call exactly the URL it
+//! was configured with.
 
-use http::HeaderMap;
+use crate::client::{self, Client};
+use crate::tls::TlsError;
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, HeaderValue, Uri};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything needed to build a [`Backend`], already validated by the config layer.
@@ -10,41 +15,42 @@ use std::time::Duration;
 pub struct BackendSettings {
     /// The backend's name in config (used in spans, errors and `Server-Timing`).
     pub name: String,
-    /// `http://host:port` plus an optional path prefix, without a trailing slash.
+    /// `http(s)://host:port` plus an optional path prefix, without a trailing slash.
     pub base_url: String,
     /// Headers sent on every call to this backend.
     pub headers: HeaderMap,
     /// The largest response body accepted; larger bodies fail with `too_large`.
     pub max_response_body: usize,
-    /// Speak HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
+    /// Speak HTTP/2 (h2c with prior knowledge, or ALPN `h2` over TLS) instead of HTTP/1.1.
     pub http2: bool,
-    /// How long a connection may take to establish.
+    /// How long a connection (with its TLS handshake) may take to establish.
     pub connect_timeout: Duration,
     /// How many idle keep-alive connections to keep.
     pub max_idle_connections: usize,
+    /// PEM certificates trusted for this backend besides the system's roots (https only).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Why a backend could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    /// The base URL does not parse.
-    #[error("backend {name}: invalid URL: {source}")]
-    Url {
-        /// The backend's name.
-        name: String,
-        /// The parse error.
-        #[source]
-        source: url::ParseError,
-    },
-    /// The HTTP client could not be built.
-    #[error("backend {name}: cannot build HTTP client: {source}")]
-    Client {
-        /// The backend's name.
-        name: String,
-        /// The client error.
-        #[source]
-        source: reqwest::Error,
-    },
+    /// The base URL is not `scheme://authority[/prefix]`.
+    #[error("invalid URL {0:?}")]
+    Url(String),
+    /// The TLS configuration (trust roots, `ca_file`) could not be built.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+impl BackendError {
+    /// The settings key the error is about, under `backends.NAME`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            BackendError::Url(_) => "url",
+            BackendError::Tls(TlsError::CaFile { .. }) => "ca_file",
+            BackendError::Tls(_) => "url",
+        }
+    }
 }
 
 /// A backend with its connection pool; shared by every call to it.
@@ -52,49 +58,46 @@ pub enum BackendError {
 pub struct Backend {
     pub(crate) name: Box<str>,
     pub(crate) base_url: Box<str>,
-    /// The base URL parsed once; each call only sets its path and query.
-    pub(crate) base: reqwest::Url,
+    pub(crate) scheme: Scheme,
+    pub(crate) authority: Authority,
+    /// The `Host` header HTTP/1.1 requests carry (h2 sends the authority instead).
+    pub(crate) host: HeaderValue,
     /// The base URL's path prefix without a trailing slash (often empty).
     pub(crate) path_prefix: Box<str>,
-    pub(crate) address: Box<str>,
     pub(crate) headers: HeaderMap,
     pub(crate) max_response_body: usize,
-    pub(crate) client: reqwest::Client,
+    pub(crate) http2: bool,
+    pub(crate) client: Client,
 }
 
 impl Backend {
     /// Builds the backend and its client.
     pub fn new(settings: BackendSettings) -> Result<Self, BackendError> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .tcp_nodelay(true)
-            .connect_timeout(settings.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(settings.max_idle_connections);
-        if settings.http2 {
-            builder = builder.http2_prior_knowledge();
-        }
+        let invalid = || BackendError::Url(settings.base_url.clone());
+        let uri: Uri = settings.base_url.parse().map_err(|_| invalid())?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+            return Err(invalid());
+        };
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| invalid())?;
+        let target = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| invalid())?;
+        let tls = client::tls_for(&target, settings.ca_file.as_deref())?;
         let client =
-            builder.build().map_err(|source| BackendError::Client { name: settings.name.clone(), source })?;
-        let base = url::Url::parse(&settings.base_url)
-            .map_err(|source| BackendError::Url { name: settings.name.clone(), source })?;
-        let path_prefix = base.path().trim_end_matches('/').into();
-        let address = settings
-            .base_url
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_default()
-            .into();
+            Client::new(target, tls, settings.http2, settings.connect_timeout, settings.max_idle_connections);
         Ok(Self {
             name: settings.name.into(),
+            path_prefix: uri.path().trim_end_matches('/').into(),
             base_url: settings.base_url.into(),
-            base,
-            path_prefix,
-            address,
+            scheme,
+            authority,
+            host,
             headers: settings.headers,
             max_response_body: settings.max_response_body,
+            http2: settings.http2,
             client,
         })
     }
@@ -112,5 +115,10 @@ impl Backend {
     /// The base URL calls are made against.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// `host[:port]`, as spans show it.
+    pub(crate) fn address(&self) -> &str {
+        self.authority.as_str()
     }
 }

@@ -5,8 +5,11 @@
 
 use crate::backend::Backend;
 use crate::output::Output;
-use bytes::{Bytes, BytesMut};
-use http::HeaderMap;
+use bytes::Bytes;
+use http::header::HOST;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Request, Uri};
+use http_body_util::Empty;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
@@ -159,7 +162,7 @@ impl<'a> CallRequest<'a> {
                     http.request.method = "GET",
                     call = self.name,
                     backend = &*self.backend.name,
-                    server.address = &*self.backend.address,
+                    server.address = self.backend.address(),
                     element = self.element.and_then(|i| i64::try_from(i).ok()),
                     http.response.status_code = field::Empty,
                     error.r#type = field::Empty,
@@ -189,32 +192,41 @@ impl<'a> CallRequest<'a> {
         if let Some(propagate) = self.propagate {
             propagate(&tracing::Span::current(), &mut headers);
         }
-        let mut url = backend.base.clone();
-        let (path, query) = match self.path_and_query.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (self.path_and_query.as_str(), None),
-        };
-        if backend.path_prefix.is_empty() {
-            url.set_path(path);
-        } else {
-            url.set_path(&format!("{}{path}", backend.path_prefix));
+        if !backend.http2 {
+            headers.entry(HOST).or_insert_with(|| backend.host.clone());
         }
-        url.set_query(query);
-        let response = backend
-            .client
-            .get(url)
-            .headers(headers)
-            .send()
-            .await
-            .map_err(|e| transport_error("request failed", &e))?;
-        let status = response.status();
+        let mut request = Request::new(Empty::new());
+        *request.uri_mut() = self.uri()?;
+        *request.headers_mut() = headers;
+        let answer = backend.client.send(request).await?;
+        let status = answer.status();
         tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
         if !status.is_success() {
             return Err(CallError::Status(status.as_u16()));
         }
-        let body = read_capped(response, backend.max_response_body).await?;
+        let body = answer.body(backend.max_response_body).await?;
         compose::check_json(&body).map_err(CallError::InvalidBody)?;
         Ok(body)
+    }
+
+    /// The request URI: origin form (`/prefix/path?query`) for HTTP/1.1, absolute for h2. The
+    /// path and query are moved out of the request, not copied, when there is no prefix.
+    fn uri(&mut self) -> Result<Uri, CallError> {
+        let backend = self.backend;
+        let mut path_and_query = std::mem::take(&mut self.path_and_query);
+        if !backend.path_prefix.is_empty() {
+            path_and_query.insert_str(0, &backend.path_prefix);
+        }
+        let path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
+            .map_err(|e| CallError::InvalidReference(format!("the rendered path is not a valid URI: {e}")))?;
+        if !backend.http2 {
+            return Ok(Uri::from(path_and_query));
+        }
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(backend.scheme.clone());
+        parts.authority = Some(backend.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|e| CallError::InvalidReference(format!("invalid request URI: {e}")))
     }
 }
 
@@ -239,45 +251,6 @@ pub(crate) async fn observe(
         tracing::debug!(parent: &span, error.kind = error.kind(), %error, "backend call failed");
     }
     CallOutcome { result: result.map(Output::Body), elapsed, element_errors: Vec::new() }
-}
-
-/// Reads the body chunk by chunk and stops as soon as it would exceed `limit`. A body that
-/// arrives in one chunk is kept as it is; later chunks are joined into one buffer.
-async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Bytes, CallError> {
-    let declared = response.content_length().unwrap_or(0);
-    if declared > limit as u64 {
-        return Err(CallError::TooLarge(limit));
-    }
-    let mut first: Option<Bytes> = None;
-    let mut joined = BytesMut::new();
-    let mut received = 0usize;
-    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error("body read failed", &e))? {
-        received += chunk.len();
-        if received > limit {
-            return Err(CallError::TooLarge(limit));
-        }
-        match &first {
-            None => first = Some(chunk),
-            Some(head) => {
-                if joined.is_empty() {
-                    joined.reserve(declared.max(received as u64) as usize);
-                    joined.extend_from_slice(head);
-                }
-                joined.extend_from_slice(&chunk);
-            }
-        }
-    }
-    Ok(if joined.is_empty() { first.unwrap_or_default() } else { joined.freeze() })
-}
-
-/// A transport failure, described by the innermost cause (e.g. "connection refused").
-fn transport_error(what: &str, error: &reqwest::Error) -> CallError {
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    let what = if error.is_connect() { "connection failed" } else { what };
-    CallError::Connect(format!("{what}: {cause}"))
 }
 
 #[cfg(test)]

@@ -5,10 +5,14 @@
 
 mod backend;
 mod call;
+mod client;
 mod executor;
 mod output;
+mod tls;
 
 pub use backend::{Backend, BackendError, BackendSettings};
 pub use call::{CallError, CallOutcome, CallRequest, ERROR_KINDS, Propagate};
+pub use client::IDLE_TIMEOUT;
 pub use executor::{Execution, FanOut, Step, execute};
 pub use output::{Budget, NULL, Output};
+pub use tls::TlsError;

@@ -146,7 +146,7 @@ impl Plan {
             let name = backend.settings.name.clone();
             match Backend::new(backend.settings) {
                 Ok(built) => backends.push(Arc::new(built)),
-                Err(e) => errors.push(format!("backends.{name}"), e.to_string()),
+                Err(e) => errors.push(format!("backends.{name}.{}", e.key()), e.to_string()),
             }
         }
         errors.into_result(())?;

@@ -76,6 +76,7 @@ pub struct RawBackend {
     #[serde(default)]
     pub http2: Flag,
     pub max_idle_connections: Option<Text>,
+    pub ca_file: Option<Text>,
 }
 
 /// `endpoints[i]:` — one aggregated route. `calls` stays untyped so each call is checked on its

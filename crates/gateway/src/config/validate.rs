@@ -428,7 +428,11 @@ fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -
         http2: raw.http2.0,
         connect_timeout,
         max_idle_connections: c.count("max_idle_connections", raw.max_idle_connections, 1024),
+        ca_file: raw.ca_file.map(|Text(file)| file.into()),
     };
+    if settings.ca_file.is_some() && !settings.base_url.starts_with("https://") {
+        c.error("ca_file", "only https:// backends use a ca_file");
+    }
     BackendConfig { settings, timeout }
 }
 
@@ -786,10 +790,8 @@ impl Checker<'_> {
                 return text;
             }
         };
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => self.error("url", "https backends are not supported yet (no TLS stack is compiled in); use http:// inside the cluster"),
-            _ => self.error("url", format!("URL {shown:?} must start with http://")),
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            self.error("url", format!("URL {shown:?} must start with http:// or https://"));
         }
         if uri.authority().is_none_or(|a| a.host().is_empty() || a.as_str().contains('@')) {
             self.error("url", format!("URL {shown:?} needs a host and no user info"));

@@ -57,7 +57,7 @@ fn every_mistake_is_reported_with_its_key_path() {
         "telemetry": {"log_format": "xml"},
         "extra": 1,
         "backends": {
-            "users": {"url": "https://users", "timeout": "250"},
+            "users": {"url": "http://users", "timeout": "250", "ca_file": "ca.pem"},
             "orders": {"url": "http://orders", "tmeout": "1s"},
             "bad name": {"url": "http://x"}
         },
@@ -84,9 +84,9 @@ fn every_mistake_is_reported_with_its_key_path() {
         "server.request_timeout: invalid duration \"fast\": expected number at 0 (write e.g. 250ms, 2s, 1m)",
         "server.max_in_flight: \"0\" must be a whole number from 1 to 10000000",
         "telemetry.log_format: unknown variant `xml`, expected `json` or `pretty`",
-        "backends.users.url: https backends are not supported yet (no TLS stack is compiled in); use http:// inside the cluster",
         "backends.users.timeout: invalid duration \"250\": time unit needed, for example 250sec or 250ms (write e.g. 250ms, 2s, 1m)",
-        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`",
+        "backends.users.ca_file: only https:// backends use a ca_file",
+        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`",
         "backends.bad name: invalid backend name \"bad name\": use letters, digits, - and _ (not leading _)",
         "endpoints[0].timeout: 5s exceeds server.request_timeout (1s)",
         "endpoints[0].forward_headers[0]: \"connection\" is a hop-by-hop header and is never forwarded",
@@ -169,7 +169,7 @@ fn conflicting_routes_are_reported() {
 #[test]
 fn backend_urls_are_checked() {
     let cases = [
-        ("ftp://x", "backends.a.url: URL \"ftp://x\" must start with http://"),
+        ("ftp://x", "backends.a.url: URL \"ftp://x\" must start with http:// or https://"),
         ("http://u:p@x", "backends.a.url: URL \"http://u:***@x\" needs a host and no user info"),
         ("http://x/?q=1", "backends.a.url: URL \"http://x/?q=1\" must not have a query or fragment"),
         ("not a url", "backends.a.url: invalid URL \"not a url\": invalid uri character"),

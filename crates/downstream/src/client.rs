@@ -1,0 +1,351 @@
+//! The backend HTTP client, on hyper's connection API (reqwest cost ~40 % of the gateway's
+//! user-space instructions: see the README's decisions).
+//!
+//! HTTP/1.1 connections have no task of their own: the call that uses a connection drives it
+//! inside its own future ([`drive`]), so a call and its connection never cross threads or
+//! channels. A connection goes back to the backend's pool only after a complete response; a
+//! call that times out, is cancelled or stops reading drops its connection with it. The pool
+//! is last-in-first-out (the warmest connection first), holds at most `max_idle_connections`,
+//! and forgets connections idle for longer than [`IDLE_TIMEOUT`]. Idle connections are not
+//! polled; one the backend closed meanwhile is seen (end of stream) when it is taken and is
+//! skipped, and a request the connection refused before writing it is sent once more on a
+//! fresh connection.
+//!
+//! An h2 backend (`http2: true`: h2c, or ALPN `h2` over TLS) gets one multiplexed connection,
+//! driven by its own task and shared by every call, and a new one once it closes.
+
+use crate::call::CallError;
+use crate::tls;
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::path::Path;
+use std::pin::{Pin, pin};
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Waker};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+/// How long an idle connection is kept: under nginx's default `keepalive_timeout` (75 s) and
+/// the 60 s idle timeouts of common load balancers in front of backends, so the pool gives up
+/// a connection before the other side usually does.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+
+/// What a connection to a backend runs over: TCP, or TLS over TCP.
+type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
+/// Backend requests have no body (endpoints aggregate reads).
+type NoBody = Empty<Bytes>;
+type Driver = http1::Connection<Stream, NoBody>;
+
+/// Opens connections: plain TCP, or TLS for `https://` backends.
+#[derive(Clone)]
+enum Connector {
+    Plain(HttpConnector),
+    Tls(HttpsConnector<HttpConnector>),
+}
+
+/// How requests reach the backend.
+enum Protocol {
+    /// HTTP/1.1: one request at a time per connection, idle ones pooled.
+    Http1 { idle: Mutex<VecDeque<Idle>>, max_idle: usize },
+    /// h2: one shared connection while it stays open.
+    Http2 { shared: tokio::sync::Mutex<Option<http2::SendRequest<NoBody>>> },
+}
+
+/// An HTTP/1.1 connection: the handle requests are sent on, and the connection itself, which
+/// is polled only while a call uses it (`None` once it has ended).
+struct Conn {
+    sender: http1::SendRequest<NoBody>,
+    driver: Option<Driver>,
+}
+
+/// A pooled connection and when it went idle.
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// One backend's client: how to connect, and its pool.
+pub(crate) struct Client {
+    connector: Connector,
+    /// `scheme://authority`: where connections go.
+    target: Uri,
+    connect_timeout: Duration,
+    protocol: Protocol,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+/// A response head, with the connection it came on still owed its body.
+pub(crate) struct Answer<'a> {
+    client: &'a Client,
+    response: Response<Incoming>,
+    /// The HTTP/1.1 connection (h2 streams need none).
+    conn: Option<Conn>,
+}
+
+impl Client {
+    /// A client for `target` (`scheme://authority`); https uses `tls`.
+    pub(crate) fn new(
+        target: Uri,
+        tls: Option<rustls::ClientConfig>,
+        http2: bool,
+        connect_timeout: Duration,
+        max_idle: usize,
+    ) -> Self {
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        let connector = match tls {
+            None => Connector::Plain(tcp),
+            Some(config) => {
+                let builder = HttpsConnectorBuilder::new().with_tls_config(config).https_or_http();
+                Connector::Tls(if http2 {
+                    builder.enable_http2().wrap_connector(tcp)
+                } else {
+                    builder.enable_http1().wrap_connector(tcp)
+                })
+            }
+        };
+        let protocol = if http2 {
+            Protocol::Http2 { shared: tokio::sync::Mutex::new(None) }
+        } else {
+            Protocol::Http1 { idle: Mutex::new(VecDeque::new()), max_idle }
+        };
+        Self { connector, target, connect_timeout, protocol }
+    }
+
+    /// Sends `request` (URI in origin form for HTTP/1.1, absolute for h2) and waits for the
+    /// response head.
+    pub(crate) async fn send(&self, request: Request<NoBody>) -> Result<Answer<'_>, CallError> {
+        match &self.protocol {
+            Protocol::Http1 { idle, .. } => {
+                let taken = take_idle(idle);
+                let reused = taken.is_some();
+                let mut conn = match taken {
+                    Some(conn) => conn,
+                    None => self.open_http1().await?,
+                };
+                let sent = drive(&mut conn.driver, conn.sender.try_send_request(request)).await;
+                let response = match sent {
+                    Ok(response) => response,
+                    Err(mut refused) => match refused.take_message() {
+                        // The pooled connection ended before the request was written: once
+                        // more on a fresh one.
+                        Some(request) if reused => {
+                            conn = self.open_http1().await?;
+                            drive(&mut conn.driver, conn.sender.send_request(request))
+                                .await
+                                .map_err(|e| transport_error("request failed", &e))?
+                        }
+                        _ => return Err(transport_error("request failed", refused.error())),
+                    },
+                };
+                Ok(Answer { client: self, response, conn: Some(conn) })
+            }
+            Protocol::Http2 { shared } => {
+                let mut sender = self.shared_http2(shared).await?;
+                let response =
+                    sender.send_request(request).await.map_err(|e| transport_error("request failed", &e))?;
+                Ok(Answer { client: self, response, conn: None })
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Stream, CallError> {
+        let connecting = async {
+            match self.connector.clone() {
+                Connector::Plain(tcp) => {
+                    tcp.oneshot(self.target.clone()).await.map(MaybeHttpsStream::Http).map_err(Into::into)
+                }
+                Connector::Tls(tls) => tls.oneshot(self.target.clone()).await,
+            }
+        };
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(error)) => Err(CallError::Connect(format!("connection failed: {}", innermost(&*error)))),
+            Err(_) => Err(CallError::Connect(format!(
+                "connection failed: not established within {}ms",
+                self.connect_timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn open_http1(&self) -> Result<Conn, CallError> {
+        let stream = self.connect().await?;
+        let (sender, driver) =
+            http1::handshake(stream).await.map_err(|e| transport_error("connection failed", &e))?;
+        Ok(Conn { sender, driver: Some(driver) })
+    }
+
+    /// The shared h2 connection, opened (again) when there is none or it has closed. Calls
+    /// that find none wait for the one opening it, so a burst opens one connection.
+    async fn shared_http2(
+        &self,
+        shared: &tokio::sync::Mutex<Option<http2::SendRequest<NoBody>>>,
+    ) -> Result<http2::SendRequest<NoBody>, CallError> {
+        let mut shared = shared.lock().await;
+        if let Some(sender) = shared.as_ref().filter(|s| !s.is_closed()) {
+            return Ok(sender.clone());
+        }
+        let stream = self.connect().await?;
+        let (sender, connection) = http2::handshake(TokioExecutor::new(), stream)
+            .await
+            .map_err(|e| transport_error("connection failed", &e))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "h2 backend connection ended");
+            }
+        });
+        *shared = Some(sender.clone());
+        Ok(sender)
+    }
+
+    /// Gives a connection whose response was read completely back to the pool.
+    fn put_back(&self, mut conn: Conn) {
+        let Protocol::Http1 { idle, max_idle } = &self.protocol else { return };
+        if !conn.usable() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while idle.front().is_some_and(|oldest| now.duration_since(oldest.since) >= IDLE_TIMEOUT) {
+            idle.pop_front();
+        }
+        if idle.len() < *max_idle {
+            idle.push_back(Idle { conn, since: now });
+        }
+    }
+}
+
+/// The most recently used idle connection that is still usable; older or dead ones are closed.
+fn take_idle(idle: &Mutex<VecDeque<Idle>>) -> Option<Conn> {
+    loop {
+        let entry = idle.lock().unwrap_or_else(PoisonError::into_inner).pop_back()?;
+        if entry.since.elapsed() >= IDLE_TIMEOUT {
+            // Everything older is expired too.
+            idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            return None;
+        }
+        let mut conn = entry.conn;
+        if conn.usable() {
+            return Some(conn);
+        }
+    }
+}
+
+impl Conn {
+    /// Polls the connection once without waiting: it moves to idle after a complete response,
+    /// or ends if the backend has closed it. True when it can take a request now.
+    fn usable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Some(driver) = &mut self.driver
+            && Pin::new(driver).poll(&mut cx).is_ready()
+        {
+            self.driver = None;
+        }
+        self.driver.is_some() && self.sender.is_ready()
+    }
+}
+
+impl Answer<'_> {
+    /// The response status.
+    pub(crate) fn status(&self) -> http::StatusCode {
+        self.response.status()
+    }
+
+    /// Reads the body chunk by chunk and stops as soon as it would exceed `limit`; the
+    /// connection goes back to the pool once the body is complete. A body that arrives in one
+    /// chunk is kept as it is; later chunks are joined into one buffer.
+    pub(crate) async fn body(self, limit: usize) -> Result<Bytes, CallError> {
+        let Answer { client, response, mut conn } = self;
+        let declared = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
+        if declared > limit as u64 {
+            return Err(CallError::TooLarge(limit));
+        }
+        let mut body = response.into_body();
+        let mut first: Option<Bytes> = None;
+        let mut joined = BytesMut::new();
+        let mut received = 0usize;
+        loop {
+            let frame = match conn.as_mut() {
+                Some(conn) => drive(&mut conn.driver, body.frame()).await,
+                None => body.frame().await,
+            };
+            let Some(frame) = frame else { break };
+            let Ok(chunk) = frame.map_err(|e| transport_error("body read failed", &e))?.into_data() else {
+                continue;
+            };
+            received += chunk.len();
+            if received > limit {
+                return Err(CallError::TooLarge(limit));
+            }
+            match &first {
+                None => first = Some(chunk),
+                Some(head) => {
+                    if joined.is_empty() {
+                        joined.reserve(declared.max(received as u64) as usize);
+                        joined.extend_from_slice(head);
+                    }
+                    joined.extend_from_slice(&chunk);
+                }
+            }
+        }
+        if let Some(conn) = conn {
+            client.put_back(conn);
+        }
+        Ok(if joined.is_empty() { first.unwrap_or_default() } else { joined.freeze() })
+    }
+}
+
+/// Awaits `future` while driving the connection it needs; the connection is set to `None` if
+/// it ends meanwhile (the future then fails with hyper's reason).
+async fn drive<F: Future>(driver: &mut Option<Driver>, future: F) -> F::Output {
+    let mut future = pin!(future);
+    poll_fn(|cx| {
+        if let Some(connection) = driver
+            && Pin::new(connection).poll(cx).is_ready()
+        {
+            *driver = None;
+        }
+        future.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// A transport failure, described by its innermost cause (e.g. "connection refused").
+fn transport_error(what: &str, error: &hyper::Error) -> CallError {
+    CallError::Connect(format!("{what}: {}", innermost(error)))
+}
+
+fn innermost<'e>(error: &'e (dyn std::error::Error + 'static)) -> &'e (dyn std::error::Error + 'static) {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause
+}
+
+/// The TLS configuration of an `https://` backend (none for `http://`).
+pub(crate) fn tls_for(
+    target: &Uri,
+    ca_file: Option<&Path>,
+) -> Result<Option<rustls::ClientConfig>, tls::TlsError> {
+    match target.scheme_str() {
+        Some("https") => tls::client_config(ca_file).map(Some),
+        _ => Ok(None),
+    }
+}
