@@ -6,6 +6,7 @@
 use crate::backend::Backend;
 use crate::output::Output;
 use bytes::Bytes;
+use futures_util::{FutureExt, future};
 use http::header::HOST;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Uri};
@@ -141,10 +142,10 @@ impl CallError {
 
 impl<'a> CallRequest<'a> {
     /// Runs the call under its timeout and the endpoint `deadline`, inside its own span.
-    pub async fn run(self, deadline: Instant) -> CallOutcome {
+    pub fn run(self, deadline: Instant) -> impl Future<Output = CallOutcome> + Send + 'a {
         let span = self.span();
         let timeout = self.timeout;
-        observe(span, self.exchange(), timeout, deadline).await
+        observe(span, self.exchange(), timeout, deadline)
     }
 
     /// The call's `backend_call` span: at `info` when the request is traced (so it is
@@ -178,11 +179,7 @@ impl<'a> CallRequest<'a> {
 
     /// The backend exchange itself, unbounded: every caller awaits it under its own limit
     /// ([`observe`]), and it is dropped when the last caller is.
-    pub(crate) async fn exchange(mut self) -> Result<Bytes, CallError> {
-        self.send().await
-    }
-
-    async fn send(&mut self) -> Result<Bytes, CallError> {
+    pub(crate) async fn exchange(mut self) -> Exchanged {
         let backend = self.backend;
         let mut headers = std::mem::take(&mut self.headers);
         // The backend's own headers win over forwarded ones of the same name.
@@ -196,17 +193,24 @@ impl<'a> CallRequest<'a> {
             headers.entry(HOST).or_insert_with(|| backend.host.clone());
         }
         let mut request = Request::new(Empty::new());
-        *request.uri_mut() = self.uri()?;
-        *request.headers_mut() = headers;
-        let answer = backend.client.send(request).await?;
-        let status = answer.status();
-        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
-        if !status.is_success() {
-            return Err(CallError::Status(status.as_u16()));
+        match self.uri() {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(error) => return (None, Err(error)),
         }
-        let body = answer.body(backend.max_response_body).await?;
-        compose::check_json(&body).map_err(CallError::InvalidBody)?;
-        Ok(body)
+        *request.headers_mut() = headers;
+        let answer = match backend.client.send(request).await {
+            Ok(answer) => answer,
+            Err(error) => return (None, Err(error)),
+        };
+        let status = answer.status().as_u16();
+        if !answer.status().is_success() {
+            return (Some(status), Err(CallError::Status(status)));
+        }
+        let body = answer
+            .body(backend.max_response_body)
+            .await
+            .and_then(|body| compose::check_json(&body).map(|()| body).map_err(CallError::InvalidBody));
+        (Some(status), body)
     }
 
     /// The request URI: origin form (`/prefix/path?query`) for HTTP/1.1, absolute for h2. The
@@ -230,27 +234,43 @@ impl<'a> CallRequest<'a> {
     }
 }
 
-/// Awaits `exchange` under `min(timeout, deadline)` inside `span`, and records the outcome.
-pub(crate) async fn observe(
+/// What a backend exchange gives: the response status when one came, and the checked body
+/// or why the call failed.
+pub(crate) type Exchanged = (Option<u16>, Result<Bytes, CallError>);
+
+/// Awaits `exchange` under `min(timeout, deadline)` inside `span`, and records the outcome on
+/// the span. The clock starts at the first poll, not at creation (a list's requests are
+/// created at once and sent `concurrency` at a time). Built from combinators rather than as an
+/// `async fn`, which would hold `exchange` twice (argument and awaited future): the call's
+/// future is moved several times on its way to the executor, and each move copies it.
+pub(crate) fn observe(
     span: tracing::Span,
-    exchange: impl Future<Output = Result<Bytes, CallError>>,
+    exchange: impl Future<Output = Exchanged>,
     timeout: Duration,
     deadline: Instant,
-) -> CallOutcome {
-    let started = Instant::now();
-    let own_limit = started + timeout;
-    let result = match timeout_at(own_limit.min(deadline), exchange).instrument(span.clone()).await {
-        Ok(result) => result,
-        Err(_) if deadline < own_limit => Err(CallError::Cancelled),
-        Err(_) => Err(CallError::Timeout(timeout)),
-    };
-    let elapsed = started.elapsed();
-    span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
-    if let Err(error) = &result {
-        span.record("error.type", error.kind());
-        tracing::debug!(parent: &span, error.kind = error.kind(), %error, "backend call failed");
-    }
-    CallOutcome { result: result.map(Output::Body), elapsed, element_errors: Vec::new() }
+) -> impl Future<Output = CallOutcome> {
+    future::lazy(move |_| {
+        let started = Instant::now();
+        let own_limit = started + timeout;
+        timeout_at(own_limit.min(deadline), exchange).instrument(span.clone()).map(move |timed| {
+            let (status, result) = match timed {
+                Ok(exchanged) => exchanged,
+                Err(_) if deadline < own_limit => (None, Err(CallError::Cancelled)),
+                Err(_) => (None, Err(CallError::Timeout(timeout))),
+            };
+            let elapsed = started.elapsed();
+            if let Some(status) = status {
+                span.record("http.response.status_code", i64::from(status));
+            }
+            span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+            if let Err(error) = &result {
+                span.record("error.type", error.kind());
+                tracing::debug!(parent: &span, error.kind = error.kind(), %error, "backend call failed");
+            }
+            CallOutcome { result: result.map(Output::Body), elapsed, element_errors: Vec::new() }
+        })
+    })
+    .flatten()
 }
 
 #[cfg(test)]

@@ -25,11 +25,11 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::VecDeque;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::path::Path;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -44,7 +44,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(55);
 type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
 /// Backend requests have no body (endpoints aggregate reads).
 type NoBody = Empty<Bytes>;
-type Driver = http1::Connection<Stream, NoBody>;
+/// Boxed: hyper's connection state is kilobytes, and futures holding it inline are copied on
+/// every move (measured: ~12 KB copied per move, half the page's instructions).
+type Driver = Pin<Box<http1::Connection<Stream, NoBody>>>;
 
 /// Opens connections: plain TCP, or TLS for `https://` backends.
 #[derive(Clone)]
@@ -184,11 +186,16 @@ impl Client {
         }
     }
 
-    async fn open_http1(&self) -> Result<Conn, CallError> {
-        let stream = self.connect().await?;
-        let (sender, driver) =
-            http1::handshake(stream).await.map_err(|e| transport_error("connection failed", &e))?;
-        Ok(Conn { sender, driver: Some(driver) })
+    /// A new connection. Boxed, like [`Client::connect`]: the connecting state (TLS included)
+    /// is large, and a call's future would otherwise carry it, and copy it, even when it takes
+    /// a pooled connection.
+    fn open_http1(&self) -> Pin<Box<dyn Future<Output = Result<Conn, CallError>> + Send + '_>> {
+        Box::pin(async move {
+            let stream = self.connect().await?;
+            let (sender, driver) =
+                http1::handshake(stream).await.map_err(|e| transport_error("connection failed", &e))?;
+            Ok(Conn { sender, driver: Some(Box::pin(driver)) })
+        })
     }
 
     /// The shared h2 connection, opened (again) when there is none or it has closed. Calls
@@ -201,17 +208,27 @@ impl Client {
         if let Some(sender) = shared.as_ref().filter(|s| !s.is_closed()) {
             return Ok(sender.clone());
         }
-        let stream = self.connect().await?;
-        let (sender, connection) = http2::handshake(TokioExecutor::new(), stream)
-            .await
-            .map_err(|e| transport_error("connection failed", &e))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "h2 backend connection ended");
-            }
-        });
+        let sender = self.open_http2().await?;
         *shared = Some(sender.clone());
         Ok(sender)
+    }
+
+    /// A new h2 connection, its driver spawned. Boxed, like [`Client::open_http1`].
+    fn open_http2(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<http2::SendRequest<NoBody>, CallError>> + Send + '_>> {
+        Box::pin(async move {
+            let stream = self.connect().await?;
+            let (sender, connection) = http2::handshake(TokioExecutor::new(), stream)
+                .await
+                .map_err(|e| transport_error("connection failed", &e))?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "h2 backend connection ended");
+                }
+            });
+            Ok(sender)
+        })
     }
 
     /// Gives a connection whose response was read completely back to the pool.
@@ -253,7 +270,7 @@ impl Conn {
     fn usable(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
         if let Some(driver) = &mut self.driver
-            && Pin::new(driver).poll(&mut cx).is_ready()
+            && driver.as_mut().poll(&mut cx).is_ready()
         {
             self.driver = None;
         }
@@ -311,19 +328,33 @@ impl Answer<'_> {
     }
 }
 
-/// Awaits `future` while driving the connection it needs; the connection is set to `None` if
-/// it ends meanwhile (the future then fails with hyper's reason).
-async fn drive<F: Future>(driver: &mut Option<Driver>, future: F) -> F::Output {
-    let mut future = pin!(future);
-    poll_fn(|cx| {
-        if let Some(connection) = driver
-            && Pin::new(connection).poll(cx).is_ready()
+pin_project_lite::pin_project! {
+    /// Awaits `future` while driving the connection it needs; the connection is set to `None`
+    /// if it ends meanwhile (the future then fails with hyper's reason). A plain future rather
+    /// than an `async fn`, which would hold `future` twice.
+    struct Drive<'c, F> {
+        driver: &'c mut Option<Driver>,
+        #[pin]
+        future: F,
+    }
+}
+
+fn drive<F: Future>(driver: &mut Option<Driver>, future: F) -> Drive<'_, F> {
+    Drive { driver, future }
+}
+
+impl<F: Future> Future for Drive<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if let Some(connection) = this.driver
+            && connection.as_mut().poll(cx).is_ready()
         {
-            *driver = None;
+            **this.driver = None;
         }
-        future.as_mut().poll(cx)
-    })
-    .await
+        this.future.poll(cx)
+    }
 }
 
 /// A transport failure, described by its innermost cause (e.g. "connection refused").

@@ -9,9 +9,8 @@
 //! past it fails the call with `too_large` before anything is copied.
 
 use crate::backend::Backend;
-use crate::call::{CallError, CallOutcome, CallRequest, observe};
+use crate::call::{CallError, CallOutcome, CallRequest, Exchanged, observe};
 use crate::output::{Budget, NULL, Output};
-use bytes::Bytes;
 use compose::{Graph, Schedule};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::{self, FuturesUnordered, Stream, StreamExt};
@@ -170,7 +169,7 @@ struct Dedup<'a> {
 /// A backend (by address), a list of forwarded headers and a path-and-query.
 type RequestKey = (usize, usize, String);
 /// One backend exchange whose result every identical call shares.
-type SharedExchange<'a> = Shared<BoxFuture<'a, Result<Bytes, CallError>>>;
+type SharedExchange<'a> = Shared<BoxFuture<'a, Exchanged>>;
 
 impl<'a> Dedup<'a> {
     fn send(&self, request: CallRequest<'a>, deadline: Instant) -> BoxFuture<'a, CallOutcome> {
