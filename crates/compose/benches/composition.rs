@@ -1,12 +1,13 @@
 //! Criterion benchmarks of the pure composition work done per request: scheduling bookkeeping
 //! of a call graph, template rendering (plain, with a reference, per list element), shaping a
-//! 10 KB body, and assembling a grouped body from raw call bodies.
+//! 10 KB body, assembling a grouped body from raw call bodies, and the strict JSON check of a
+//! ~1 KB backend body (against the `serde_json` pass it replaced).
 
 // Benchmarks build fixed inputs; a failure to build them is a broken benchmark.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use compose::{BodyBuilder, Graph, Inputs, Names, Schedule, Shape, Template, json_key};
-use criterion::{Criterion, criterion_group, criterion_main};
+use compose::{BodyBuilder, Graph, Inputs, Names, Schedule, Shape, Template, check_json, json_key};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use std::hint::black_box;
 
@@ -108,5 +109,113 @@ fn body(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, schedule, templates, shaping, body);
+/// The body the demo's `/bench/{id}` backends answer (demo/backends.yaml), as mockend sends it.
+fn bench_body() -> Vec<u8> {
+    let item = |sku: &str, title: &str, price: f64, quantity: u32, tags: &[&str]| json!({"sku": sku, "title": title, "price": price, "quantity": quantity, "tags": tags});
+    serde_json::to_vec(&json!({
+        "id": "1",
+        "kind": "benchmark",
+        "name": "Benchmark payload",
+        "description": "A fixed payload of about one kilobyte, answered without latency so that benchmarks \
+            measure the gateway rather than the backends. It carries a handful of nested objects and \
+            arrays to exercise JSON composition the way real product data would.",
+        "items": [
+            item("B-001", "First benchmark item", 10.5, 1, &["a", "b"]),
+            item("B-002", "Second benchmark item", 22.0, 3, &["c"]),
+            item("B-003", "Third benchmark item", 7.25, 2, &["d", "e", "f"]),
+            item("B-004", "Fourth benchmark item", 99.99, 1, &[]),
+            item("B-005", "Fifth benchmark item", 3.5, 6, &["g", "h"]),
+            item("B-006", "Sixth benchmark item", 45.0, 2, &["i"]),
+        ],
+        "meta": {"region": "eu-west-1", "shard": 7, "cached": false, "version": "2024.09.1",
+                 "checksum": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
+    }))
+    .unwrap()
+}
+
+fn json_check(c: &mut Criterion) {
+    let body = bench_body();
+    assert!((900..1_100).contains(&body.len()), "body is {} bytes", body.len());
+    let mut group = c.benchmark_group("check_json");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("1 KB body, serde_json seed (before)", |b| {
+        b.iter(|| serde_seed::check_json(black_box(&body)).unwrap());
+    });
+    group.bench_function("1 KB body, one pass", |b| b.iter(|| check_json(black_box(&body)).unwrap()));
+    group.finish();
+}
+
+/// The check as it was before the one-pass validator, kept as the baseline: `serde_json`'s
+/// `Deserializer` driven by a visitor that counts the depth and drops everything.
+mod serde_seed {
+    use compose::MAX_BODY_NESTING;
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    pub fn check_json(bytes: &[u8]) -> Result<(), String> {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        Level(MAX_BODY_NESTING).deserialize(&mut deserializer).map_err(|e| e.to_string())?;
+        deserializer.end().map_err(|e| e.to_string())
+    }
+
+    /// A value being read and dropped, with how many more containers may open inside it.
+    #[derive(Clone, Copy)]
+    struct Level(usize);
+
+    impl<'de> DeserializeSeed<'de> for Level {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Level {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let inner = Level(self.0.checked_sub(1).ok_or_else(|| serde::de::Error::custom("too deep"))?);
+            while seq.next_element_seed(inner)?.is_some() {}
+            Ok(())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let inner = Level(self.0.checked_sub(1).ok_or_else(|| serde::de::Error::custom("too deep"))?);
+            while map.next_key_seed(inner)?.is_some() {
+                map.next_value_seed(inner)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+criterion_group!(benches, schedule, templates, shaping, body, json_check);
 criterion_main!(benches);

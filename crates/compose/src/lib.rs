@@ -5,13 +5,15 @@
 
 pub mod body;
 pub mod graph;
+pub mod json;
 pub mod path;
 pub mod shape;
 pub mod template;
 pub mod timing;
 
-pub use body::{BodyBuilder, ErrorEntry, MAX_BODY_NESTING, check_json, json_key, write_list};
+pub use body::{BodyBuilder, ErrorEntry, json_key, write_list};
 pub use graph::{Cycle, Graph, Schedule};
+pub use json::{MAX_BODY_NESTING, check_json};
 pub use path::{JsonPath, LookupError, PathError, Segment, scalar_text};
 pub use shape::{Shape, ShapeError};
 pub use template::{

@@ -1,0 +1,627 @@
+//! The strict JSON check of backend bodies ([`check_json`]): a body is spliced raw into the
+//! answer only when it is exactly what `serde_json` parses into a `Value`, nested at most
+//! [`MAX_BODY_NESTING`] containers deep.
+//!
+//! One pass over the bytes, without recursion and without building anything: the UTF-8 of the
+//! whole body is validated first (`simdutf8`; outside strings JSON is ASCII, so this is the
+//! same as validating every string), then a small state machine walks the grammar with a
+//! depth counter and, per open container, whether the one around it is an object. String contents, most of a
+//! body, are skipped eight bytes at a time (a word compared against `"`, `\` and control
+//! characters at once). Numbers follow the JSON grammar; one too large for an `f64` is an
+//! error in `serde_json`, so a number that might be (more than 300 digits before the point,
+//! exponent included) is read by `serde_json` itself, which keeps its exact rules.
+//!
+//! Chosen over the `serde_json` pass it replaces (a `Deserializer` driven by a depth-counting
+//! visitor; kept as the baseline in `benches/composition.rs`) by measurement on the 1,009-byte
+//! body of the demo's `/bench` backends (`cargo bench -p compose --bench composition --
+//! check_json`; instructions counted by callgrind over that bench): **~9.1 instructions per
+//! byte instead of ~23.9** (9.2k instead of 24.1k per body) and ~0.8 µs instead of ~2.2 µs per
+//! body on this 2-core machine (a shared, noisy one: the ratio is what holds). The issue's
+//! target, at most 4 per byte, is not reached: about half of what is left is the word-at-a-time
+//! string scan (some 16 instructions per 8 bytes, and the body's 69 strings are mostly short
+//! keys), the rest one dispatch per token. Going lower needs vector instructions: `std::simd`
+//! is unstable, and calling `std::arch` intrinsics without `unsafe` (forbidden here) needs a
+//! newer Rust than this workspace's `rust-version` (1.85). simd-json, sonic-rs and jiter were not tried: none is in the
+//! local crate cache, each is a much larger dependency (and build) than `simdutf8`, and none
+//! promises `serde_json`'s exact acceptance (lone surrogates, number range), which the case
+//! table below and the differential fuzz target (`fuzz/`, target `body`) hold this check to.
+
+/// The most containers a backend body may nest. `serde_json` reads at most 127; an answer wraps
+/// a body in its own object and, for a call over a list, in a list too, so bodies stop two
+/// levels short: every answer fanout composes still parses with a default `serde_json` (and
+/// with the limits of most other parsers, e.g. 128 in several JavaScript and Go decoders).
+pub const MAX_BODY_NESTING: usize = 125;
+
+/// Checks that `bytes` is one JSON document that may be spliced raw: exactly what
+/// `serde_json::from_slice::<serde_json::Value>` accepts (RFC 8259 with no byte-order mark;
+/// whitespace is space, tab, CR and LF; valid UTF-8 everywhere; `\u` escapes with no lone
+/// surrogate; numbers that fit an `f64`), nested at most [`MAX_BODY_NESTING`] containers deep.
+/// The error is a short reason with the byte offset, e.g. `expected ',' or '}' at byte 40`.
+pub fn check_json(bytes: &[u8]) -> Result<(), String> {
+    check(bytes).map_err(|invalid| invalid.to_string())
+}
+
+/// Why a body is not JSON fanout splices. Every offset is in bytes from the start of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Invalid {
+    #[error("invalid UTF-8 at byte {0}")]
+    Utf8(usize),
+    #[error("nested deeper than {MAX_BODY_NESTING} levels at byte {0}")]
+    TooDeep(usize),
+    #[error("expected a value at byte {0}")]
+    Value(usize),
+    #[error("expected ',' or ']' at byte {0}")]
+    ArrayNext(usize),
+    #[error("expected ',' or '}}' at byte {0}")]
+    ObjectNext(usize),
+    #[error("expected a string key at byte {0}")]
+    Key(usize),
+    #[error("expected ':' at byte {0}")]
+    Colon(usize),
+    #[error("invalid literal at byte {0}")]
+    Literal(usize),
+    #[error("invalid number at byte {0}")]
+    Number(usize),
+    #[error("number out of range at byte {0}")]
+    OutOfRange(usize),
+    #[error("unterminated string at byte {0}")]
+    Unterminated(usize),
+    #[error("control character in a string at byte {0}")]
+    Control(usize),
+    #[error("invalid escape at byte {0}")]
+    Escape(usize),
+    #[error("lone surrogate in a \\u escape at byte {0}")]
+    Surrogate(usize),
+    #[error("trailing characters at byte {0}")]
+    Trailing(usize),
+}
+
+/// [`check_json`], with the reason typed.
+fn check(bytes: &[u8]) -> Result<(), Invalid> {
+    if simdutf8::basic::from_utf8(bytes).is_err() {
+        // Only on failure: the slower variant that says where.
+        let at = simdutf8::compat::from_utf8(bytes).err().map_or(0, |error| error.valid_up_to());
+        return Err(Invalid::Utf8(at));
+    }
+    document(bytes)
+}
+
+/// Reads one value and the whitespace around it, to the end of `bytes` (valid UTF-8).
+fn document(bytes: &[u8]) -> Result<(), Invalid> {
+    // The open containers: how many, whether the innermost is an object, and for each one
+    // whether the container around it is (at `depth - 1` for the innermost).
+    let mut depth = 0;
+    let mut in_object = false;
+    let mut outer_is_object = [false; MAX_BODY_NESTING];
+    let mut at = 0;
+    'value: loop {
+        let (start, byte) = token(bytes, at);
+        at = match byte {
+            b'"' => string_end(bytes, start)?,
+            b'-' | b'0'..=b'9' => number_end(bytes, start)?,
+            b't' => literal_end(bytes, start, b"true")?,
+            b'f' => literal_end(bytes, start, b"false")?,
+            b'n' => literal_end(bytes, start, b"null")?,
+            b'[' | b'{' => {
+                let Some(outer) = outer_is_object.get_mut(depth) else {
+                    return Err(Invalid::TooDeep(start));
+                };
+                *outer = in_object;
+                depth += 1;
+                in_object = byte == b'{';
+                let (next, inner) = token(bytes, start + 1);
+                match (inner, in_object) {
+                    // Empty: the loop below closes it.
+                    (b']', false) | (b'}', true) => next,
+                    (_, false) => {
+                        at = next;
+                        continue 'value;
+                    }
+                    (_, true) => {
+                        at = key_end(bytes, next)?;
+                        continue 'value;
+                    }
+                }
+            }
+            _ => return Err(Invalid::Value(start)),
+        };
+        // A value ended: close containers until one goes on with a `,`.
+        loop {
+            let (next, byte) = token(bytes, at);
+            if depth == 0 {
+                return if next == bytes.len() { Ok(()) } else { Err(Invalid::Trailing(next)) };
+            }
+            match (byte, in_object) {
+                (b',', false) => {
+                    at = next + 1;
+                    continue 'value;
+                }
+                (b',', true) => {
+                    at = key_end(bytes, next + 1)?;
+                    continue 'value;
+                }
+                (b']', false) | (b'}', true) => {
+                    depth -= 1;
+                    in_object = outer_is_object.get(depth).is_some_and(|outer| *outer);
+                    at = next + 1;
+                }
+                (_, false) => return Err(Invalid::ArrayNext(next)),
+                (_, true) => return Err(Invalid::ObjectNext(next)),
+            }
+        }
+    }
+}
+
+/// Skips JSON whitespace from `at`: the offset and value of the next byte, 0 at the end of the
+/// input (as a NUL byte there, which no rule accepts either).
+#[inline(always)]
+fn token(bytes: &[u8], mut at: usize) -> (usize, u8) {
+    while let Some(&byte) = bytes.get(at) {
+        if byte > b' ' || !matches!(byte, b' ' | b'\n' | b'\t' | b'\r') {
+            return (at, byte);
+        }
+        at += 1;
+    }
+    (at, 0)
+}
+
+/// Reads `"key"` and the `:` after it (whitespace allowed before both) from `at`; returns the
+/// offset after the `:`.
+#[inline(always)]
+fn key_end(bytes: &[u8], at: usize) -> Result<usize, Invalid> {
+    let (start, byte) = token(bytes, at);
+    if byte != b'"' {
+        return Err(Invalid::Key(start));
+    }
+    let (colon, byte) = token(bytes, string_end(bytes, start)?);
+    if byte != b':' {
+        return Err(Invalid::Colon(colon));
+    }
+    Ok(colon + 1)
+}
+
+/// Reads the string whose opening quote is at `start`; returns the offset after its closing one.
+#[inline(always)]
+fn string_end(bytes: &[u8], start: usize) -> Result<usize, Invalid> {
+    let mut at = start + 1;
+    loop {
+        at = plain_run_end(bytes, at);
+        match bytes.get(at) {
+            Some(b'"') => return Ok(at + 1),
+            Some(b'\\') => at = escape_end(bytes, at)?,
+            Some(_) => return Err(Invalid::Control(at)),
+            None => return Err(Invalid::Unterminated(start)),
+        }
+    }
+}
+
+/// Checks the escape whose `\` is at `at`; returns the offset after it. As in `serde_json`, a
+/// `\u` escape of a high surrogate must be followed at once by one of a low surrogate, and a
+/// low surrogate may not come alone.
+fn escape_end(bytes: &[u8], at: usize) -> Result<usize, Invalid> {
+    match bytes.get(at + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(at + 2),
+        Some(b'u') => match hex4(bytes, at + 2)? {
+            0xD800..=0xDBFF => {
+                let low = match bytes.get(at + 6..at + 8) {
+                    Some(b"\\u") => hex4(bytes, at + 8)?,
+                    _ => return Err(Invalid::Surrogate(at)),
+                };
+                match low {
+                    0xDC00..=0xDFFF => Ok(at + 12),
+                    _ => Err(Invalid::Surrogate(at)),
+                }
+            }
+            0xDC00..=0xDFFF => Err(Invalid::Surrogate(at)),
+            _ => Ok(at + 6),
+        },
+        _ => Err(Invalid::Escape(at)),
+    }
+}
+
+/// The four hexadecimal digits at `at`, as a UTF-16 code unit.
+fn hex4(bytes: &[u8], at: usize) -> Result<u32, Invalid> {
+    let digits = bytes.get(at..at + 4).ok_or(Invalid::Escape(at))?;
+    digits.iter().enumerate().try_fold(0, |unit, (index, &digit)| {
+        let value = char::from(digit).to_digit(16).ok_or(Invalid::Escape(at + index))?;
+        Ok((unit << 4) | value)
+    })
+}
+
+/// Reads the number that starts at `start`: `-`? then `0` or digits not starting with `0`,
+/// then `.digits`? and `(e|E)(+|-)?digits`?, no larger than an `f64` holds. Returns the offset
+/// after it.
+#[inline(always)]
+fn number_end(bytes: &[u8], start: usize) -> Result<usize, Invalid> {
+    let integer = start + usize::from(bytes.get(start) == Some(&b'-'));
+    let mut at = match bytes.get(integer) {
+        Some(b'0') => integer + 1,
+        Some(b'1'..=b'9') => digits_end(bytes, integer + 1),
+        _ => return Err(Invalid::Number(integer)),
+    };
+    // A bound on the number of digits before the point, exponent included.
+    let mut magnitude = at - integer;
+    if bytes.get(at) == Some(&b'.') {
+        at = some_digits_end(bytes, at + 1)?;
+    }
+    if let Some(b'e' | b'E') = bytes.get(at) {
+        let (digits, positive) = match bytes.get(at + 1) {
+            Some(b'-') => (at + 2, false),
+            Some(b'+') => (at + 2, true),
+            _ => (at + 1, true),
+        };
+        at = some_digits_end(bytes, digits)?;
+        if positive {
+            magnitude = bytes[digits..at].iter().fold(magnitude, |sum, digit| {
+                sum.saturating_mul(10).saturating_add(usize::from(digit - b'0'))
+            });
+        }
+    }
+    // Below 10^300 a number is well inside an `f64`; above, `serde_json` decides with its own
+    // rules (a zero with any exponent is fine, e.g.).
+    if magnitude > 300 && serde_json::from_slice::<f64>(&bytes[start..at]).is_err() {
+        return Err(Invalid::OutOfRange(start));
+    }
+    Ok(at)
+}
+
+/// The offset of the first byte at or after `at` that is not a digit.
+#[inline(always)]
+fn digits_end(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at).is_some_and(u8::is_ascii_digit) {
+        at += 1;
+    }
+    at
+}
+
+/// Like [`digits_end`], but at least one digit must be there.
+fn some_digits_end(bytes: &[u8], at: usize) -> Result<usize, Invalid> {
+    match digits_end(bytes, at) {
+        end if end == at => Err(Invalid::Number(at)),
+        end => Ok(end),
+    }
+}
+
+/// Reads the literal `word` (`true`, `false` or `null`) at `at`; returns the offset after it.
+fn literal_end(bytes: &[u8], at: usize, word: &[u8]) -> Result<usize, Invalid> {
+    match bytes.get(at..at + word.len()) {
+        Some(found) if found == word => Ok(at + word.len()),
+        _ => Err(Invalid::Literal(at)),
+    }
+}
+
+/// A byte value repeated in the eight bytes of a word.
+const fn repeated(byte: u8) -> u64 {
+    u64::from_le_bytes([byte; 8])
+}
+
+/// The offset of the first byte at or after `at` that ends a run of plain string content: a
+/// `"`, a `\`, a control character (below 0x20), or the end of `bytes`. Eight bytes at a time,
+/// exactly: with the high bit of every byte cleared (`low`, each byte at most 0x7f), no sum
+/// below carries into the next byte; `x ^ 0x02` maps `"` to 0x20 and the control characters
+/// onto themselves, so adding 0x5f sets the high bit of the bytes that are neither, and adding
+/// 0x7f to `x ^ 0x5c` that of the bytes that are not `\`.
+#[inline(always)]
+fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let word = u64::from_le_bytes(*chunk);
+        let low = word & repeated(0x7f);
+        let not_quote_or_control = (low ^ repeated(0x02)) + repeated(0x5f);
+        let not_backslash = (low ^ repeated(b'\\')) + repeated(0x7f);
+        // Bytes from 0x80 up (UTF-8 beyond ASCII) are plain.
+        let plain = (not_quote_or_control & not_backslash | word) & repeated(0x80);
+        if plain != repeated(0x80) {
+            // Little-endian: the lowest byte of the word is the first in the body.
+            return at + ((plain ^ repeated(0x80)).trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while bytes.get(at).is_some_and(|&byte| byte != b'"' && byte != b'\\' && byte >= 0x20) {
+        at += 1;
+    }
+    at
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{BodyBuilder, json_key};
+    use serde_json::Value;
+
+    /// The oracle: `serde_json` parses a `Value`, which nests at most `MAX_BODY_NESTING` deep.
+    fn serde_accepts(bytes: &[u8]) -> bool {
+        fn nesting(value: &Value) -> usize {
+            match value {
+                Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+                Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+                _ => 0,
+            }
+        }
+        serde_json::from_slice::<Value>(bytes).is_ok_and(|value| nesting(&value) <= MAX_BODY_NESTING)
+    }
+
+    /// Asserts that the check says `accepted` for each body, as the oracle does.
+    fn assert_cases(accepted: bool, cases: &[&[u8]]) {
+        for bytes in cases {
+            let shown = String::from_utf8_lossy(bytes);
+            assert_eq!(serde_accepts(bytes), accepted, "the oracle on {shown:?}");
+            assert_eq!(
+                check_json(bytes).is_ok(),
+                accepted,
+                "check_json on {shown:?}: {:?}",
+                check_json(bytes)
+            );
+        }
+    }
+
+    fn nested(open: &str, inner: &str, close: &str, depth: usize) -> Vec<u8> {
+        format!("{}{inner}{}", open.repeat(depth), close.repeat(depth)).into_bytes()
+    }
+
+    #[test]
+    fn numbers_follow_the_grammar_and_fit_an_f64() {
+        assert_cases(
+            true,
+            &[
+                b"0",
+                b"-0",
+                b"1",
+                b"-1",
+                b"10",
+                b"0.5",
+                b"-0.0",
+                b"1.25",
+                b"1e2",
+                b"1E2",
+                b"1e+2",
+                b"1E-2",
+                b"0e0",
+                b"1.5e308",
+                b"-1.7976931348623157e308",
+                b"18446744073709551616",
+                b"-9223372036854775809",
+                b"1e-400",
+                b"0e400",
+                b"0.0e99999999999999999999",
+                b"1e-99999999999999999999",
+                b"0.000000001e305",
+                &[b'9'; 300],
+                b"[1,-2.5e3,0]",
+                b" 7 ",
+            ],
+        );
+        assert_cases(
+            false,
+            &[
+                b"-",
+                b"+1",
+                b"01",
+                b"-01",
+                b"00",
+                b"1.",
+                b".1",
+                b"1.e2",
+                b"1e",
+                b"1e+",
+                b"1E-",
+                b"-.5",
+                b"0x10",
+                b"1_000",
+                b"--1",
+                b"1e400",
+                b"-1e400",
+                b"1.8e308",
+                b"1e99999999999999999999",
+                b"0.1e99999999999999999999",
+                &[b'9'; 400],
+                b"NaN",
+                b"Infinity",
+                b"-Infinity",
+                b"[1.]",
+                b"[01]",
+                b"1 2",
+            ],
+        );
+    }
+
+    #[test]
+    fn strings_take_every_escape_and_no_control_character() {
+        assert_cases(
+            true,
+            &[
+                br#""""#,
+                br#""\"\\\/\b\f\n\r\t""#,
+                br#""\u0000\u001f\u00e9\uFFFF\uabcD""#,
+                br#""\ud83d\ude00""#,
+                br#""\uDBFF\uDFFF""#,
+                "\"é ü € 😀\"".as_bytes(),
+                b"\"\x7f\"",
+                br#"{"\u0041":"a long enough string to use whole words, with a \"quote\" inside"}"#,
+            ],
+        );
+        assert_cases(
+            false,
+            &[
+                b"\"",
+                b"\"abc",
+                br#""\""#,
+                br#""\x""#,
+                br#""\a""#,
+                br#""\U0041""#,
+                br#""\u12""#,
+                br#""\u12g4""#,
+                br#""\u""#,
+                b"\"\x00\"",
+                b"\"a\x1fb\"",
+                b"\"tab\tinside\"",
+                b"\"new\nline in a string long enough for words\"",
+                br#""\ud800""#,
+                br#""\udc00""#,
+                br#""\ud800\u0041""#,
+                br#""\ud800\ud800""#,
+                br#""\ud800x""#,
+                br#""\ud800\n""#,
+                br#""\udfff\ud800""#,
+                br#"'single'"#,
+                br#"{"a\":1}"#,
+            ],
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_inside_and_outside_strings() {
+        assert_cases(true, &["\"\u{10FFFF}\"".as_bytes(), "[\"\u{7FF}\", \"\u{800}\"]".as_bytes()]);
+        assert_cases(
+            false,
+            &[
+                b"\"\xff\"",
+                b"\"\xc3\"",
+                b"{\"\xc3\":1}",
+                b"\"\xc0\xaf\"",
+                b"\"\xe0\x80\xaf\"",
+                b"\"\xed\xa0\x80\"",
+                b"\"\xf4\x90\x80\x80\"",
+                b"\"\xe2\x82\"",
+                b"\"\xf0\x9f\x98\"",
+                b"\"\x80\"",
+                b"[1]\xff",
+                b"\xff[1]",
+                b"[\xc3\xa9]",
+            ],
+        );
+        assert_eq!(check_json(b"[\"ok\", \"\xe2\x82\"]").unwrap_err(), "invalid UTF-8 at byte 8");
+    }
+
+    #[test]
+    fn literals_and_structure_are_exact() {
+        assert_cases(
+            true,
+            &[
+                b"true",
+                b"false",
+                b"null",
+                b"[]",
+                b"{}",
+                b" \t\r\n[ ] \n",
+                br#"{"a":1,"a":2}"#,
+                br#"{ "a" : [ 1 , { } , [ ] ] , "" : null }"#,
+                br#""top-level string""#,
+            ],
+        );
+        assert_cases(
+            false,
+            &[
+                b"",
+                b" ",
+                b"\n\t",
+                b"tru",
+                b"nul",
+                b"fals",
+                b"True",
+                b"true1",
+                b"nullx",
+                b"[true false]",
+                b"[1,]",
+                b"[,1]",
+                b"[1,,2]",
+                br#"{"a":1,}"#,
+                br#"{"a"}"#,
+                br#"{"a" 1}"#,
+                br#"{"a":}"#,
+                br#"{a:1}"#,
+                br#"{1:1}"#,
+                b"{,}",
+                b"[]]",
+                b"[",
+                b"]",
+                b"{",
+                b"[}",
+                b"{]",
+                br#"{"a":1}x"#,
+                b"{} {}",
+                b"[1] [2]",
+                b"\x0c[]",
+                b"[]\x0b",
+                b"\x00",
+                "\u{a0}[]".as_bytes(),
+                b"\xef\xbb\xbf{}",
+            ],
+        );
+        assert_eq!(check_json(b"[1,]").unwrap_err(), "expected a value at byte 3");
+        assert_eq!(check_json(b"{\"a\":1]").unwrap_err(), "expected ',' or '}' at byte 6");
+        assert_eq!(check_json(b"[1}").unwrap_err(), "expected ',' or ']' at byte 2");
+        assert_eq!(check_json(b"{\"a\" 1}").unwrap_err(), "expected ':' at byte 5");
+        assert_eq!(check_json(b"{1:1}").unwrap_err(), "expected a string key at byte 1");
+        assert_eq!(check_json(b"{\"a\":1} x").unwrap_err(), "trailing characters at byte 8");
+        assert_eq!(check_json(b"\"ab\ncd\"").unwrap_err(), "control character in a string at byte 3");
+        assert_eq!(check_json(b"[\"\\ud800\"]").unwrap_err(), "lone surrogate in a \\u escape at byte 2");
+        assert_eq!(check_json(b"1e400").unwrap_err(), "number out of range at byte 0");
+        assert_eq!(check_json(b"[tru]").unwrap_err(), "invalid literal at byte 1");
+        assert_eq!(check_json(b"").unwrap_err(), "expected a value at byte 0");
+    }
+
+    #[test]
+    fn nesting_stops_at_the_limit_for_arrays_objects_and_both() {
+        let limit = MAX_BODY_NESTING;
+        let mixed = |depth: usize| {
+            let mut body = String::new();
+            (0..depth).for_each(|level| body.push_str(if level % 2 == 0 { "[" } else { "{\"k\":" }));
+            body.push('1');
+            (0..depth).rev().for_each(|level| body.push(if level % 2 == 0 { ']' } else { '}' }));
+            body.into_bytes()
+        };
+        // Deep containers that close and reopen count only while they are open.
+        let siblings = format!("[{0},{0}]", String::from_utf8(nested("[", "", "]", limit - 1)).unwrap());
+        assert_cases(
+            true,
+            &[
+                &nested("[", "", "]", limit),
+                &nested("{\"a\":", "{}", "}", limit - 1),
+                &nested("[", "{}", "]", limit - 1),
+                &mixed(limit),
+                siblings.as_bytes(),
+            ],
+        );
+        assert_cases(
+            false,
+            &[
+                &nested("[", "", "]", limit + 1),
+                &nested("{\"a\":", "1", "}", limit + 1),
+                &nested("[", "{}", "]", limit),
+                &mixed(limit + 1),
+                &nested("[", "", "]", 10_000),
+                &nested("[", "", "", limit + 1),
+            ],
+        );
+        let error = check_json(&nested("[", "", "]", limit + 1)).unwrap_err();
+        assert_eq!(error, "nested deeper than 125 levels at byte 125");
+        // The deepest body, in a list call's answer ({"items":[body]}), still parses.
+        let mut answer = BodyBuilder::with_capacity(0);
+        answer.push_list(&json_key("items"), &[nested("[", "", "]", limit)]);
+        assert!(serde_json::from_slice::<Value>(&answer.finish()).is_ok());
+    }
+
+    #[test]
+    fn whole_word_string_scanning_finds_every_special_byte_at_every_position() {
+        // Each special byte at each offset of a long string, with plain bytes (ASCII and
+        // multi-byte) around it: the word-at-a-time scan must see it wherever it falls.
+        for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for position in 0..24 {
+                let mut body = b"\"".to_vec();
+                body.extend(std::iter::repeat_n(b'a', position));
+                body.push(special);
+                body.extend_from_slice("éé".as_bytes());
+                body.extend(std::iter::repeat_n(b'z', 20));
+                body.push(b'"');
+                let accepted = serde_accepts(&body);
+                assert_eq!(check_json(&body).is_ok(), accepted, "{special:#x} at {position}");
+                assert!(!accepted, "{special:#x} at {position} makes it invalid");
+            }
+        }
+        for length in 0..40 {
+            let body = format!("[\"{}\",\"{}\"]", "x".repeat(length), "ü".repeat(length));
+            assert!(check_json(body.as_bytes()).is_ok(), "{length}");
+        }
+    }
+}
