@@ -1,9 +1,11 @@
 //! Telemetry: logging setup here — `tracing` events and spans written as JSON lines
 //! (production) or pretty text (development), filtered by `RUST_LOG` when set, else by
-//! `telemetry.log_level`, every line written to stdout through the non-blocking [`writer`] —
-//! OpenTelemetry traces in [`otel`], W3C trace context from clients in [`trace_context`],
-//! Prometheus metrics in [`metrics`] and the runtime stall detector in [`stall`].
+//! `telemetry.log_level`, the per-request line in [`access`], every line written to stdout
+//! through the non-blocking [`writer`] — OpenTelemetry traces in [`otel`], W3C trace context
+//! from clients in [`trace_context`], Prometheus metrics in [`metrics`] and the runtime stall
+//! detector in [`stall`].
 
+pub mod access;
 pub mod metrics;
 pub mod otel;
 pub mod stall;
@@ -22,8 +24,13 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// was named), so filters such as `gateway::service=warn` keep working.
 pub const REQUEST_LOG_TARGET: &str = "gateway::service";
 
-/// The log writer every line goes through.
-static LOGS: OnceLock<writer::LogWriter> = OnceLock::new();
+/// The log writer every line goes through, and the line format.
+struct Logs {
+    writer: writer::LogWriter,
+    format: LogFormat,
+}
+
+static LOGS: OnceLock<Logs> = OnceLock::new();
 
 /// Starts the log writer and installs the global subscriber, which writes log lines filtered by
 /// the log level; call once. With `tracing`, also installs the subscriber sampled requests run
@@ -41,13 +48,18 @@ pub fn init(settings: &TelemetrySettings, tracing: Option<&Tracing>) -> std::io:
         .with(log_filter(settings))
         .with(log_lines(settings, writer.clone()))
         .try_init();
-    let _ = LOGS.set(writer);
+    let _ = LOGS.set(Logs { writer, format: settings.log_format });
     Ok(flush)
+}
+
+/// Where [`access`] writes its JSON lines; `None` with `log_format: pretty` (or before [`init`]).
+fn json_lines() -> Option<&'static writer::LogWriter> {
+    LOGS.get().filter(|logs| logs.format == LogFormat::Json).map(|logs| &logs.writer)
 }
 
 /// Log lines dropped so far because the log writer's buffer was full.
 pub fn dropped_log_lines() -> u64 {
-    LOGS.get().map_or(0, writer::LogWriter::dropped_lines)
+    LOGS.get().map_or(0, |logs| logs.writer.dropped_lines())
 }
 
 /// `RUST_LOG` when set, else `telemetry.log_level`.
