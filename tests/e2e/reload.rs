@@ -183,6 +183,8 @@ async fn a_configmap_symlink_swap_is_picked_up_without_a_signal() {
     std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
 
     assert!(wait_for_shape(&url, "v2").await, "the swapped ConfigMap was never loaded");
+    // Log lines reach stdout up to the log writer's linger (10 ms) after they are logged.
+    assert!(wait_until(Duration::from_secs(2), || count_logs(&gateway, "config reloaded") > 0).await);
     let reloads: Vec<Value> =
         gateway.json_logs().into_iter().filter(|l| l["message"] == "config reloaded").collect();
     assert_eq!(reloads.len(), 1, "{reloads:?}");
@@ -232,6 +234,9 @@ async fn a_listener_change_is_logged_as_needing_a_restart_and_the_rest_applies()
 
     let url = format!("{}/page/4", gateway.url);
     assert!(wait_for_shape(&url, "v2").await, "the endpoint change applies on the old listener");
+    // Log lines reach stdout up to the log writer's linger (10 ms) after they are logged.
+    let logged = || gateway.logs().iter().any(|l| l.contains("server.listen not applied"));
+    assert!(wait_until(Duration::from_secs(2), logged).await, "no warning");
     let warning =
         gateway.logs().into_iter().find(|l| l.contains("server.listen not applied")).expect("no warning");
     assert!(warning.contains("listener addresses cannot change on reload"), "{warning}");

@@ -21,6 +21,8 @@ pub struct Gateway {
     /// The public listener's address.
     pub addr: std::net::SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Held by [`Gateway::stall_stdout`]: the reader takes it before keeping each line.
+    reading: Arc<tokio::sync::Mutex<()>>,
     dir: PathBuf,
     file: PathBuf,
 }
@@ -89,10 +91,12 @@ impl Gateway {
             .spawn()
             .unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
+        let reading = Arc::new(tokio::sync::Mutex::new(()));
         let stdout = child.stdout.take().unwrap();
-        let sink = Arc::clone(&logs);
+        let (sink, gate) = (Arc::clone(&logs), Arc::clone(&reading));
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _reading = gate.blocking_lock();
                 sink.lock().unwrap().push(line);
             }
         });
@@ -112,6 +116,7 @@ impl Gateway {
                     admin: format!("http://{admin}"),
                     addr: public.parse().unwrap(),
                     logs,
+                    reading,
                     dir,
                     file,
                 };
@@ -177,6 +182,12 @@ impl Gateway {
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Stops reading the process's stdout until the guard is dropped, as a stalled log
+    /// collector would: once the pipe is full, the process's writes to stdout block.
+    pub async fn stall_stdout(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.reading.lock().await
     }
 
     /// The log lines written so far.

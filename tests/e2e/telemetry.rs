@@ -1,5 +1,7 @@
 //! Telemetry over real sockets: `/metrics` on the admin port after a few requests (complete,
-//! partial, failed, unmatched), and one `request` log line per request carrying its id.
+//! partial, failed, unmatched), one `request` log line per request carrying its id, the last
+//! lines written before the process exits, and a stalled stdout costing log lines (counted),
+//! never requests.
 
 use crate::support::{Gateway, client, config, get_json, samples};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
@@ -105,6 +107,70 @@ async fn every_request_logs_one_line_with_its_request_id_and_call_outcomes() {
         assert_eq!(line["status"], 200);
         assert!(line["duration_ms"].as_f64().unwrap() > 0.0);
     }
+}
+
+#[tokio::test]
+async fn the_last_log_lines_are_written_before_the_process_exits() {
+    let ok = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r", json!({}))])).await.unwrap();
+    let endpoint = "  - route: GET /page\n    calls:\n      a: { backend: ok, path: /r }\n";
+    let mut gateway = Gateway::start(&config(&[("ok", &ok)], endpoint));
+    let response = client()
+        .get(format!("{}/page", gateway.url))
+        .header("x-request-id", "the-last")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    gateway.terminate();
+    assert_eq!(gateway.wait_exit(std::time::Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+    // The process is gone; what it wrote is in the pipe, read to its end by the test's reader.
+    let stopped = crate::support::wait_until(std::time::Duration::from_secs(2), || {
+        gateway.logs().last().is_some_and(|l| l.contains("\"message\":\"stopped\""))
+    })
+    .await;
+    assert!(stopped, "the last line is `stopped`: {:?}", gateway.logs());
+    let last = gateway.json_logs().into_iter().filter(|v| v["message"] == "request").collect::<Vec<_>>();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(last[0]["span"]["request_id"], "the-last");
+}
+
+#[tokio::test]
+async fn a_stalled_stdout_costs_log_lines_counted_never_requests() {
+    let ok = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r", json!({}))])).await.unwrap();
+    // A 6,000-byte route: every POST to it gets a 405 and a ~6 KB log line naming the route.
+    let path = format!("/{}", "x".repeat(6_000));
+    let endpoint = format!("  - route: GET {path}\n    calls:\n      a: {{ backend: ok, path: /r }}\n");
+    let gateway = Gateway::start(&config(&[("ok", &ok)], &endpoint));
+    let http = client();
+    let dropped = || async {
+        let text = http.get(format!("{}/metrics", gateway.admin)).send().await.unwrap().text().await.unwrap();
+        samples(&text).get("fanout_log_lines_dropped_total").copied()
+    };
+    assert_eq!(dropped().await, Some(0.0));
+
+    const REQUESTS: usize = 600;
+    let stalled = gateway.stall_stdout().await;
+    // 600 lines of ~6 KB (3.6 MB): more than the pipe, the batch stuck in its write and the
+    // writer's 1 MiB buffer hold. A blocking writer would hang the requests here.
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        for _ in 0..REQUESTS {
+            assert_eq!(http.post(format!("{}{path}", gateway.url)).send().await.unwrap().status(), 405);
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "requests waited for the stalled stdout");
+    let lost = dropped().await.unwrap();
+    assert!(lost > 0.0, "nothing dropped");
+    drop(stalled);
+
+    // Every line is either written or counted as dropped.
+    let accounted = crate::support::wait_until(std::time::Duration::from_secs(5), || {
+        let written = gateway.logs().iter().filter(|l| l.contains("\"message\":\"request\"")).count();
+        written as f64 + lost == REQUESTS as f64
+    })
+    .await;
+    let written = gateway.logs().iter().filter(|l| l.contains("\"message\":\"request\"")).count();
+    assert!(accounted, "{written} request lines written, {lost} dropped, of {REQUESTS}");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use crate::plan::{CallPlan, EndpointPlan};
 use crate::problem::{Body, Problem};
 use crate::respond;
 use crate::telemetry::metrics::PlanMetrics;
-use crate::telemetry::{REQUEST_LOG_TARGET, otel, trace_context};
+use crate::telemetry::{otel, trace_context};
 use compose::{Inputs, push_query_pair};
 use downstream::{CallError, CallOutcome, CallRequest, Execution, FanOut, Propagate, Step};
 use http::header::{CONNECTION, COOKIE};
@@ -18,12 +18,13 @@ use tokio::time::Instant;
 /// Header carrying the request id, taken from the client or generated.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Serves `endpoint` for a request with these raw route `params`, `uri` and `headers`; also
-/// returns the calls' outcomes for the request log line, when it is logged.
+/// Serves `endpoint` for a request with these raw route `params`, `uri` and `headers`; when the
+/// request is `logged`, also returns the calls' outcomes for its log line.
 pub async fn serve(
     endpoint: &EndpointPlan,
     metrics: &PlanMetrics,
     propagate: bool,
+    logged: bool,
     params: &matchit::Params<'_, '_>,
     uri: &Uri,
     headers: &HeaderMap,
@@ -64,7 +65,7 @@ pub async fn serve(
         |call, outcomes| steps.next(call, outcomes),
     )
     .await;
-    let calls = record_calls(endpoint, metrics, &execution);
+    let calls = record_calls(endpoint, metrics, &execution, logged);
     let response = respond::compose(endpoint, &execution, started);
     if response.headers().get(respond::X_FANOUT_COMPLETE).is_some_and(|v| v == "false") {
         metrics.partial(endpoint.index);
@@ -72,10 +73,15 @@ pub async fn serve(
     (response, calls)
 }
 
-/// Records every finished call in the metrics; when the request line is logged, returns their
-/// outcomes for it (`product:ok price:timeout …`).
-fn record_calls(endpoint: &EndpointPlan, metrics: &PlanMetrics, execution: &Execution) -> Option<String> {
-    let mut summary = tracing::enabled!(target: REQUEST_LOG_TARGET, tracing::Level::INFO).then(String::new);
+/// Records every finished call in the metrics; when the request is `logged`, returns their
+/// outcomes for its line (`product:ok price:timeout …`).
+fn record_calls(
+    endpoint: &EndpointPlan,
+    metrics: &PlanMetrics,
+    execution: &Execution,
+    logged: bool,
+) -> Option<String> {
+    let mut summary = logged.then(String::new);
     for (call, outcome) in endpoint.calls.iter().zip(&execution.outcomes) {
         let Some(outcome) = outcome else { continue };
         let error = outcome.result.as_ref().err().map(CallError::kind);

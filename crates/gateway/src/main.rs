@@ -57,7 +57,9 @@ fn main() -> ExitCode {
 fn serve(candidate: Candidate, path: PathBuf, env: HashMap<String, String>) -> anyhow::Result<()> {
     // Before the runtime: the exporter's HTTP client must not live inside it.
     let tracing = Tracing::start(&candidate.plan.telemetry)?;
-    telemetry::init(&candidate.plan.telemetry, tracing.as_ref());
+    // Dropped last: writes the log lines still buffered, down to `stopped`.
+    let _logs =
+        telemetry::init(&candidate.plan.telemetry, tracing.as_ref()).context("starting the log writer")?;
     let served = run(candidate, path, env);
     if let Some(tracing) = tracing {
         tracing.shutdown();

@@ -5,8 +5,8 @@
 //! 3. `PropagateRequestId` (tower-http): echo it on every response;
 //! 4. with `server.cors`: `Timing-Allow-Origin` for a shared answer, then tower-http's CORS
 //!    layer (preflights answered here, before routing) — see [`crate::cors`];
-//! 5. [`Gateway`]: the `request` span, one `request` log line and the request metrics per
-//!    answer, `Server-Timing: total;dur=…` on every answer, load shedding at `max_in_flight` (503 + `Retry-After`),
+//! 5. [`Gateway`]: the `request` span, one `request` log line ([`access`]) and the request
+//!    metrics per answer, `Server-Timing: total;dur=…` on every answer, load shedding at `max_in_flight` (503 + `Retry-After`),
 //!    request-target and body limits (414, 413), any `Transfer-Encoding` body (400, connection
 //!    closed: this covers `Content-Length` + `Transfer-Encoding`), routing (404, 405), the endpoint.
 
@@ -17,8 +17,9 @@ use crate::plan::Plan;
 use crate::problem::{Body, Problem};
 use crate::reload::Live;
 use crate::respond::{self, SERVER_TIMING};
+use crate::telemetry::access::{self, RequestLine};
 use crate::telemetry::metrics::PlanMetrics;
-use crate::telemetry::{REQUEST_LOG_TARGET, otel, stall, trace_context};
+use crate::telemetry::{otel, stall, trace_context};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response};
 use std::convert::Infallible;
@@ -94,46 +95,64 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
             otel::decide(request.headers(), telemetry.sampling_ratio, telemetry.trust_client_sampling)
         });
         let sampled = traced.is_some();
-        // An exported span is named at creation (`GET /api/page/{id}`): it cannot be renamed
-        // once started, so for a traced request the route is looked up here as well.
-        let route =
-            if sampled { serving.plan.route(request.uri().path()).map(|(e, _)| &*e.route) } else { None };
-        // Every field is given here, once: recording one later makes the JSON log formatter
-        // parse and rewrite all of them. Only a traced request records (its trace id and, at
-        // the end, its status, as span attributes).
-        let caller_trace = (telemetry.otlp_endpoint.is_some() && !sampled)
-            .then(|| trace_context::traceparent(request.headers()).map(|parent| parent.trace_id))
-            .flatten();
-        let make_span = || {
-            tracing::info_span!(
-                REQUEST_SPAN,
-                otel.name = route.unwrap_or(UNMATCHED_SPAN_NAME),
-                otel.kind = "server",
-                http.request.method = method_label(request.method()),
-                http.route = route,
-                http.response.status_code = field::Empty,
-                request_id =
-                    request.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default(),
-                trace_id = caller_trace,
-            )
-        };
-        let span = match traced {
-            Some(dispatch) => tracing::dispatcher::with_default(dispatch, make_span),
-            None => make_span(),
-        };
-        if sampled {
-            otel::continue_trace(&span, request.headers());
-            if let Some(trace_id) = otel::trace_id(&span) {
-                span.record("trace_id", trace_id);
+        // Decided here, under the global subscriber: a sampled request's subscriber would take
+        // any `info` event (its OpenTelemetry layer wants them all).
+        let logged = access::enabled();
+        let method = method_label(request.method());
+        let request_id = request.headers().get(X_REQUEST_ID);
+        let id = request_id.and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let (span, trace_id) = match traced {
+            Some(dispatch) => {
+                // An exported span is named at creation (`GET /api/page/{id}`): it cannot be
+                // renamed once started, so the route is looked up here as well. Its trace id and,
+                // at the end, its status are recorded as span attributes.
+                let route = serving.plan.route(request.uri().path()).map(|(e, _)| &*e.route);
+                let span = tracing::dispatcher::with_default(dispatch, || {
+                    tracing::info_span!(
+                        REQUEST_SPAN,
+                        otel.name = route.unwrap_or(UNMATCHED_SPAN_NAME),
+                        otel.kind = "server",
+                        http.request.method = method,
+                        http.route = route,
+                        http.response.status_code = field::Empty,
+                        request_id = id,
+                        trace_id = field::Empty,
+                    )
+                });
+                otel::continue_trace(&span, request.headers());
+                let trace_id = otel::trace_id(&span);
+                if let Some(trace_id) = &trace_id {
+                    span.record("trace_id", trace_id.as_str());
+                }
+                (span, trace_id)
             }
-        }
+            None => {
+                // A log-only span: just what its lines show, every field given here and none
+                // declared for later. Recording a field makes the JSON log formatter parse and
+                // rewrite them all, and a backend call records its status on the current span,
+                // which is this one when the call's own span is off (`debug`, untraced).
+                let caller_trace = telemetry
+                    .otlp_endpoint
+                    .is_some()
+                    .then(|| trace_context::traceparent(request.headers()).map(|parent| parent.trace_id))
+                    .flatten();
+                let span = tracing::info_span!(
+                    REQUEST_SPAN,
+                    http.request.method = method,
+                    request_id = id,
+                    trace_id = caller_trace,
+                );
+                (span, caller_trace.filter(|_| logged).map(str::to_owned))
+            }
+        };
+        let request_id = request_id.filter(|_| logged).cloned();
         let watched = span.clone();
         let future = async move {
             let started = tokio::time::Instant::now();
             let (plan, metrics) = (&serving.plan, &serving.metrics);
             let _active = metrics.request_started();
             let Handled { mut response, endpoint, calls } = match permit {
-                Ok(_permit) => handle(plan, metrics, sampled, request).await,
+                Ok(_permit) => handle(plan, metrics, sampled, logged, request).await,
                 Err(_) => Handled::unrouted(Problem::Overloaded.response()),
             };
             let elapsed = started.elapsed();
@@ -145,15 +164,18 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
             if sampled {
                 tracing::Span::current().record("http.response.status_code", i64::from(status));
             }
-            let route = endpoint.and_then(|index| plan.endpoints.get(index)).map(|e| &*e.route);
-            tracing::info!(
-                target: REQUEST_LOG_TARGET,
-                status,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                http.route = route,
-                calls = calls.as_deref(),
-                "request"
-            );
+            if logged {
+                RequestLine {
+                    status,
+                    duration: elapsed,
+                    route: endpoint.and_then(|index| plan.endpoints.get(index)).map(|e| &*e.route),
+                    calls: calls.as_deref(),
+                    method,
+                    request_id: request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
+                    trace_id: trace_id.as_deref(),
+                }
+                .log();
+            }
             Ok(response)
         };
         let watched = stall::watch(Box::pin(future.instrument(span)), watched, sampled);
@@ -186,8 +208,14 @@ impl Handled {
     }
 }
 
-/// Answers one request.
-async fn handle<B>(plan: &Plan, metrics: &PlanMetrics, traced: bool, request: Request<B>) -> Handled {
+/// Answers one request; `logged` when its log line is written.
+async fn handle<B>(
+    plan: &Plan,
+    metrics: &PlanMetrics,
+    traced: bool,
+    logged: bool,
+    request: Request<B>,
+) -> Handled {
     let (parts, _body) = request.into_parts();
     if parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_LEN {
         return Handled::unrouted(Problem::UriTooLong(MAX_URI_LEN).response());
@@ -212,7 +240,7 @@ async fn handle<B>(plan: &Plan, metrics: &PlanMetrics, traced: bool, request: Re
         return Handled { response: Problem::MethodNotAllowed.response(), endpoint: matched, calls: None };
     }
     let (response, calls) =
-        endpoint::serve(endpoint, metrics, traced, &params, &parts.uri, &parts.headers).await;
+        endpoint::serve(endpoint, metrics, traced, logged, &params, &parts.uri, &parts.headers).await;
     Handled { response, endpoint: matched, calls }
 }
 

@@ -1,7 +1,7 @@
 //! Prometheus metrics on the admin port's `/metrics`: request and backend-call duration
 //! histograms (OpenTelemetry semantic-convention names, buckets from 0.5 ms to 10 s), requests
-//! in flight, open connections, backend errors by kind, partial answers per route, and the
-//! process's resident memory. Label values come from config (route templates, backend names)
+//! in flight, open connections, backend errors by kind, partial answers per route, log lines
+//! dropped by the log writer, and the process's resident memory. Label values come from config (route templates, backend names)
 //! and fixed sets (status classes, error kinds), never from request data, so cardinality is
 //! bounded. Handles are created once from the plan ([`PlanMetrics`]): recording is an atomic
 //! update, with no key lookup or allocation per request. Without an installed [`Exporter`] the
@@ -27,6 +27,7 @@ const RESIDENT_MEMORY: &str = "process_resident_memory_bytes";
 const CONFIG_HASH: &str = "fanout_config_hash";
 const CONFIG_RELOADS: &str = "fanout_config_reloads_total";
 const CONFIG_RELOAD_OK: &str = "fanout_config_last_reload_successful";
+const LOG_LINES_DROPPED: &str = "fanout_log_lines_dropped_total";
 
 /// How often recorded histogram samples are folded into their buckets.
 const UPKEEP: Duration = Duration::from_secs(2);
@@ -75,15 +76,19 @@ impl Exporter {
         describe_gauge!(CONFIG_HASH, "Version of the config being served (the hash /readyz shows in hex).");
         describe_counter!(CONFIG_RELOADS, "Config reloads, by result: applied, unchanged, rejected.");
         describe_gauge!(CONFIG_RELOAD_OK, "1 unless the last config reload was rejected.");
+        describe_counter!(LOG_LINES_DROPPED, "Log lines dropped because the log writer's buffer was full.");
         gauge!(CONFIG_RELOAD_OK).set(1.0);
+        counter!(LOG_LINES_DROPPED).absolute(super::dropped_log_lines());
         Ok(Self { handle })
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric. The values kept outside the recorder
+    /// (resident memory, the log writer's dropped lines) are read now.
     pub fn render(&self) -> String {
         if let Some(rss) = resident_memory_bytes() {
             gauge!(RESIDENT_MEMORY).set(rss as f64);
         }
+        counter!(LOG_LINES_DROPPED).absolute(super::dropped_log_lines());
         self.handle.run_upkeep();
         self.handle.render()
     }
