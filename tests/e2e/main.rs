@@ -17,4 +17,5 @@ mod reload;
 mod safety;
 mod support;
 mod telemetry;
+mod tls;
 mod tracing;

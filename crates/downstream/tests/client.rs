@@ -275,84 +275,50 @@ async fn speaks_h2c_to_http2_backends() {
 /// TLS backends: a test CA signs the server's certificate for `localhost`.
 mod tls {
     use super::*;
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use tokio_rustls::TlsAcceptor;
-    use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer};
+    use mockend::{MockServer, RouteSpec, ServiceSpec, TestCa};
 
-    struct Ca {
-        issuer: Issuer<'static, KeyPair>,
-        pem: String,
+    /// An HTTPS backend whose certificate, signed by `ca`, is valid for `name`.
+    async fn https_server(ca: &TestCa, name: &str) -> MockServer {
+        let routes = vec![RouteSpec::json("/item", serde_json::json!({"ok": true}))];
+        MockServer::spawn_tls(ServiceSpec::new(routes), &ca.issue(name).unwrap()).await.unwrap()
     }
 
-    fn ca() -> Ca {
-        let mut params = CertificateParams::new(Vec::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca { pem: cert.pem(), issuer: Issuer::new(params, key) }
-    }
-
-    /// An HTTPS server whose certificate, signed by `ca`, is valid for `name`; it answers every
-    /// request with a small JSON body.
-    async fn https_server(ca: &Ca, name: &str) -> std::net::SocketAddr {
-        let key = KeyPair::generate().unwrap();
-        let cert =
-            CertificateParams::new(vec![name.to_owned()]).unwrap().signed_by(&key, &ca.issuer).unwrap();
-        let config =
-            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(vec![cert.der().clone()], PrivateKeyDer::Pkcs8(key.serialize_der().into()))
-                .unwrap();
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut stream) = acceptor.accept(stream).await else { return };
-                    let mut buf = [0u8; 4096];
-                    let mut seen = Vec::new();
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let _ = stream.write_all(&ok_with_length(JSON)).await;
-                    let _ = stream.shutdown().await;
-                });
-            }
-        });
-        addr
-    }
-
-    fn ca_file(ca: &Ca, test: &str) -> std::path::PathBuf {
+    fn ca_file(ca: &TestCa, test: &str) -> std::path::PathBuf {
         let path = std::env::temp_dir().join(format!("downstream-{}-{test}-ca.pem", std::process::id()));
-        std::fs::write(&path, &ca.pem).unwrap();
+        std::fs::write(&path, ca.pem()).unwrap();
         path
     }
 
-    fn https(addr: std::net::SocketAddr, ca_file: Option<std::path::PathBuf>) -> Backend {
-        Backend::new(BackendSettings { ca_file, ..settings(&format!("https://localhost:{}", addr.port())) })
-            .unwrap()
+    fn https(server: &MockServer, ca_file: Option<std::path::PathBuf>) -> Backend {
+        Backend::new(BackendSettings { ca_file, ..settings(&server.url()) }).unwrap()
     }
 
     #[tokio::test]
     async fn calls_a_backend_whose_certificate_the_ca_file_trusts() {
-        let ca = ca();
-        let addr = https_server(&ca, "localhost").await;
-        let backend = https(addr, Some(ca_file(&ca, "trusted")));
+        let ca = TestCa::new().unwrap();
+        let server = https_server(&ca, "localhost").await;
+        let backend = https(&server, Some(ca_file(&ca, "trusted")));
         assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
+        assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
+        assert_eq!(server.requests().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn speaks_h2_over_tls_by_alpn() {
+        let ca = TestCa::new().unwrap();
+        let server = https_server(&ca, "localhost").await;
+        let settings =
+            BackendSettings { http2: true, ca_file: Some(ca_file(&ca, "h2")), ..settings(&server.url()) };
+        let backend = Backend::new(settings).unwrap();
+        assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
+        assert_eq!(server.requests()[0].version, http::Version::HTTP_2);
     }
 
     #[tokio::test]
     async fn a_certificate_for_another_name_is_a_connect_error() {
-        let ca = ca();
-        let addr = https_server(&ca, "other.example").await;
-        let backend = https(addr, Some(ca_file(&ca, "wrong-name")));
+        let ca = TestCa::new().unwrap();
+        let server = https_server(&ca, "other.example").await;
+        let backend = https(&server, Some(ca_file(&ca, "wrong-name")));
         match call(&backend, SHORT).await {
             Err(CallError::Connect(reason)) => {
                 assert!(reason.contains("certificate not valid for name \"localhost\""), "{reason}")
@@ -363,8 +329,8 @@ mod tls {
 
     #[tokio::test]
     async fn a_certificate_from_an_unknown_ca_is_a_connect_error() {
-        let addr = https_server(&ca(), "localhost").await;
-        let backend = https(addr, None);
+        let server = https_server(&TestCa::new().unwrap(), "localhost").await;
+        let backend = https(&server, Some(ca_file(&TestCa::new().unwrap(), "other-ca")));
         match call(&backend, SHORT).await {
             Err(CallError::Connect(reason)) => {
                 assert!(reason.contains("certificate") && reason.contains("UnknownIssuer"), "{reason}")

@@ -80,4 +80,10 @@ pub enum MockError {
         /// What the operating system reported.
         source: io::Error,
     },
+    /// A test certificate could not be made.
+    #[error("cannot make a test certificate")]
+    Certificate(#[from] rcgen::Error),
+    /// rustls refused the server configuration.
+    #[error("invalid TLS configuration")]
+    Tls(#[from] rustls::Error),
 }

@@ -3,7 +3,8 @@
 //!
 //! A [`ServiceSpec`] lists [`RouteSpec`]s (path pattern, latency, status,
 //! JSON body, failure behavior); [`MockServer::spawn`] serves it in-process
-//! over HTTP/1.1 and h2c and records what it receives. The `mockend` binary
+//! over HTTP/1.1 and h2c (or https: [`MockServer::spawn_tls`] with a
+//! certificate from a [`TestCa`]) and records what it receives. The `mockend` binary
 //! serves every service of a [`DemoFile`]:
 //!
 //! ```yaml
@@ -44,8 +45,10 @@ mod rng;
 mod route;
 mod server;
 mod spec;
+mod tls;
 
 pub use error::MockError;
 pub use record::{RECORD_LIMIT, Recorded};
 pub use server::MockServer;
 pub use spec::{Behavior, DemoFile, Latency, RouteSpec, ServiceSpec};
+pub use tls::{ServerIdentity, TestCa};

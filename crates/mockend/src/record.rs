@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use http::{HeaderMap, Method, Request};
+use http::{HeaderMap, Method, Request, Version};
 
 /// How many requests a server remembers; older records are discarded first.
 pub const RECORD_LIMIT: usize = 100_000;
@@ -16,6 +16,8 @@ pub const RECORD_LIMIT: usize = 100_000;
 pub struct Recorded {
     /// The request method.
     pub method: Method,
+    /// The HTTP version it came in (HTTP/1.1 or HTTP/2).
+    pub version: Version,
     /// Path and query exactly as received, e.g. `/products/7?lang=en`.
     pub path_and_query: String,
     /// Every request header.
@@ -58,6 +60,7 @@ impl Recorder {
     pub(crate) fn begin<B>(&self, request: &Request<B>) -> InFlight<'_> {
         let record = Recorded {
             method: request.method().clone(),
+            version: request.version(),
             path_and_query: request.uri().path_and_query().map_or("", |path| path.as_str()).to_owned(),
             headers: request.headers().clone(),
             arrived: Instant::now(),

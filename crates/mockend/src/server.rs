@@ -1,5 +1,6 @@
 //! The mock HTTP server: binding, the accept loop, one task per connection
-//! (HTTP/1.1 and h2c) and the hyper handler that records and answers.
+//! (HTTP/1.1 and h2c, or both over TLS) and the hyper handler that records and
+//! answers.
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,6 +24,9 @@ use crate::error::MockError;
 use crate::record::{Recorded, Recorder};
 use crate::route::{Outcome, Routes};
 use crate::spec::ServiceSpec;
+use crate::tls::ServerIdentity;
+use std::future::Future;
+use tokio_rustls::TlsAcceptor;
 
 /// Pause after a failed `accept` (e.g. no file descriptor left).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
@@ -32,6 +36,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 #[derive(Debug)]
 pub struct MockServer {
     addr: SocketAddr,
+    https: bool,
     shared: Arc<Shared>,
     accept: JoinHandle<()>,
 }
@@ -61,14 +66,26 @@ impl MockServer {
     /// Validates `spec`, binds `spec.listen` (or `127.0.0.1:0`) and serves
     /// it on the current tokio runtime.
     pub async fn spawn(spec: ServiceSpec) -> Result<Self, MockError> {
+        Self::start(spec, None).await
+    }
+
+    /// Like [`MockServer::spawn`], over TLS with `identity`'s certificate
+    /// (HTTP/1.1 or h2 by ALPN); [`MockServer::url`] then starts with
+    /// `https://localhost:`, the name to issue the certificate for.
+    pub async fn spawn_tls(spec: ServiceSpec, identity: &ServerIdentity) -> Result<Self, MockError> {
+        Self::start(spec, Some(TlsAcceptor::from(identity.server_config()?))).await
+    }
+
+    async fn start(spec: ServiceSpec, tls: Option<TlsAcceptor>) -> Result<Self, MockError> {
         let routes = Routes::compile(&spec.routes)?;
         let listen = spec.listen.as_deref().unwrap_or("127.0.0.1:0");
         let bind_error = |source| MockError::Bind { addr: listen.to_owned(), source };
         let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
+        let https = tls.is_some();
         let shared = Arc::new(Shared { routes, recorder: Recorder::default() });
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-        Ok(Self { addr, shared, accept })
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), tls));
+        Ok(Self { addr, https, shared, accept })
     }
 
     /// The address the server listens on.
@@ -76,9 +93,14 @@ impl MockServer {
         self.addr
     }
 
-    /// The base URL of the server, e.g. `http://127.0.0.1:7101`.
+    /// The base URL of the server, e.g. `http://127.0.0.1:7101` (over TLS:
+    /// `https://localhost:7101`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.https {
+            format!("https://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     /// The requests received so far, in arrival order (at most the last
@@ -107,7 +129,7 @@ impl Drop for MockServer {
 
 /// Accepts connections until aborted; aborting it drops the connection
 /// tasks with it.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().keep_alive(true);
     let builder = Arc::new(builder);
@@ -124,12 +146,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if stream.set_nodelay(true).is_err() {
             continue;
         }
-        connections.spawn(serve(stream, Arc::clone(&builder), Arc::clone(&shared)));
+        connections.spawn(serve(stream, Arc::clone(&builder), Arc::clone(&shared), tls.clone()));
     }
 }
 
-/// Serves one connection until it closes or a handler resets it.
-async fn serve(stream: TcpStream, builder: Arc<Builder<TokioExecutor>>, shared: Arc<Shared>) {
+/// Serves one connection until it closes or a handler resets it; with `tls`,
+/// after the handshake (a failed one closes the connection).
+async fn serve(
+    stream: TcpStream,
+    builder: Arc<Builder<TokioExecutor>>,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+) {
     let (stream, reset) = if shared.routes.has_reset() {
         match ResetHandle::split(stream) {
             Ok((stream, reset)) => (stream, Some(Arc::new(reset))),
@@ -142,7 +170,18 @@ async fn serve(stream: TcpStream, builder: Arc<Builder<TokioExecutor>>, shared: 
         let reset = reset.clone();
         service_fn(move |request| handle(Arc::clone(&shared), reset.clone(), request))
     };
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    match tls {
+        None => drive(builder.serve_connection(TokioIo::new(stream), service), reset).await,
+        Some(tls) => {
+            if let Ok(stream) = tls.accept(stream).await {
+                drive(builder.serve_connection(TokioIo::new(stream), service), reset).await;
+            }
+        }
+    }
+}
+
+/// Runs a connection until it ends or its reset handle fires.
+async fn drive<E>(connection: impl Future<Output = Result<(), E>>, reset: Option<Arc<ResetHandle>>) {
     // Connection errors (client gone, bad request) are of no interest here.
     match reset {
         Some(reset) => {
