@@ -30,13 +30,26 @@ async fn a_client_that_disconnects_cancels_its_backend_calls() {
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    drains_in_flight_requests_and_exits_zero("work_stealing").await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_every_worker_with_a_runtime_per_core() {
+    drains_in_flight_requests_and_exits_zero("per_core").await;
+}
+
+/// SIGTERM: the listener closes, `/readyz` turns 503, the request in flight is answered, and
+/// the process exits 0, with `server.runtime: RUNTIME`.
+async fn drains_in_flight_requests_and_exits_zero(runtime: &str) {
     let slow = MockServer::spawn(ServiceSpec::new(vec![
-        RouteSpec::json("/s", json!({"done": true})).latency(Duration::from_millis(800)),
+        RouteSpec::json("/s", json!({"done": true})).latency(Duration::from_millis(2000)),
     ]))
     .await
     .unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      s: { backend: slow, path: /s, required: true }\n";
-    let mut gateway = Gateway::start(&config(&[("slow", &slow)], endpoint));
+    let yaml = config(&[("slow", &slow)], endpoint)
+        .replace("server:\n", &format!("server:\n  runtime: {runtime}\n"));
+    let mut gateway = Gateway::start(&yaml);
     let http = client();
     assert_eq!(http.get(format!("{}/healthz", gateway.admin)).send().await.unwrap().status(), 200);
     assert_eq!(http.get(format!("{}/readyz", gateway.admin)).send().await.unwrap().status(), 200);

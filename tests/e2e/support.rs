@@ -145,6 +145,11 @@ impl Gateway {
         (kib("VmRSS:") * 1024, kib("VmHWM:") * 1024)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resets the peak resident memory to the current one (`/proc/PID/clear_refs`).
     pub fn reset_peak_rss(&self) {
         std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();

@@ -13,6 +13,11 @@
 //!
 //! An h2 backend (`http2: true`: h2c, or ALPN `h2` over TLS) gets one multiplexed connection,
 //! driven by its own task and shared by every call, and a new one once it closes.
+//!
+//! Connections are kept per worker ([`set_worker`]): with one single-threaded runtime per core,
+//! a connection is registered with one runtime's reactor and must be used from that runtime
+//! only; each worker then has its own idle connections (at most `max_idle_connections` each)
+//! and its own h2 connection. Threads that never call [`set_worker`] share worker 0's.
 
 use crate::call::CallError;
 use crate::tls;
@@ -24,6 +29,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::path::Path;
@@ -39,6 +45,24 @@ use tower::ServiceExt;
 /// the 60 s idle timeouts of common load balancers in front of backends, so the pool gives up
 /// a connection before the other side usually does.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+
+/// Workers with connections of their own; a worker index beyond it shares
+/// `index % MAX_WORKERS`'s (still correct, as connections then cross runtimes, but slower).
+pub const MAX_WORKERS: usize = 64;
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Makes the calling thread use worker `index`'s backend connections (call it once, first
+/// thing, on each thread that runs its own runtime).
+pub fn set_worker(index: usize) {
+    WORKER.with(|worker| worker.set(index % MAX_WORKERS));
+}
+
+fn worker() -> usize {
+    WORKER.with(Cell::get)
+}
 
 /// What a connection to a backend runs over: TCP, or TLS over TCP.
 type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
@@ -58,9 +82,9 @@ enum Connector {
 /// How requests reach the backend.
 enum Protocol {
     /// HTTP/1.1: one request at a time per connection, idle ones pooled.
-    Http1 { idle: Mutex<VecDeque<Idle>>, max_idle: usize },
-    /// h2: one shared connection while it stays open.
-    Http2 { shared: tokio::sync::Mutex<Option<http2::SendRequest<NoBody>>> },
+    Http1 { idle: Box<[Mutex<VecDeque<Idle>>]>, max_idle: usize },
+    /// h2: one shared connection per worker while it stays open.
+    Http2 { shared: Box<[tokio::sync::Mutex<Option<http2::SendRequest<NoBody>>>]> },
 }
 
 /// An HTTP/1.1 connection: the handle requests are sent on, and the connection itself, which
@@ -123,9 +147,9 @@ impl Client {
             }
         };
         let protocol = if http2 {
-            Protocol::Http2 { shared: tokio::sync::Mutex::new(None) }
+            Protocol::Http2 { shared: (0..MAX_WORKERS).map(|_| tokio::sync::Mutex::new(None)).collect() }
         } else {
-            Protocol::Http1 { idle: Mutex::new(VecDeque::new()), max_idle }
+            Protocol::Http1 { idle: (0..MAX_WORKERS).map(|_| Mutex::default()).collect(), max_idle }
         };
         Self { connector, target, connect_timeout, protocol }
     }
@@ -135,7 +159,7 @@ impl Client {
     pub(crate) async fn send(&self, request: Request<NoBody>) -> Result<Answer<'_>, CallError> {
         match &self.protocol {
             Protocol::Http1 { idle, .. } => {
-                let taken = take_idle(idle);
+                let taken = take_idle(&idle[worker()]);
                 let reused = taken.is_some();
                 let mut conn = match taken {
                     Some(conn) => conn,
@@ -159,7 +183,7 @@ impl Client {
                 Ok(Answer { client: self, response, conn: Some(conn) })
             }
             Protocol::Http2 { shared } => {
-                let mut sender = self.shared_http2(shared).await?;
+                let mut sender = self.shared_http2(&shared[worker()]).await?;
                 let response =
                     sender.send_request(request).await.map_err(|e| transport_error("request failed", &e))?;
                 Ok(Answer { client: self, response, conn: None })
@@ -238,7 +262,7 @@ impl Client {
             return;
         }
         let now = Instant::now();
-        let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = idle[worker()].lock().unwrap_or_else(PoisonError::into_inner);
         while idle.front().is_some_and(|oldest| now.duration_since(oldest.since) >= IDLE_TIMEOUT) {
             idle.pop_front();
         }

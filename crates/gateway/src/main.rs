@@ -5,6 +5,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use gateway::cli::{Cli, Command, Format};
+use gateway::config::RuntimeMode;
 use gateway::openapi;
 use gateway::reload::{self, Candidate, Live};
 use gateway::server::{self, Listeners};
@@ -68,8 +69,13 @@ fn serve(candidate: Candidate, path: PathBuf, env: HashMap<String, String>) -> a
 }
 
 fn run(candidate: Candidate, path: PathBuf, env: HashMap<String, String>) -> anyhow::Result<()> {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    // With `per_core`, the public port has threads of its own (server::run starts them); this
+    // runtime keeps the admin port, signals and reloads.
+    let mut builder = match candidate.plan.server.runtime {
+        RuntimeMode::WorkStealing => tokio::runtime::Builder::new_multi_thread(),
+        RuntimeMode::PerCore => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = builder.enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         // Registered before the first log line, so an early SIGTERM still drains and exits 0
         // and an early SIGHUP reloads instead of killing the process.

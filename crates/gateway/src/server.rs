@@ -4,8 +4,14 @@
 //! [`crate::service::stack`], admin: HTTP/1.1 with [`crate::admin`]), and on shutdown drain:
 //! `/readyz` turns 503, the public listener closes, in-flight requests get `shutdown_grace` to
 //! finish.
+//!
+//! With `server.runtime: per_core`, the public port is served by one thread per core, each
+//! with a single-threaded runtime, its own `SO_REUSEPORT` socket (the kernel spreads new
+//! connections over them) and its own backend connections ([`downstream::set_worker`]); the
+//! admin listener, signals, reloads and metrics stay on the main thread's runtime.
 
 use crate::admin::{Admin, Health};
+use crate::config::RuntimeMode;
 use crate::connection::{self, Drain, Limits, MAX_HEAD_BYTES};
 use crate::plan::Plan;
 use crate::problem::Body;
@@ -23,8 +29,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 /// Most headers accepted in one request head (more: 431).
 const MAX_HEADERS: usize = 100;
@@ -42,10 +48,10 @@ pub enum ServerError {
     },
 }
 
-/// Both listeners, bound and ready.
+/// Both listeners, bound and ready: the public one once per worker with `per_core`.
 #[derive(Debug)]
 pub struct Listeners {
-    public: TcpListener,
+    public: Vec<TcpListener>,
     admin: TcpListener,
 }
 
@@ -55,14 +61,46 @@ impl Listeners {
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
         };
-        Ok(Self { public: bind(plan.server.listen).await?, admin: bind(plan.server.admin_listen).await? })
+        let public = match plan.server.runtime {
+            RuntimeMode::WorkStealing => vec![bind(plan.server.listen).await?],
+            RuntimeMode::PerCore => bind_per_core(plan.server.listen, per_core_workers())?,
+        };
+        Ok(Self { public, admin: bind(plan.server.admin_listen).await? })
     }
 
     /// The bound (public, admin) addresses (ports resolved when configured as 0).
     pub fn addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
-        (self.public.local_addr().ok(), self.admin.local_addr().ok())
+        (self.public.first().and_then(|l| l.local_addr().ok()), self.admin.local_addr().ok())
     }
 }
+
+/// Worker threads with `per_core`: the cores this process may use (cgroup quota and CPU
+/// affinity included), at most [`downstream::MAX_WORKERS`].
+fn per_core_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from).min(downstream::MAX_WORKERS)
+}
+
+/// `workers` sockets listening on `addr` with `SO_REUSEPORT` (a port of 0 is resolved by the
+/// first, the others take the same).
+fn bind_per_core(addr: SocketAddr, workers: usize) -> Result<Vec<TcpListener>, ServerError> {
+    let mut addr = addr;
+    let mut sockets = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let failed = |source| ServerError::Bind { addr, source };
+        let socket =
+            if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(failed)?;
+        socket.set_reuseaddr(true).map_err(failed)?;
+        socket.set_reuseport(true).map_err(failed)?;
+        socket.bind(addr).map_err(failed)?;
+        let listener = socket.listen(LISTEN_BACKLOG).map_err(failed)?;
+        addr = listener.local_addr().map_err(failed)?;
+        sockets.push(listener);
+    }
+    Ok(sockets)
+}
+
+/// Pending connections the kernel queues per listening socket (tokio's default for `bind`).
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// Serves the `live` config until `shutdown` resolves, then drains and returns. With an
 /// `exporter`, metrics are served on the admin port. The `server` settings are the ones the
@@ -80,6 +118,7 @@ pub async fn run(
         builder: Arc::new(http_builder(Protocols::Http1)),
         limits: Limits { max_age: None, ..Limits::of(&settings) },
         max_connections: settings.admin_max_connections,
+        connections: Arc::new(Semaphore::new(settings.admin_max_connections)),
         open_connections: None,
     };
     let admin_service = Admin::new(Arc::clone(&health), exporter.map(Arc::new));
@@ -87,23 +126,140 @@ pub async fn run(
     let admin = tokio::spawn(async move {
         admin_listener.accept(&Drain::new(), || admin_service.clone(), std::future::pending()).await;
     });
-    let drain = Drain::new();
     let service = service::stack(live, &settings);
-    let public = Listener {
-        socket: listeners.public,
+    let public = Public {
         builder: Arc::new(http_builder(Protocols::Http1AndH2c)),
         limits: Limits::of(&settings),
         max_connections: settings.max_connections,
+        connections: Arc::new(Semaphore::new(settings.max_connections)),
         open_connections: Some(metrics::open_connections()),
+        grace: settings.shutdown_grace,
     };
-    public.accept(&drain, || TowerToHyperService::new(service.clone()), shutdown).await;
-    health.start_draining();
-    tracing::info!(grace = ?settings.shutdown_grace, "draining: no new connections, finishing requests in flight");
-    if tokio::time::timeout(settings.shutdown_grace, drain.drain()).await.is_err() {
-        tracing::warn!("shutdown_grace elapsed with requests still in flight; closing them");
+    let mut sockets = listeners.public;
+    if settings.runtime == RuntimeMode::PerCore && sockets.len() > 1 {
+        let (stop, stopped) = watch::channel(false);
+        let workers: Vec<_> = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(index, socket)| public.spawn_worker(index, socket, service.clone(), stopped.clone()))
+            .collect();
+        shutdown.await;
+        health.start_draining();
+        tracing::info!(grace = ?settings.shutdown_grace, "draining: no new connections, finishing requests in flight");
+        let _ = stop.send(true);
+        for worker in workers {
+            match worker {
+                Ok(done) => {
+                    let _ = done.await;
+                }
+                Err(error) => tracing::error!(%error, "a worker thread could not start"),
+            }
+        }
+    } else if let Some(socket) = sockets.pop() {
+        let drain = public.accept(socket, &service, shutdown).await;
+        health.start_draining();
+        tracing::info!(grace = ?settings.shutdown_grace, "draining: no new connections, finishing requests in flight");
+        public.finish(drain).await;
     }
     admin.abort();
     tracing::info!("stopped");
+}
+
+/// The public service stack, as each worker needs it: cloned once per connection.
+trait PublicService:
+    tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> PublicService for S where
+    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// How the public port's connections are served, on one runtime or on each worker's.
+struct Public {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Limits,
+    max_connections: usize,
+    /// Shared by every worker: `max_connections` holds for the process.
+    connections: Arc<Semaphore>,
+    open_connections: Option<Gauge>,
+    grace: Duration,
+}
+
+impl Public {
+    /// Accepts on `socket` until `shutdown`, on the current runtime; gives back the drain of
+    /// the connections it accepted.
+    async fn accept<S: PublicService>(
+        &self,
+        socket: TcpListener,
+        service: &S,
+        shutdown: impl Future<Output = ()>,
+    ) -> Drain {
+        let drain = Drain::new();
+        let listener = Listener {
+            socket,
+            builder: Arc::clone(&self.builder),
+            limits: self.limits,
+            max_connections: self.max_connections,
+            connections: Arc::clone(&self.connections),
+            open_connections: self.open_connections.clone(),
+        };
+        listener.accept(&drain, || TowerToHyperService::new(service.clone()), shutdown).await;
+        drain
+    }
+
+    /// Lets the accepted connections finish their requests, for at most `shutdown_grace`.
+    async fn finish(&self, drain: Drain) {
+        if tokio::time::timeout(self.grace, drain.drain()).await.is_err() {
+            tracing::warn!("shutdown_grace elapsed with requests still in flight; closing them");
+        }
+    }
+
+    /// Starts worker `index`'s thread: its own runtime serving `socket` until `stopped` turns
+    /// true, then draining. The receiver resolves when the thread is done.
+    fn spawn_worker<S: PublicService>(
+        &self,
+        index: usize,
+        socket: TcpListener,
+        service: S,
+        mut stopped: watch::Receiver<bool>,
+    ) -> std::io::Result<oneshot::Receiver<()>> {
+        let socket = socket.into_std()?;
+        let public = Public {
+            builder: Arc::clone(&self.builder),
+            connections: Arc::clone(&self.connections),
+            open_connections: self.open_connections.clone(),
+            ..*self
+        };
+        let (done, finished) = oneshot::channel();
+        std::thread::Builder::new().name(format!("fanout-worker-{index}")).spawn(move || {
+            downstream::set_worker(index + 1);
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => return tracing::error!(%error, index, "worker runtime failed to start"),
+            };
+            runtime.block_on(async move {
+                let socket = match TcpListener::from_std(socket) {
+                    Ok(socket) => socket,
+                    Err(error) => return tracing::error!(%error, index, "worker listener failed"),
+                };
+                let stop = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                let drain = public.accept(socket, &service, stop).await;
+                public.finish(drain).await;
+            });
+            let _ = done.send(());
+        })?;
+        Ok(finished)
+    }
 }
 
 /// A bound listener and how its connections are served.
@@ -112,6 +268,8 @@ pub struct Listener {
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Limits,
     max_connections: usize,
+    /// Permits for open connections (`max_connections` of them), possibly shared by listeners.
+    connections: Arc<Semaphore>,
     /// The gauge of open connections, if this listener's are counted.
     open_connections: Option<Gauge>,
 }
@@ -127,7 +285,6 @@ impl Listener {
             + 'static,
         S::Future: Send + 'static,
     {
-        let connections = Arc::new(Semaphore::new(self.max_connections));
         tokio::pin!(shutdown);
         loop {
             let stream = tokio::select! {
@@ -142,7 +299,7 @@ impl Listener {
                 },
                 () = &mut shutdown => return,
             };
-            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
                 tracing::debug!(
                     max = self.max_connections,
                     "connection limit reached; closing new connection"

@@ -12,7 +12,7 @@ mod validate;
 
 pub use diff::{Change, Version, changes, fnv1a};
 pub use error::{ConfigError, ConfigErrors};
-pub use model::{LogFormat, Merge};
+pub use model::{LogFormat, Merge, RuntimeMode};
 pub use source::{Read, Redactions, read, read_str};
 pub use validate::{
     BackendConfig, CallConfig, CorsSettings, EndpointConfig, ServerSettings, Settings, TelemetrySettings,

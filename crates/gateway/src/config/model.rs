@@ -24,7 +24,22 @@ pub struct RawServer {
     pub max_response_body: Option<Text>,
     pub admin_max_connections: Option<Text>,
     pub config_poll: Option<Text>,
+    pub runtime: Option<RuntimeMode>,
     pub cors: Option<RawCors>,
+}
+
+/// How the server's threads share the work (`server.runtime`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeMode {
+    /// One tokio runtime whose worker threads steal each other's tasks: one busy connection
+    /// (an h2 client multiplexing everything) still spreads over every core.
+    #[default]
+    WorkStealing,
+    /// One single-threaded runtime per core, each with its own listening socket
+    /// (`SO_REUSEPORT`) and its own backend connections: no task or wake-up crosses threads,
+    /// but a connection stays on the core the kernel gave it.
+    PerCore,
 }
 
 /// `server.cors:` — cross-origin access for browser frontends.

@@ -6,7 +6,7 @@
 use super::error::ConfigErrors;
 use super::model::{
     LogFormat, Merge, OnElementError, RawBackend, RawCall, RawCors, RawEndpoint, RawServer, RawTelemetry,
-    Text,
+    RuntimeMode, Text,
 };
 use super::units::{parse_duration, parse_size};
 use compose::{Cycle, Graph, Names, Shape, Template};
@@ -110,6 +110,8 @@ pub struct ServerSettings {
     pub config_poll: Option<Duration>,
     /// Cross-origin access for browsers; none: no CORS headers.
     pub cors: Option<CorsSettings>,
+    /// How the server's threads share the work.
+    pub runtime: RuntimeMode,
 }
 
 /// `server.cors:` with defaults applied.
@@ -288,6 +290,7 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
         admin_max_connections: c.count("admin_max_connections", raw.admin_max_connections, 256),
         cors: raw.cors.map(|cors| cors_settings(cors, &mut c)),
         config_poll: c.duration_or_off("config_poll", raw.config_poll, Some("1s")),
+        runtime: raw.runtime.unwrap_or_default(),
     }
 }
 

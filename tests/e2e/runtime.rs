@@ -1,0 +1,46 @@
+//! `server.runtime: per_core`: one worker thread per core, each with its own listening socket
+//! and runtime, serving pages concurrently over many connections.
+
+use crate::support::{Gateway, config};
+use mockend::{MockServer, RouteSpec, ServiceSpec};
+use serde_json::json;
+
+/// The names of the gateway process's threads.
+fn thread_names(gateway: &Gateway) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", gateway.pid())).unwrap();
+    tasks
+        .map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap().trim().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn per_core_serves_pages_from_a_worker_per_core() {
+    let backend =
+        MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r/{id}", json!({"id": "{id}"}))]))
+            .await
+            .unwrap();
+    let endpoint = "  - route: GET /page/{id}\n    calls:\n      r: { backend: b, path: \"/r/{id}\" }\n";
+    let yaml = config(&[("b", &backend)], endpoint).replace("server:\n", "server:\n  runtime: per_core\n");
+    let gateway = Gateway::start(&yaml);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from).min(downstream::MAX_WORKERS);
+    let workers = thread_names(&gateway).iter().filter(|name| name.starts_with("fanout-worker-")).count();
+    // One core: the main runtime serves the port itself.
+    assert_eq!(workers, if cores > 1 { cores } else { 0 }, "{:?}", thread_names(&gateway));
+
+    // Each page on a connection of its own, all at once: the kernel spreads them over the
+    // workers' sockets.
+    let pages = (0..64).map(|id| {
+        let url = format!("{}/page/{id}", gateway.url);
+        async move {
+            let fresh = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().unwrap();
+            let response = fresh.get(url).send().await.unwrap();
+            let status = response.status();
+            (status, serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap()).unwrap())
+        }
+    });
+    for (id, (status, body)) in futures_util::future::join_all(pages).await.into_iter().enumerate() {
+        assert_eq!(status, 200);
+        assert_eq!(body, json!({"r": {"id": id.to_string()}}));
+    }
+    assert_eq!(backend.requests().len(), 64);
+}
