@@ -2,6 +2,16 @@
 //! or h2c; the admin listener HTTP/1.1 only), the connection's deadlines and the drain signal
 //! that makes every connection finish its requests and close.
 //!
+//! An idle HTTP/1.1 connection holds no buffer: hyper's connection state (an 8 KiB read buffer
+//! that grows to 16 KiB, an 8 KiB head write buffer, the request slot) lives only while there
+//! is a request to read or answer. When hyper, after an answer is written out, waits for the
+//! next request with nothing read, it is shut down and taken apart ([`http1::Connection::
+//! into_parts`]: the socket, any bytes read ahead, the service); the connection then waits for
+//! readability with only the socket, and a new hyper connection reads the next request. A
+//! request with a body keeps its hyper connection to the end (hyper may still be reading or
+//! discarding the body). h2c connections are served by one hyper connection throughout. See
+//! docs/configuration.md (`max_connections`) for what an idle connection costs.
+//!
 //! The deadlines, enforced by one [`Watchdog`] timer per connection that sleeps until the
 //! earliest of them (an idle connection costs no wake-up until then):
 //! - the first request head (h2: preface and first HEADERS) is complete within
@@ -22,8 +32,10 @@
 
 use crate::config::ServerSettings;
 use crate::problem::Body;
+use bytes::{Buf, Bytes};
 use http::header::CONNECTION;
 use http::{HeaderValue, Request, Response, Version};
+use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
@@ -113,51 +125,233 @@ impl Limits {
     }
 }
 
+/// How a listener's connections are served: hyper's HTTP/1.1 connection (one per request
+/// burst, see the module documentation) and, on a listener that speaks h2c, the auto-detecting
+/// builder for connections that open with the h2 preface.
+pub struct Http {
+    /// HTTP/1.1.
+    pub http1: http1::Builder,
+    /// HTTP/1.1 and h2c, for connections that start with the h2 preface; `None`: HTTP/1.1 only.
+    pub h2c: Option<auto::Builder<TokioExecutor>>,
+}
+
+/// What serves a connection's requests.
+pub trait ConnService:
+    hyper::service::Service<
+        Request<hyper::body::Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Unpin
+    + Send
+    + 'static
+{
+}
+
+impl<S> ConnService for S where
+    S: hyper::service::Service<
+            Request<hyper::body::Incoming>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Unpin
+        + Send
+        + 'static
+{
+}
+
+/// The h2 connection preface, which an h2c connection opens with.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a connection's first bytes say it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    H2c,
+}
+
+/// The protocol the connection's first bytes announce, if they tell already.
+fn sniff(first: &[u8]) -> Option<Protocol> {
+    let common = first.iter().zip(H2_PREFACE).take_while(|(a, b)| a == b).count();
+    if common < first.len() {
+        Some(Protocol::Http1)
+    } else if common == H2_PREFACE.len() {
+        Some(Protocol::H2c)
+    } else {
+        None
+    }
+}
+
+/// The hyper connection serving requests now (boxed: it exists only while serving, and the
+/// connection's task stays small while idle).
+enum Serving<'h, S: ConnService> {
+    Http1 {
+        connection: Pin<Box<http1::Connection<Socket, Counted<S>>>>,
+        /// Shut down because it went idle (not asked to close, not closed by hyper).
+        released: bool,
+    },
+    H2c(Pin<Box<auto::Connection<'h, Socket, Counted<S>, TokioExecutor>>>),
+}
+
+/// The socket as hyper reads and writes it.
+type Socket = TokioIo<TrackedIo>;
+
+/// Why a hyper connection failed.
+type ServeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How a hyper connection ended.
+enum Served<S> {
+    /// HTTP/1.1, idle with nothing read: the socket and service, to wait for the next request.
+    Idle(TrackedIo, Counted<S>),
+    /// Closed (by either side, on error, or asked to).
+    Closed,
+}
+
 /// Serves one accepted connection until it closes, misses a deadline, or is drained.
-pub async fn serve<S>(
-    stream: TcpStream,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    service: S,
-    limits: Limits,
-    mut drain: DrainWatch,
-) where
-    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
+pub async fn serve<S>(stream: TcpStream, http: Arc<Http>, service: S, limits: Limits, mut drain: DrainWatch)
+where
+    S: ConnService,
 {
     let _ = stream.set_nodelay(true);
     let tracker = Arc::new(Tracker::new());
-    let io = TrackedIo { stream, tracker: Arc::clone(&tracker) };
-    let service = Counted { inner: service, tracker: Arc::clone(&tracker) };
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    let mut watchdog = Watchdog::new(tracker, limits);
-    let mut draining = false;
+    let mut io = TrackedIo { stream, tracker: Arc::clone(&tracker), ahead: Bytes::new(), unflushed: false };
+    let mut service = Counted { inner: service, tracker: Arc::clone(&tracker) };
+    let mut watchdog = Watchdog::new(Arc::clone(&tracker), limits);
+    let mut protocol = if http.h2c.is_some() { None } else { Some(Protocol::Http1) };
+    loop {
+        // Waiting for the (next) request with nothing allocated but the socket.
+        tokio::select! {
+            biased;
+            ready = io.stream.readable() => if ready.is_err() {
+                return;
+            },
+            _ = drain.signal.changed() => return,
+            expiry = std::future::poll_fn(|cx| watchdog.poll_expired(cx)) => {
+                let (Expiry::Drop(why) | Expiry::Close(why)) = expiry;
+                tracing::debug!(why, "closing idle connection");
+                return;
+            }
+        }
+        let protocol = match protocol {
+            Some(known) => known,
+            None => match io.sniff() {
+                Ok(Some(found)) => *protocol.insert(found),
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::debug!(%error, "connection ended before its first request");
+                    return;
+                }
+            },
+        };
+        let serving = match (protocol, &http.h2c) {
+            (Protocol::H2c, Some(auto)) => {
+                Serving::H2c(Box::pin(auto.serve_connection(TokioIo::new(io), service)))
+            }
+            _ => Serving::Http1 {
+                connection: Box::pin(http.http1.serve_connection(TokioIo::new(io), service)),
+                released: false,
+            },
+        };
+        // Boxed, like the hyper connection: the task keeps only the waiting state while idle.
+        match Box::pin(serve_requests(serving, &tracker, &mut watchdog, limits, &mut drain)).await {
+            Served::Idle(idle_io, idle_service) => (io, service) = (idle_io, idle_service),
+            Served::Closed => return,
+        }
+    }
+}
+
+/// Drives `serving` until it ends, hyper (HTTP/1.1) waits for a next request that has not
+/// begun, a deadline is missed, or the drain signal comes.
+async fn serve_requests<S>(
+    mut serving: Serving<'_, S>,
+    tracker: &Tracker,
+    watchdog: &mut Watchdog,
+    limits: Limits,
+    drain: &mut DrainWatch,
+) -> Served<S>
+where
+    S: ConnService,
+{
+    let requests = tracker.requests.load(Ordering::Relaxed);
+    // Once asked to close, the connection ends instead of waiting for the next request.
+    let mut closing = false;
     loop {
         tokio::select! {
             // The connection first: what it reads and answers is what the watchdog then sees.
             biased;
-            result = connection.as_mut() => {
-                if let Err(error) = result {
+            ended = std::future::poll_fn(|cx| serving.poll_served(cx, tracker, requests, closing)) => {
+                if let Err(error) = ended {
                     tracing::debug!(%error, "connection ended with an error");
+                    return Served::Closed;
                 }
-                return;
+                return match serving {
+                    Serving::Http1 { connection, released: true } => {
+                        let parts = Pin::into_inner(connection).into_parts();
+                        let mut io = parts.io.into_inner();
+                        io.ahead = Bytes::copy_from_slice(&parts.read_buf);
+                        Served::Idle(io, parts.service)
+                    }
+                    _ => Served::Closed,
+                };
             }
-            _ = drain.signal.changed(), if !draining => {
-                connection.as_mut().graceful_shutdown();
+            _ = drain.signal.changed(), if !closing => {
+                serving.graceful_shutdown();
                 watchdog.closing(None);
-                draining = true;
+                closing = true;
             }
             expiry = std::future::poll_fn(|cx| watchdog.poll_expired(cx)) => match expiry {
                 Expiry::Drop(why) => {
                     tracing::debug!(why, "dropping connection");
-                    return;
+                    return Served::Closed;
                 }
                 Expiry::Close(why) => {
                     tracing::debug!(why, "closing connection");
-                    connection.as_mut().graceful_shutdown();
+                    serving.graceful_shutdown();
                     watchdog.closing(Some(limits.close_grace));
+                    closing = true;
                 }
             },
+        }
+    }
+}
+
+impl<S> Serving<'_, S>
+where
+    S: ConnService,
+{
+    /// Polls the connection; an HTTP/1.1 one that [`Tracker::idle_read`] says waits for a
+    /// request not yet begun (and has answered one since `requests`) is shut down, to end at
+    /// once. Closing or not, an HTTP/1.1 connection leaves the socket open: [`serve`] closes
+    /// it by dropping it.
+    fn poll_served(
+        &mut self,
+        cx: &mut Context<'_>,
+        tracker: &Tracker,
+        requests: u32,
+        closing: bool,
+    ) -> Poll<Result<(), ServeError>> {
+        match self {
+            Serving::Http1 { connection, released } => {
+                if connection.poll_without_shutdown(cx)?.is_ready() {
+                    return Poll::Ready(Ok(()));
+                }
+                let idle = tracker.idle_read.swap(false, Ordering::Relaxed);
+                if closing || !idle || tracker.requests.load(Ordering::Relaxed) == requests {
+                    return Poll::Pending;
+                }
+                // hyper is idle: shutting down closes its state at once.
+                connection.as_mut().graceful_shutdown();
+                *released = true;
+                connection.poll_without_shutdown(cx).map_err(Into::into)
+            }
+            Serving::H2c(connection) => connection.as_mut().poll(cx),
+        }
+    }
+
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Serving::Http1 { connection, .. } => connection.as_mut().graceful_shutdown(),
+            Serving::H2c(connection) => connection.as_mut().graceful_shutdown(),
         }
     }
 }
@@ -180,6 +374,13 @@ struct Tracker {
     /// Bytes read since the last request started, while none is in flight (a head, before h2
     /// is known).
     head_bytes: AtomicUsize,
+    /// Requests started.
+    requests: AtomicU32,
+    /// A request had a body: its hyper connection serves to the end (see the module doc).
+    bodied: AtomicBool,
+    /// HTTP/1.1: a read found nothing while no request was in flight, its answer was written
+    /// out and no byte of a next head was read: hyper is idle, waiting for a request.
+    idle_read: AtomicBool,
 }
 
 impl Tracker {
@@ -194,6 +395,9 @@ impl Tracker {
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
             head_bytes: AtomicUsize::new(0),
+            requests: AtomicU32::new(0),
+            bodied: AtomicBool::new(false),
+            idle_read: AtomicBool::new(false),
         }
     }
 
@@ -228,7 +432,20 @@ impl Tracker {
         }
     }
 
-    fn request_started(&self, version: Version) {
+    /// A read found nothing; `unflushed`: bytes written since the last flush.
+    fn read_pending(&self, unflushed: bool) {
+        let idle = !unflushed
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_bytes.load(Ordering::Relaxed) == 0
+            && !self.bodied.load(Ordering::Relaxed);
+        self.idle_read.store(idle, Ordering::Relaxed);
+    }
+
+    fn request_started(&self, version: Version, bodied: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if bodied {
+            self.bodied.store(true, Ordering::Relaxed);
+        }
         self.requested.store(true, Ordering::Relaxed);
         self.h2.store(version == Version::HTTP_2, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -377,14 +594,16 @@ struct Counted<S> {
 impl<S, B> hyper::service::Service<Request<B>> for Counted<S>
 where
     S: hyper::service::Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+    B: hyper::body::Body,
 {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = CountedFuture<S::Future>;
 
     fn call(&self, request: Request<B>) -> Self::Future {
-        self.tracker.request_started(request.version());
-        CountedFuture { inner: self.inner.call(request), busy: Some(Busy(Arc::clone(&self.tracker))) }
+        self.tracker.request_started(request.version(), !request.body().is_end_stream());
+        let inner = Box::pin(self.inner.call(request));
+        CountedFuture { inner, busy: Some(Busy(Arc::clone(&self.tracker))) }
     }
 }
 
@@ -397,13 +616,12 @@ impl Drop for Busy {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A request's answer being computed; the request stops counting when it is ready.
-    struct CountedFuture<F> {
-        #[pin]
-        inner: F,
-        busy: Option<Busy>,
-    }
+/// A request's answer being computed; the request stops counting when it is ready. The
+/// answer's future is boxed (this one is `Unpin`, as taking an HTTP/1.1 connection apart
+/// requires; hyper boxes it again, small).
+struct CountedFuture<F> {
+    inner: Pin<Box<F>>,
+    busy: Option<Busy>,
 }
 
 impl<F> Future for CountedFuture<F>
@@ -412,9 +630,9 @@ where
 {
     type Output = F::Output;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Ok(mut response) = ready!(this.inner.poll(cx));
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let Ok(mut response) = ready!(this.inner.as_mut().poll(cx));
         if let Some(Busy(tracker)) = this.busy.as_ref()
             && tracker.retired.load(Ordering::Relaxed)
             && tracker.is_h1()
@@ -428,10 +646,67 @@ where
 
 /// A `TcpStream` that tells the [`Tracker`] what it reads, and never reads a request head
 /// past [`MAX_HEAD_BYTES`]: hyper checks its limit only after a read leaves the head
-/// incomplete, so one large read could otherwise carry a larger head in whole.
+/// incomplete, so one large read could otherwise carry a larger head in whole. Bytes read
+/// before hyper took the socket (the first bytes, looked at to tell h2c; what the previous
+/// hyper connection had read ahead) are read again first.
 struct TrackedIo {
     stream: TcpStream,
     tracker: Arc<Tracker>,
+    ahead: Bytes,
+    /// Bytes were written since the last completed flush.
+    unflushed: bool,
+}
+
+impl TrackedIo {
+    /// Reads what has arrived of the first bytes (up to the h2 preface's length, kept to be
+    /// read again) and tells the protocol once they do; `None`: not yet. End of stream is an
+    /// error.
+    fn sniff(&mut self) -> io::Result<Option<Protocol>> {
+        let mut first = [0u8; H2_PREFACE.len()];
+        let had = self.ahead.len();
+        first[..had].copy_from_slice(&self.ahead);
+        match self.stream.try_read(&mut first[had..]) {
+            Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                self.ahead = Bytes::copy_from_slice(&first[..had + n]);
+                Ok(sniff(&self.ahead))
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Bytes are being written: hyper is not idle.
+    fn wrote(&mut self) {
+        self.unflushed = true;
+        self.tracker.idle_read.store(false, Ordering::Relaxed);
+    }
+
+    /// Reads into `buf` (the bytes read ahead first, then the socket), at most `limit` bytes.
+    fn poll_read_socket(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+        limit: usize,
+    ) -> Poll<io::Result<usize>> {
+        if !self.ahead.is_empty() {
+            let n = self.ahead.len().min(limit).min(buf.remaining());
+            buf.put_slice(&self.ahead[..n]);
+            self.ahead.advance(n);
+            return Poll::Ready(Ok(n));
+        }
+        if limit < buf.remaining() {
+            let mut limited = ReadBuf::new(buf.initialize_unfilled_to(limit));
+            ready!(Pin::new(&mut self.stream).poll_read(cx, &mut limited))?;
+            let n = limited.filled().len();
+            buf.advance(n);
+            Poll::Ready(Ok(n))
+        } else {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
+            Poll::Ready(Ok(buf.filled().len() - before))
+        }
+    }
 }
 
 impl AsyncRead for TrackedIo {
@@ -440,20 +715,17 @@ impl AsyncRead for TrackedIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let n = match self.tracker.head_room() {
+        let limit = match self.tracker.head_room() {
             Some(0) => return Poll::Ready(Err(io::Error::other("request head too large"))),
-            Some(room) if room < buf.remaining() => {
-                let mut limited = ReadBuf::new(buf.initialize_unfilled_to(room));
-                ready!(Pin::new(&mut self.stream).poll_read(cx, &mut limited))?;
-                let n = limited.filled().len();
-                buf.advance(n);
-                n
+            Some(room) => room,
+            None => usize::MAX,
+        };
+        let n = match self.poll_read_socket(cx, buf, limit) {
+            Poll::Pending => {
+                self.tracker.read_pending(self.unflushed);
+                return Poll::Pending;
             }
-            _ => {
-                let before = buf.filled().len();
-                ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
-                buf.filled().len() - before
-            }
+            Poll::Ready(read) => read?,
         };
         if n > 0 {
             self.tracker.read(n);
@@ -464,6 +736,7 @@ impl AsyncRead for TrackedIo {
 
 impl AsyncWrite for TrackedIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.wrote();
         Pin::new(&mut self.stream).poll_write(cx, data)
     }
 
@@ -472,6 +745,7 @@ impl AsyncWrite for TrackedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.wrote();
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
@@ -480,7 +754,9 @@ impl AsyncWrite for TrackedIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
+        self.unflushed = false;
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

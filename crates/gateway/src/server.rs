@@ -12,7 +12,7 @@
 
 use crate::admin::{Admin, Health};
 use crate::config::RuntimeMode;
-use crate::connection::{self, Drain, Limits, MAX_HEAD_BYTES};
+use crate::connection::{self, Drain, Http, Limits, MAX_HEAD_BYTES};
 use crate::plan::Plan;
 use crate::problem::Body;
 use crate::reload::Live;
@@ -115,7 +115,7 @@ pub async fn run(
     let health = Arc::new(Health::new(Arc::clone(&live)));
     let admin_listener = Listener {
         socket: listeners.admin,
-        builder: Arc::new(http_builder(Protocols::Http1)),
+        http: Arc::new(http(Protocols::Http1)),
         limits: Limits { max_age: None, ..Limits::of(&settings) },
         max_connections: settings.admin_max_connections,
         connections: Arc::new(Semaphore::new(settings.admin_max_connections)),
@@ -128,7 +128,7 @@ pub async fn run(
     });
     let service = service::stack(live, &settings);
     let public = Public {
-        builder: Arc::new(http_builder(Protocols::Http1AndH2c)),
+        http: Arc::new(http(Protocols::Http1AndH2c)),
         limits: Limits::of(&settings),
         max_connections: settings.max_connections,
         connections: Arc::new(Semaphore::new(settings.max_connections)),
@@ -169,6 +169,7 @@ pub async fn run(
 trait PublicService:
     tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
     + Clone
+    + Unpin
     + Send
     + 'static
 {
@@ -177,6 +178,7 @@ trait PublicService:
 impl<S> PublicService for S where
     S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
         + Clone
+        + Unpin
         + Send
         + 'static
 {
@@ -184,7 +186,7 @@ impl<S> PublicService for S where
 
 /// How the public port's connections are served, on one runtime or on each worker's.
 struct Public {
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<Http>,
     limits: Limits,
     max_connections: usize,
     /// Shared by every worker: `max_connections` holds for the process.
@@ -205,7 +207,7 @@ impl Public {
         let drain = Drain::new();
         let listener = Listener {
             socket,
-            builder: Arc::clone(&self.builder),
+            http: Arc::clone(&self.http),
             limits: self.limits,
             max_connections: self.max_connections,
             connections: Arc::clone(&self.connections),
@@ -233,7 +235,7 @@ impl Public {
     ) -> std::io::Result<oneshot::Receiver<()>> {
         let socket = socket.into_std()?;
         let public = Public {
-            builder: Arc::clone(&self.builder),
+            http: Arc::clone(&self.http),
             connections: Arc::clone(&self.connections),
             open_connections: self.open_connections.clone(),
             ..*self
@@ -265,7 +267,7 @@ impl Public {
 /// A bound listener and how its connections are served.
 pub struct Listener {
     socket: TcpListener,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<Http>,
     limits: Limits,
     max_connections: usize,
     /// Permits for open connections (`max_connections` of them), possibly shared by listeners.
@@ -280,10 +282,7 @@ impl Listener {
     /// [`connection::serve`] with a service from `service` and a watch on `drain`.
     pub async fn accept<S>(self, drain: &Drain, service: impl Fn() -> S, shutdown: impl Future<Output = ()>)
     where
-        S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
+        S: connection::ConnService,
     {
         tokio::pin!(shutdown);
         loop {
@@ -307,7 +306,7 @@ impl Listener {
                 continue;
             };
             let served =
-                connection::serve(stream, Arc::clone(&self.builder), service(), self.limits, drain.watch());
+                connection::serve(stream, Arc::clone(&self.http), service(), self.limits, drain.watch());
             let open = self.open_connections.clone().map(InFlight::new);
             tokio::spawn(async move {
                 let _counted = (permit, open);
@@ -326,21 +325,38 @@ pub enum Protocols {
     Http1AndH2c,
 }
 
-/// Bounded heads (more than [`MAX_HEADERS`] headers or [`MAX_HEAD_BYTES`]: 431; hyper checks
+/// The HTTP/1.1 settings, applied to hyper's builder and to hyper_util's (same methods):
+/// bounded heads (more than [`MAX_HEADERS`] headers or [`MAX_HEAD_BYTES`]: 431; hyper checks
 /// the size only while a head is incomplete, so [`connection`] also never lets a head's reads
-/// go past it). hyper's own head timer is off: [`connection`] enforces `header_read_timeout` (hyper's starts when the
-/// previous answer is sent, so it closes idle keep-alive connections); the timers stay
-/// installed (without one hyper silently disables its timeouts). Public for the request-head
-/// fuzz target, which serves it over in-memory connections.
+/// go past it). hyper's own head timer is off: [`connection`] enforces `header_read_timeout`
+/// (hyper's starts when the previous answer is sent, so it closes idle keep-alive
+/// connections); the timer stays installed (without one hyper silently disables its timeouts).
+macro_rules! http1_settings {
+    ($builder:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_headers(MAX_HEADERS)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .keep_alive(true)
+    };
+}
+
+/// How a listener speaking `protocols` serves its connections: HTTP/1.1 with hyper's
+/// connection (taken apart between requests, see [`connection`]), h2c with [`http_builder`].
+pub fn http(protocols: Protocols) -> Http {
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1_settings!(http1);
+    Http { http1, h2c: (protocols == Protocols::Http1AndH2c).then(|| http_builder(protocols)) }
+}
+
+/// hyper_util's auto-detecting builder: the HTTP/1.1 settings of [`http1_settings`], h2 with
+/// a keep-alive PING every 20 s and at most 256 concurrent streams. Serves the public
+/// listener's h2c connections; public for the request-head fuzz target, which serves it over
+/// in-memory connections.
 pub fn http_builder(protocols: Protocols) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .max_headers(MAX_HEADERS)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .keep_alive(true);
+    http1_settings!(builder.http1());
     builder
         .http2()
         .timer(TokioTimer::new())

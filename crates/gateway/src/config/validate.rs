@@ -99,7 +99,7 @@ pub struct ServerSettings {
     pub max_request_body: usize,
     /// Requests served at once; more get 503 + `Retry-After` (default 10000).
     pub max_in_flight: usize,
-    /// Open client connections; more are closed at accept (default 25000).
+    /// Open client connections; more are closed at accept (default 30000: see docs/configuration.md).
     pub max_connections: usize,
     /// The default `max_response_body` of every endpoint (default 8MiB).
     pub max_response_body: usize,
@@ -285,7 +285,7 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
         max_connection_age: c.duration_or_off("max_connection_age", raw.max_connection_age, None),
         max_request_body: c.size("max_request_body", raw.max_request_body, "1MiB"),
         max_in_flight: c.count("max_in_flight", raw.max_in_flight, 10_000),
-        max_connections: c.count("max_connections", raw.max_connections, 25_000),
+        max_connections: c.count("max_connections", raw.max_connections, 30_000),
         max_response_body: c.size("max_response_body", raw.max_response_body, "8MiB"),
         admin_max_connections: c.count("admin_max_connections", raw.admin_max_connections, 256),
         cors: raw.cors.map(|cors| cors_settings(cors, &mut c)),
@@ -430,7 +430,7 @@ fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -
         max_response_body: c.size("max_response_body", raw.max_response_body, "4MiB"),
         http2: raw.http2.0,
         connect_timeout,
-        max_idle_connections: c.count("max_idle_connections", raw.max_idle_connections, 1024),
+        max_idle_connections: c.count("max_idle_connections", raw.max_idle_connections, 128),
         ca_file: raw.ca_file.map(|Text(file)| file.into()),
     };
     if settings.ca_file.is_some() && !settings.base_url.starts_with("https://") {
