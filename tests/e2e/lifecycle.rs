@@ -46,9 +46,9 @@ async fn drains_in_flight_requests_and_exits_zero(runtime: &str) {
     ]))
     .await
     .unwrap();
-    let endpoint = "  - route: GET /page\n    calls:\n      s: { backend: slow, path: /s, required: true }\n";
+    let endpoint = "  - route: GET /page\n    calls:\n      s: { backend: slow, path: /s, required: true, timeout: 3s }\n";
     let yaml = config(&[("slow", &slow)], endpoint)
-        .replace("server:\n", &format!("server:\n  runtime: {runtime}\n"));
+        .replace("server:\n", &format!("server:\n  runtime: {runtime}\n  request_timeout: 5s\n"));
     let mut gateway = Gateway::start(&yaml);
     let http = client();
     assert_eq!(http.get(format!("{}/healthz", gateway.admin)).send().await.unwrap().status(), 200);
