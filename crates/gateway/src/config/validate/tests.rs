@@ -500,3 +500,17 @@ fn connection_lifetimes_have_defaults_and_are_checked() {
         ]
     );
 }
+
+#[test]
+fn the_runtime_mode_is_work_stealing_unless_per_core_is_asked_for() {
+    assert_eq!(validate(valid_tree()).unwrap().server.runtime, RuntimeMode::WorkStealing);
+    let mut tree = valid_tree();
+    tree["server"]["runtime"] = json!("per_core");
+    assert_eq!(validate(tree).unwrap().server.runtime, RuntimeMode::PerCore);
+    let mut tree = valid_tree();
+    tree["server"]["runtime"] = json!("percore");
+    assert_eq!(
+        errors_of(tree),
+        ["server.runtime: unknown variant `percore`, expected `work_stealing` or `per_core`"]
+    );
+}
