@@ -5,26 +5,46 @@
 //! One pass over the bytes, without recursion and without building anything: the UTF-8 of the
 //! whole body is validated first (`simdutf8`; outside strings JSON is ASCII, so this is the
 //! same as validating every string), then a small state machine walks the grammar with a
-//! depth counter and, per open container, whether the one around it is an object. String contents, most of a
-//! body, are skipped eight bytes at a time (a word compared against `"`, `\` and control
-//! characters at once). Numbers follow the JSON grammar; one too large for an `f64` is an
-//! error in `serde_json`, so a number that might be (more than 300 digits before the point,
-//! exponent included) is read by `serde_json` itself, which keeps its exact rules.
+//! depth counter and, per open container, the byte that closes the one around it. String
+//! contents, most of a body, are skipped eight bytes at a time (a word compared against `"`,
+//! `\` and control characters at once); the byte that stops the scan, and the one after a
+//! closing quote (most often the `:` or `,` that follows), are read from that word rather than
+//! loaded again. Numbers follow the JSON grammar; one too large for an `f64` is an error in
+//! `serde_json`, so a number that might be (more than 300 digits before the point, exponent
+//! included) is read by `serde_json` itself, which keeps its exact rules.
 //!
-//! Chosen over the `serde_json` pass it replaces (a `Deserializer` driven by a depth-counting
-//! visitor; kept as the baseline in `benches/composition.rs`) by measurement on the 1,009-byte
-//! body of the demo's `/bench` backends (`cargo bench -p compose --bench composition --
-//! check_json`; instructions counted by callgrind over that bench): **~9.1 instructions per
-//! byte instead of ~23.9** (9.2k instead of 24.1k per body) and ~0.8 µs instead of ~2.2 µs per
-//! body on this 2-core machine (a shared, noisy one: the ratio is what holds). The issue's
-//! target, at most 4 per byte, is not reached: about half of what is left is the word-at-a-time
-//! string scan (some 16 instructions per 8 bytes, and the body's 69 strings are mostly short
-//! keys), the rest one dispatch per token. Going lower needs vector instructions: `std::simd`
-//! is unstable, and calling `std::arch` intrinsics without `unsafe` (forbidden here) needs a
-//! newer Rust than this workspace's `rust-version` (1.85). simd-json, sonic-rs and jiter were not tried: none is in the
-//! local crate cache, each is a much larger dependency (and build) than `simdutf8`, and none
-//! promises `serde_json`'s exact acceptance (lone surrogates, number range), which the case
-//! table below and the differential fuzz target (`fuzz/`, target `body`) hold this check to.
+//! Measured on the 1,009-byte body of the demo's `/bench` backends: instructions counted by
+//! callgrind over a small binary that checks the body 1 and 1,001 times (the difference over
+//! 1,000), time by `cargo bench -p compose --bench composition -- check_json` on this shared
+//! 2-core machine (noisy: the ratios are what holds).
+//!
+//! | variant | instructions per byte | time per body |
+//! |---|---|---|
+//! | `serde_json` `Deserializer` driven by a depth-counting visitor (the baseline kept in `benches/composition.rs`) | ~23.9 | ~1.7 µs |
+//! | this pass, first version (stop byte loaded again, `token` after every string) | ~9.1 | ~0.61 µs |
+//! | **this pass now** | **~8.0** | **~0.60 µs** |
+//! | sonic-rs 0.5 `from_slice::<IgnoredAny>` (SSE2 build) | ~11.8 | ~0.97 µs |
+//! | jiter 0.19 `next_skip` + `finish` | ~14.4 | ~1.0 µs |
+//! | simd-json 0.19 `to_tape` on a copy | ~16.5 | ~1.7 µs |
+//!
+//! Fewer instructions, not much less time: the pass is bound by its branches and the dependent
+//! loads of the grammar walk, not by the instruction count. Of the ~8.0 per byte, ~0.2 is the UTF-8 validation; the rest splits about evenly between the
+//! word-at-a-time string scan (some 19 instructions per word, and the body's 69 strings are
+//! mostly short keys, so the per-string entry and exit cost as much as the words) and one
+//! dispatch per token. Tried and dropped: the string scan in a function of its own (10.2 per
+//! byte: the call costs more than the constants it keeps in registers) and a stop test built
+//! from borrows rather than masked sums (no change). The issue's target, at most 4 per byte, is
+//! not reached: it needs vector instructions. `std::simd` is unstable, and `std::arch`
+//! intrinsics without `unsafe` (forbidden here) need a newer Rust than this workspace's
+//! `rust-version` (1.85) and a build for a fixed CPU; a simdjson-like first pass in 64-bit words
+//! (masks of quotes, backslashes, structure) would, by a count of its operations (it was not
+//! built), cost some 6 per byte before any grammar is checked. The JSON crates measured above are slower on bodies of
+//! this size (their setup per document counts for much at 1 KB), add 13 to 30 crates to the
+//! build, and none has `serde_json`'s exact acceptance out of the box: sonic-rs takes lone surrogates and
+//! `1e400`, jiter's skip takes `1e400` and invalid UTF-8 in strings, and none of the three
+//! stops at 125 levels (all took 200). The
+//! case table below and the differential fuzz target (`fuzz/`, target `body`) hold this check to
+//! that acceptance.
 
 /// The most containers a backend body may nest. `serde_json` reads at most 127; an answer wraps
 /// a body in its own object and, for a call over a list, in a list too, so bodies stop two
@@ -88,66 +108,59 @@ fn check(bytes: &[u8]) -> Result<(), Invalid> {
 
 /// Reads one value and the whitespace around it, to the end of `bytes` (valid UTF-8).
 fn document(bytes: &[u8]) -> Result<(), Invalid> {
-    // The open containers: how many, whether the innermost is an object, and for each one
-    // whether the container around it is (at `depth - 1` for the innermost).
+    // The open containers, as the byte that closes each: `close` for the innermost (0 at the
+    // top level), `outer_close[depth - 1]` for the one around it, and so on.
+    let mut outer_close = [0; MAX_BODY_NESTING];
     let mut depth = 0;
-    let mut in_object = false;
-    let mut outer_is_object = [false; MAX_BODY_NESTING];
-    let mut at = 0;
+    let mut close = 0;
+    // The first byte of the value to read next, and its offset.
+    let (mut start, mut byte) = token(bytes, 0);
     'value: loop {
-        let (start, byte) = token(bytes, at);
-        at = match byte {
-            b'"' => string_end(bytes, start)?,
-            b'-' | b'0'..=b'9' => number_end(bytes, start)?,
-            b't' => literal_end(bytes, start, b"true")?,
-            b'f' => literal_end(bytes, start, b"false")?,
-            b'n' => literal_end(bytes, start, b"null")?,
+        // The first byte after the value, and its offset.
+        let (mut next, mut after) = match byte {
+            b'"' => {
+                let (end, rest) = string_end(bytes, start)?;
+                token_in(bytes, end, rest)
+            }
+            b'-' | b'0'..=b'9' => token(bytes, number_end(bytes, start)?),
+            b't' => token(bytes, literal_end(bytes, start, b"true")?),
+            b'f' => token(bytes, literal_end(bytes, start, b"false")?),
+            b'n' => token(bytes, literal_end(bytes, start, b"null")?),
             b'[' | b'{' => {
-                let Some(outer) = outer_is_object.get_mut(depth) else {
+                let Some(outer) = outer_close.get_mut(depth) else {
                     return Err(Invalid::TooDeep(start));
                 };
-                *outer = in_object;
+                *outer = close;
                 depth += 1;
-                in_object = byte == b'{';
-                let (next, inner) = token(bytes, start + 1);
-                match (inner, in_object) {
-                    // Empty: the loop below closes it.
-                    (b']', false) | (b'}', true) => next,
-                    (_, false) => {
-                        at = next;
-                        continue 'value;
-                    }
-                    (_, true) => {
-                        at = key_end(bytes, next)?;
-                        continue 'value;
-                    }
+                // `[` + 2 is `]`, `{` + 2 is `}`.
+                close = byte + 2;
+                let (inner, first) = token(bytes, start + 1);
+                if first != close {
+                    (start, byte) = if close == b'}' { member(bytes, inner)? } else { (inner, first) };
+                    continue 'value;
                 }
+                // Empty: the loop below closes it.
+                (inner, first)
             }
             _ => return Err(Invalid::Value(start)),
         };
         // A value ended: close containers until one goes on with a `,`.
         loop {
-            let (next, byte) = token(bytes, at);
-            if depth == 0 {
-                return if next == bytes.len() { Ok(()) } else { Err(Invalid::Trailing(next)) };
+            if after == b',' && close != 0 {
+                (start, byte) = if close == b'}' { member(bytes, next + 1)? } else { token(bytes, next + 1) };
+                continue 'value;
             }
-            match (byte, in_object) {
-                (b',', false) => {
-                    at = next + 1;
-                    continue 'value;
-                }
-                (b',', true) => {
-                    at = key_end(bytes, next + 1)?;
-                    continue 'value;
-                }
-                (b']', false) | (b'}', true) => {
-                    depth -= 1;
-                    in_object = outer_is_object.get(depth).is_some_and(|outer| *outer);
-                    at = next + 1;
-                }
-                (_, false) => return Err(Invalid::ArrayNext(next)),
-                (_, true) => return Err(Invalid::ObjectNext(next)),
+            if after != close || close == 0 {
+                return Err(match close {
+                    b'}' => Invalid::ObjectNext(next),
+                    b']' => Invalid::ArrayNext(next),
+                    _ if next == bytes.len() => return Ok(()),
+                    _ => Invalid::Trailing(next),
+                });
             }
+            depth -= 1;
+            close = outer_close.get(depth).copied().unwrap_or(0);
+            (next, after) = token(bytes, next + 1);
         }
     }
 }
@@ -155,9 +168,17 @@ fn document(bytes: &[u8]) -> Result<(), Invalid> {
 /// Skips JSON whitespace from `at`: the offset and value of the next byte, 0 at the end of the
 /// input (as a NUL byte there, which no rule accepts either).
 #[inline(always)]
-fn token(bytes: &[u8], mut at: usize) -> (usize, u8) {
+fn token(bytes: &[u8], at: usize) -> (usize, u8) {
+    match bytes.get(at) {
+        Some(&byte) if byte > b' ' => (at, byte),
+        _ => after_whitespace(bytes, at),
+    }
+}
+
+/// [`token`] where there is whitespace to skip (or the end, or a control character).
+fn after_whitespace(bytes: &[u8], mut at: usize) -> (usize, u8) {
     while let Some(&byte) = bytes.get(at) {
-        if byte > b' ' || !matches!(byte, b' ' | b'\n' | b'\t' | b'\r') {
+        if !matches!(byte, b' ' | b'\n' | b'\t' | b'\r') {
             return (at, byte);
         }
         at += 1;
@@ -165,40 +186,106 @@ fn token(bytes: &[u8], mut at: usize) -> (usize, u8) {
     (at, 0)
 }
 
-/// Reads `"key"` and the `:` after it (whitespace allowed before both) from `at`; returns the
-/// offset after the `:`.
+/// Reads an object member up to its value: `"key"` and `:`, whitespace allowed before both and
+/// after, from `at`. Returns the offset and first byte of the value, as [`token`] does.
 #[inline(always)]
-fn key_end(bytes: &[u8], at: usize) -> Result<usize, Invalid> {
+fn member(bytes: &[u8], at: usize) -> Result<(usize, u8), Invalid> {
     let (start, byte) = token(bytes, at);
     if byte != b'"' {
         return Err(Invalid::Key(start));
     }
-    let (colon, byte) = token(bytes, string_end(bytes, start)?);
+    let (end, rest) = string_end(bytes, start)?;
+    let (colon, byte) = token_in(bytes, end, rest);
     if byte != b':' {
         return Err(Invalid::Colon(colon));
     }
-    Ok(colon + 1)
+    // The bytes after the colon are in `rest` only when it was.
+    Ok(token_in(bytes, colon + 1, if colon == end { rest >> 8 } else { 0 }))
 }
 
-/// Reads the string whose opening quote is at `start`; returns the offset after its closing one.
+/// [`token`] at `at`, where `rest` holds the bytes from `at` on that the caller has already
+/// loaded (as many as it has, zeros after them): the first of them is used when it is not
+/// whitespace, saving a load.
 #[inline(always)]
-fn string_end(bytes: &[u8], start: usize) -> Result<usize, Invalid> {
-    let mut at = start + 1;
-    loop {
-        at = plain_run_end(bytes, at);
-        match bytes.get(at) {
-            Some(b'"') => return Ok(at + 1),
-            Some(b'\\') => at = escape_end(bytes, at)?,
-            Some(_) => return Err(Invalid::Control(at)),
-            None => return Err(Invalid::Unterminated(start)),
-        }
+fn token_in(bytes: &[u8], at: usize, rest: u64) -> (usize, u8) {
+    match rest as u8 {
+        byte if byte > b' ' => (at, byte),
+        _ => token(bytes, at),
     }
 }
 
-/// Checks the escape whose `\` is at `at`; returns the offset after it. As in `serde_json`, a
-/// `\u` escape of a high surrogate must be followed at once by one of a low surrogate, and a
-/// low surrogate may not come alone.
-fn escape_end(bytes: &[u8], at: usize) -> Result<usize, Invalid> {
+/// Reads the string whose opening quote is at `start`. Returns the offset after its closing
+/// quote and the bytes after that quote in the last word read (see [`token_in`]). Eight bytes
+/// at a time: a word without [`string_stops`] is all plain content.
+#[inline(always)]
+fn string_end(bytes: &[u8], start: usize) -> Result<(usize, u64), Invalid> {
+    let mut at = start + 1;
+    loop {
+        let word = word_at(bytes, at);
+        let stops = string_stops(word);
+        if stops == 0 {
+            at += 8;
+            continue;
+        }
+        // The high bit of the first stop byte (little-endian: the lowest byte comes first).
+        let bit = stops.trailing_zeros();
+        at += (bit / 8) as usize;
+        if (word >> (bit - 7)) as u8 == b'"' {
+            return Ok((at + 1, word.checked_shr(bit + 1).unwrap_or(0)));
+        }
+        at = escape_end(bytes, start, at)?;
+    }
+}
+
+/// The eight bytes from `at` as a little-endian word, zero bytes past the end of `bytes` (a
+/// stop for [`string_stops`], like the control characters).
+#[inline(always)]
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    match bytes.get(at..at.wrapping_add(8)).and_then(<[u8]>::first_chunk::<8>) {
+        Some(chunk) => u64::from_le_bytes(*chunk),
+        None => last_word(bytes, at),
+    }
+}
+
+/// [`word_at`] less than eight bytes from the end.
+#[cold]
+fn last_word(bytes: &[u8], at: usize) -> u64 {
+    let mut chunk = [0; 8];
+    for (byte, &found) in chunk.iter_mut().zip(bytes.get(at..).unwrap_or_default()) {
+        *byte = found;
+    }
+    u64::from_le_bytes(chunk)
+}
+
+/// A byte value repeated in the eight bytes of a word.
+const fn repeated(byte: u8) -> u64 {
+    u64::from_le_bytes([byte; 8])
+}
+
+/// The high bit of each byte of `word` that stops a run of plain string content: a `"`, a `\`
+/// or a control character (below 0x20). Exact: with the high bit of every byte cleared (`low`,
+/// each byte at most 0x7f), no sum below carries into the next byte; `x ^ 0x02` maps `"` to
+/// 0x20 and the control characters onto themselves, so adding 0x5f sets the high bit of the
+/// bytes that are neither, and adding 0x7f to `x ^ 0x5c` that of the bytes that are not `\`.
+/// Bytes from 0x80 up (UTF-8 beyond ASCII) are plain.
+#[inline(always)]
+fn string_stops(word: u64) -> u64 {
+    let low = word & repeated(0x7f);
+    let not_quote_or_control = (low ^ repeated(0x02)) + repeated(0x5f);
+    let not_backslash = (low ^ repeated(b'\\')) + repeated(0x7f);
+    !(not_quote_or_control & not_backslash | word) & repeated(0x80)
+}
+
+/// Reads past the stop at `at` inside the string opened at `start` that is not its closing
+/// quote: an escape, whose `\` is there, or else an error. Returns the offset after the escape.
+/// As in `serde_json`, a `\u` escape of a high surrogate must be followed at once by one of a
+/// low surrogate, and a low surrogate may not come alone.
+fn escape_end(bytes: &[u8], start: usize, at: usize) -> Result<usize, Invalid> {
+    match bytes.get(at) {
+        Some(b'\\') => {}
+        Some(_) => return Err(Invalid::Control(at)),
+        None => return Err(Invalid::Unterminated(start)),
+    }
     match bytes.get(at + 1) {
         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(at + 2),
         Some(b'u') => match hex4(bytes, at + 2)? {
@@ -288,38 +375,6 @@ fn literal_end(bytes: &[u8], at: usize, word: &[u8]) -> Result<usize, Invalid> {
         Some(found) if found == word => Ok(at + word.len()),
         _ => Err(Invalid::Literal(at)),
     }
-}
-
-/// A byte value repeated in the eight bytes of a word.
-const fn repeated(byte: u8) -> u64 {
-    u64::from_le_bytes([byte; 8])
-}
-
-/// The offset of the first byte at or after `at` that ends a run of plain string content: a
-/// `"`, a `\`, a control character (below 0x20), or the end of `bytes`. Eight bytes at a time,
-/// exactly: with the high bit of every byte cleared (`low`, each byte at most 0x7f), no sum
-/// below carries into the next byte; `x ^ 0x02` maps `"` to 0x20 and the control characters
-/// onto themselves, so adding 0x5f sets the high bit of the bytes that are neither, and adding
-/// 0x7f to `x ^ 0x5c` that of the bytes that are not `\`.
-#[inline(always)]
-fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
-    while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
-        let word = u64::from_le_bytes(*chunk);
-        let low = word & repeated(0x7f);
-        let not_quote_or_control = (low ^ repeated(0x02)) + repeated(0x5f);
-        let not_backslash = (low ^ repeated(b'\\')) + repeated(0x7f);
-        // Bytes from 0x80 up (UTF-8 beyond ASCII) are plain.
-        let plain = (not_quote_or_control & not_backslash | word) & repeated(0x80);
-        if plain != repeated(0x80) {
-            // Little-endian: the lowest byte of the word is the first in the body.
-            return at + ((plain ^ repeated(0x80)).trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    while bytes.get(at).is_some_and(|&byte| byte != b'"' && byte != b'\\' && byte >= 0x20) {
-        at += 1;
-    }
-    at
 }
 
 #[cfg(test)]
