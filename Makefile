@@ -52,7 +52,7 @@ load: ## Load-test a running gateway with oha vs a direct-backend baseline (MODE
 bench: ## End-to-end benchmark with oha: direct backend vs gateway (installs oha if missing)
 	bash scripts/bench.sh
 
-cost: ## Callgrind instructions per five-call page, deterministic (MODE=off|metrics|otlp, SAMPLING=0.1)
+cost: ## Callgrind instructions and allocation calls per five-call page, deterministic (MODE=off|metrics|otlp, SAMPLING=0.1, LOG_LEVEL)
 	bash scripts/callgrind.sh
 
 bench-pure: ## Criterion benchmarks of the pure composition code (templates, graph, shaping)

@@ -3,7 +3,8 @@
 # counted by callgrind (repeatable whatever else the machine is doing, unlike timings).
 # Starts the demo backends (release), a stub OTLP/HTTP receiver when tracing is on, and fanout
 # under callgrind; warms up, zeroes the counters, sends N pages with oha (-c 4), dumps, and
-# prints instructions per page.
+# prints instructions per page and allocation calls per page (malloc, calloc, realloc and the
+# aligned allocators, counted from the dump's call records by scripts/callgrind_allocs.py).
 #   MODE=off       telemetry off (no metrics, no tracing)
 #   MODE=metrics   metrics on (the default config)
 #   MODE=otlp      metrics + OTLP export, SAMPLING (default 1.0) of requests traced
@@ -61,3 +62,4 @@ dump=$(ls -t "$OUT/$tag".out.* | head -1)
 total=$(awk '/^summary:|^totals:/ {print $2; exit}' "$dump")
 ok=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["statusCodeDistribution"].get("200", 0))' "$OUT/$tag-oha.json")
 echo "$tag: $ok/$N pages 200, $((total / N)) instructions per page ($dump)"
+echo "$tag: $(python3 scripts/callgrind_allocs.py "$dump" "$N")"

@@ -105,6 +105,30 @@ async fn only_listed_end_to_end_headers_reach_backends_with_the_request_id() {
 }
 
 #[tokio::test]
+async fn a_pooled_connection_s_next_request_carries_only_its_own_headers() {
+    // Each backend request is written into the header map of the connection's last response
+    // (which hyper parsed into the last request's map): nothing of either may be left over.
+    let a = echo_server().await;
+    let endpoint = "  - route: GET /page/{id}\n    forward_headers: [authorization]\n    \
+                    calls:\n      a: { backend: a, path: \"/items/{id}\" }\n";
+    let gateway = Gateway::start(&config(&[("a", &a)], endpoint));
+    let first = client().get(format!("{}/page/1", gateway.url)).bearer_auth("t").send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = client().get(format!("{}/page/2", gateway.url)).send().await.unwrap();
+    assert_eq!(second.status(), 200);
+    let requests = a.requests();
+    assert_eq!(requests.len(), 2);
+    let names = |i: usize| {
+        let mut names: Vec<_> = requests[i].headers.keys().map(|name| name.as_str().to_owned()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(0), ["authorization", "host", "x-request-id"]);
+    assert_eq!(names(1), ["host", "x-request-id"], "the second request must not inherit any header");
+    assert_eq!(requests[1].headers["x-request-id"], second.headers()["x-request-id"].to_str().unwrap());
+}
+
+#[tokio::test]
 async fn a_call_s_own_forward_headers_replace_the_endpoint_s_and_identical_requests_stay_apart() {
     let a = echo_server().await;
     let b = echo_server().await;

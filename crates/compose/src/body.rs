@@ -48,8 +48,10 @@ pub struct BodyBuilder {
 
 impl BodyBuilder {
     /// Starts an object, reserving `capacity` bytes (the sum of the call bodies is a good hint).
+    /// When it is the answer's exact size, the finished `Vec` is full, and turning it into
+    /// `Bytes` allocates nothing more.
     pub fn with_capacity(capacity: usize) -> Self {
-        let mut body = Vec::with_capacity(capacity + 64);
+        let mut body = Vec::with_capacity(capacity.max(2));
         body.push(b'{');
         Self { body, errors: Vec::new() }
     }

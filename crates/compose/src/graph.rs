@@ -139,18 +139,24 @@ impl Graph {
 #[derive(Debug, Clone)]
 pub struct Schedule<'g> {
     graph: &'g Graph,
+    /// Per call; empty when no call has a dependency (nothing to count, nothing allocated).
     waiting: Vec<usize>,
 }
 
 impl<'g> Schedule<'g> {
     /// Every call waiting for all its dependencies.
     pub fn new(graph: &'g Graph) -> Self {
-        Self { graph, waiting: graph.deps.iter().map(Vec::len).collect() }
+        let waiting = if graph.deps.iter().all(Vec::is_empty) {
+            Vec::new()
+        } else {
+            graph.deps.iter().map(Vec::len).collect()
+        };
+        Self { graph, waiting }
     }
 
     /// The calls that can start at once.
     pub fn roots(&self) -> impl Iterator<Item = usize> + '_ {
-        self.waiting.iter().enumerate().filter(|(_, w)| **w == 0).map(|(call, _)| call)
+        (0..self.graph.len()).filter(|&call| self.waiting.get(call).is_none_or(|w| *w == 0))
     }
 
     /// Records that `call` completed; returns the calls that became ready because of it.

@@ -9,8 +9,7 @@ use bytes::Bytes;
 use futures_util::{FutureExt, future};
 use http::header::HOST;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Request, Uri};
-use http_body_util::Empty;
+use http::{HeaderMap, Uri};
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
@@ -26,11 +25,12 @@ pub struct CallRequest<'a> {
     pub name: &'a str,
     /// The backend to call.
     pub backend: &'a Backend,
-    /// The rendered, already-encoded path and query, starting with `/`.
-    pub path_and_query: String,
-    /// Forwarded headers (the backend's own headers are added here).
-    pub headers: HeaderMap,
-    /// Which of the endpoint's lists of forwarded headers `headers` comes from: identical
+    /// The rendered, already-encoded path and query, starting with `/` (the backend's path
+    /// prefix is added here).
+    pub path_and_query: Bytes,
+    /// Writes the forwarded headers (the backend's own headers are added here).
+    pub headers: &'a dyn ForwardHeaders,
+    /// Which of the endpoint's lists of forwarded headers `headers` writes: identical
     /// requests are shared only when they carry the same list.
     pub header_set: usize,
     /// The call's own timeout.
@@ -42,6 +42,19 @@ pub struct CallRequest<'a> {
     /// Writes the trace context of the call's span into the request headers (W3C
     /// `traceparent`); set exactly when the request is traced (exported).
     pub propagate: Option<Propagate>,
+}
+
+/// Writes an inbound request's forwarded headers into each of its backend requests' maps,
+/// directly: no map is built per inbound request for the calls to copy.
+pub trait ForwardHeaders: Sync {
+    /// Appends the headers of the endpoint's list `header_set` to `headers`.
+    fn write(&self, header_set: usize, headers: &mut HeaderMap);
+}
+
+impl std::fmt::Debug for dyn ForwardHeaders + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForwardHeaders")
+    }
 }
 
 /// A function writing a span's trace context into request headers.
@@ -181,24 +194,27 @@ impl<'a> CallRequest<'a> {
     /// ([`observe`]), and it is dropped when the last caller is.
     pub(crate) async fn exchange(mut self) -> Exchanged {
         let backend = self.backend;
-        let mut headers = std::mem::take(&mut self.headers);
-        // The backend's own headers win over forwarded ones of the same name.
-        for (name, value) in &backend.headers {
-            headers.insert(name, value.clone());
-        }
-        if let Some(propagate) = self.propagate {
-            propagate(&tracing::Span::current(), &mut headers);
-        }
-        if !backend.http2 {
-            headers.entry(HOST).or_insert_with(|| backend.host.clone());
-        }
-        let mut request = Request::new(Empty::new());
-        match self.uri() {
-            Ok(uri) => *request.uri_mut() = uri,
+        let uri = match self.uri() {
+            Ok(uri) => uri,
             Err(error) => return (None, Err(error)),
-        }
-        *request.headers_mut() = headers;
-        let answer = match backend.client.send(request).await {
+        };
+        let (forwarded, header_set, propagate) = (self.headers, self.header_set, self.propagate);
+        // Written into the map the client hands out (on HTTP/1.1, the one the connection's last
+        // response came in: no allocation once a connection has answered once).
+        let write_headers = |headers: &mut HeaderMap| {
+            forwarded.write(header_set, headers);
+            // The backend's own headers win over forwarded ones of the same name.
+            for (name, value) in &backend.headers {
+                headers.insert(name, value.clone());
+            }
+            if let Some(propagate) = propagate {
+                propagate(&tracing::Span::current(), headers);
+            }
+            if !backend.http2 {
+                headers.entry(HOST).or_insert_with(|| backend.host.clone());
+            }
+        };
+        let answer = match backend.client.send(uri, write_headers).await {
             Ok(answer) => answer,
             Err(error) => return (None, Err(error)),
         };
@@ -217,11 +233,12 @@ impl<'a> CallRequest<'a> {
     /// path and query are moved out of the request, not copied, when there is no prefix.
     fn uri(&mut self) -> Result<Uri, CallError> {
         let backend = self.backend;
-        let mut path_and_query = std::mem::take(&mut self.path_and_query);
-        if !backend.path_prefix.is_empty() {
-            path_and_query.insert_str(0, &backend.path_prefix);
-        }
-        let path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
+        let path_and_query = if backend.path_prefix.is_empty() {
+            std::mem::take(&mut self.path_and_query)
+        } else {
+            Bytes::from([backend.path_prefix.as_bytes(), &self.path_and_query].concat())
+        };
+        let path_and_query = PathAndQuery::from_maybe_shared(path_and_query)
             .map_err(|e| CallError::InvalidReference(format!("the rendered path is not a valid URI: {e}")))?;
         if !backend.http2 {
             return Ok(Uri::from(path_and_query));

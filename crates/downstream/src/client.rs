@@ -22,7 +22,7 @@
 use crate::call::CallError;
 use crate::tls;
 use bytes::{Bytes, BytesMut};
-use http::{Request, Response, Uri};
+use http::{HeaderMap, Request, Response, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -64,6 +64,9 @@ fn worker() -> usize {
     WORKER.with(Cell::get)
 }
 
+/// The largest response header map (in headers) a pooled connection keeps for its next request.
+const MAX_KEPT_HEADERS: usize = 64;
+
 /// What a connection to a backend runs over: TCP, or TLS over TCP.
 type Stream = MaybeHttpsStream<TokioIo<TcpStream>>;
 /// Backend requests have no body (endpoints aggregate reads).
@@ -87,11 +90,18 @@ enum Protocol {
     Http2 { shared: Box<[tokio::sync::Mutex<Option<http2::SendRequest<NoBody>>>]> },
 }
 
-/// An HTTP/1.1 connection: the handle requests are sent on, and the connection itself, which
-/// is polled only while a call uses it (`None` once it has ended).
+/// An HTTP/1.1 connection: the handle requests are sent on, the connection itself, which is
+/// polled only while a call uses it (`None` once it has ended), and the header map of its last
+/// response, emptied, for its next request.
+///
+/// hyper parses a response's headers into the map its request was sent with, so handing each
+/// request the previous response's map makes a call allocate no header map at all once the
+/// connection has answered once (four allocations per call otherwise: the request's map and
+/// the response's, each an index table and an entry vector).
 struct Conn {
     sender: http1::SendRequest<NoBody>,
     driver: Option<Driver>,
+    headers: HeaderMap,
 }
 
 /// A pooled connection and when it went idle.
@@ -154,9 +164,21 @@ impl Client {
         Self { connector, target, connect_timeout, protocol }
     }
 
-    /// Sends `request` (URI in origin form for HTTP/1.1, absolute for h2) and waits for the
-    /// response head.
-    pub(crate) async fn send(&self, request: Request<NoBody>) -> Result<Answer<'_>, CallError> {
+    /// Sends a GET to `uri` (origin form for HTTP/1.1, absolute for h2) with the headers
+    /// `write_headers` puts into an empty map, and waits for the response head.
+    pub(crate) async fn send(
+        &self,
+        uri: Uri,
+        write_headers: impl FnOnce(&mut HeaderMap),
+    ) -> Result<Answer<'_>, CallError> {
+        let request = |mut headers: HeaderMap| {
+            headers.clear();
+            write_headers(&mut headers);
+            let mut request = Request::new(NoBody::new());
+            *request.uri_mut() = uri;
+            *request.headers_mut() = headers;
+            request
+        };
         match &self.protocol {
             Protocol::Http1 { idle, .. } => {
                 let taken = take_idle(&idle[worker()]);
@@ -165,6 +187,7 @@ impl Client {
                     Some(conn) => conn,
                     None => self.open_http1().await?,
                 };
+                let request = request(std::mem::take(&mut conn.headers));
                 let sent = drive(&mut conn.driver, conn.sender.try_send_request(request)).await;
                 let response = match sent {
                     Ok(response) => response,
@@ -184,6 +207,7 @@ impl Client {
             }
             Protocol::Http2 { shared } => {
                 let mut sender = self.shared_http2(&shared[worker()]).await?;
+                let request = request(HeaderMap::new());
                 let response =
                     sender.send_request(request).await.map_err(|e| transport_error("request failed", &e))?;
                 Ok(Answer { client: self, response, conn: None })
@@ -218,7 +242,7 @@ impl Client {
             let stream = self.connect().await?;
             let (sender, driver) =
                 http1::handshake(stream).await.map_err(|e| transport_error("connection failed", &e))?;
-            Ok(Conn { sender, driver: Some(Box::pin(driver)) })
+            Ok(Conn { sender, driver: Some(Box::pin(driver)), headers: HeaderMap::new() })
         })
     }
 
@@ -317,7 +341,7 @@ impl Answer<'_> {
         if declared > limit as u64 {
             return Err(CallError::TooLarge(limit));
         }
-        let mut body = response.into_body();
+        let (head, mut body) = response.into_parts();
         let mut first: Option<Bytes> = None;
         let mut joined = BytesMut::new();
         let mut received = 0usize;
@@ -345,7 +369,11 @@ impl Answer<'_> {
                 }
             }
         }
-        if let Some(conn) = conn {
+        if let Some(mut conn) = conn {
+            // A map grown by a backend's unusually many headers is not kept for the pool's time.
+            if head.headers.capacity() <= MAX_KEPT_HEADERS {
+                conn.headers = head.headers;
+            }
             client.put_back(conn);
         }
         Ok(if joined.is_empty() { first.unwrap_or_default() } else { joined.freeze() })

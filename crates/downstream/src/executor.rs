@@ -11,10 +11,12 @@
 use crate::backend::Backend;
 use crate::call::{CallError, CallOutcome, CallRequest, Exchanged, observe};
 use crate::output::{Budget, NULL, Output};
+use bytes::Bytes;
 use compose::{Graph, Schedule};
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::{BoxFuture, Either, FutureExt, Shared};
 use futures_util::stream::{self, FuturesUnordered, Stream, StreamExt};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use tokio::time::Instant;
 
@@ -83,35 +85,37 @@ pub async fn execute<'a>(
     Execution { outcomes, failed_required: None }
 }
 
-/// The future of one call, whatever its kind.
+/// The future of one call, whatever its kind. Not boxed: the executor's set allocates a task
+/// for each future it holds, and the future lives in it.
 fn start<'a, 'd>(
     call: usize,
     step: Step<'a>,
     dedup: &'d Dedup<'a>,
     deadline: Instant,
-) -> BoxFuture<'d, (usize, CallOutcome)>
+) -> impl Future<Output = (usize, CallOutcome)> + Send + 'd
 where
     'a: 'd,
 {
-    match step {
+    let outcome = match step {
         Step::Call(request) => {
-            dedup.send(request, deadline).map(move |outcome| (call, dedup.admit(outcome))).boxed()
+            Either::Left(dedup.send(request, deadline).map(|outcome| dedup.admit(outcome)))
         }
-        Step::Fail(error) => std::future::ready((call, CallOutcome::failed(error))).boxed(),
+        Step::Fail(error) => Either::Right(Either::Left(std::future::ready(CallOutcome::failed(error)))),
         Step::FanOut(fan_out) => {
             // Shared futures are lazy: `buffered` polls (so sends) at most `concurrency` at once.
-            let requests: Vec<BoxFuture<'a, CallOutcome>> = fan_out
+            let requests: Vec<_> = fan_out
                 .requests
                 .into_iter()
                 .map(|request| match request {
-                    Ok(request) => dedup.send(request, deadline),
-                    Err(error) => std::future::ready(CallOutcome::failed(error)).boxed(),
+                    Ok(request) => Either::Left(dedup.send(request, deadline)),
+                    Err(error) => Either::Right(std::future::ready(CallOutcome::failed(error))),
                 })
                 .collect();
             let elements = stream::iter(requests).buffered(fan_out.concurrency.max(1));
-            gather(elements, fan_out.fail_on_element_error, &dedup.budget).map(move |o| (call, o)).boxed()
+            Either::Right(Either::Right(gather(elements, fan_out.fail_on_element_error, &dedup.budget)))
         }
-    }
+    };
+    outcome.map(move |outcome| (call, outcome))
 }
 
 /// Collects element outcomes into a list, in input order; failed elements are `null` and listed
@@ -167,14 +171,18 @@ struct Dedup<'a> {
 }
 
 /// A backend (by address), a list of forwarded headers and a path-and-query.
-type RequestKey = (usize, usize, String);
+type RequestKey = (usize, usize, Bytes);
 /// One backend exchange whose result every identical call shares.
 type SharedExchange<'a> = Shared<BoxFuture<'a, Exchanged>>;
 
 impl<'a> Dedup<'a> {
-    fn send(&self, request: CallRequest<'a>, deadline: Instant) -> BoxFuture<'a, CallOutcome> {
+    fn send(
+        &self,
+        request: CallRequest<'a>,
+        deadline: Instant,
+    ) -> impl Future<Output = CallOutcome> + Send + 'a {
         let Some(requests) = &self.requests else {
-            return request.run(deadline).boxed();
+            return Either::Left(request.run(deadline));
         };
         let backend = std::ptr::from_ref::<Backend>(request.backend) as usize;
         let key = (backend, request.header_set, request.path_and_query.clone());
@@ -185,7 +193,7 @@ impl<'a> Dedup<'a> {
             .entry(key)
             .or_insert_with(|| request.exchange().boxed().shared())
             .clone();
-        observe(span, exchange, timeout, deadline).boxed()
+        Either::Right(observe(span, exchange, timeout, deadline))
     }
 
     /// Counts a single call's body against the budget, or fails it with `too_large`.

@@ -11,7 +11,7 @@ mod output;
 mod tls;
 
 pub use backend::{Backend, BackendError, BackendSettings};
-pub use call::{CallError, CallOutcome, CallRequest, ERROR_KINDS, Propagate};
+pub use call::{CallError, CallOutcome, CallRequest, ERROR_KINDS, ForwardHeaders, Propagate};
 pub use client::{IDLE_TIMEOUT, MAX_WORKERS, set_worker};
 pub use executor::{Execution, FanOut, Step, execute};
 pub use output::{Budget, NULL, Output};

@@ -8,17 +8,24 @@ use crate::problem::{Body, Problem};
 use crate::respond;
 use crate::telemetry::metrics::PlanMetrics;
 use crate::telemetry::{otel, trace_context};
+use bytes::Bytes;
 use compose::{Inputs, push_query_pair};
-use downstream::{CallError, CallOutcome, CallRequest, Execution, FanOut, Propagate, Step};
+use downstream::{CallError, CallOutcome, CallRequest, Execution, FanOut, ForwardHeaders, Propagate, Step};
 use http::header::{CONNECTION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri};
 use serde_json::Value;
+use std::cell::RefCell;
 use tokio::time::Instant;
+
+/// Route parameters kept on the stack (more go to the heap).
+const STACK_PARAMS: usize = 8;
 
 /// Header carrying the request id, taken from the client or generated.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Serves `endpoint` for a request with these raw route `params`, `uri` and `headers`; when the
+/// Serves `endpoint` for a request with these raw route `params`, `uri` and `headers` (whose
+/// map, emptied, carries the answer's headers: hyper parses the connection's next request into
+/// the map of its last response, so the maps go round without allocating); when the
 /// request is `logged`, also returns the calls' outcomes for its log line.
 pub async fn serve(
     endpoint: &EndpointPlan,
@@ -27,34 +34,42 @@ pub async fn serve(
     logged: bool,
     params: &matchit::Params<'_, '_>,
     uri: &Uri,
-    headers: &HeaderMap,
+    headers: HeaderMap,
 ) -> (Response<Body>, Option<String>) {
     let started = Instant::now();
     let deadline = started + endpoint.timeout;
-    // matchit yields parameters in path order, the order templates index them by.
-    let values: Vec<&str> = params.iter().map(|(_, value)| value).collect();
+    // matchit yields parameters in path order, the order templates index them by. Up to
+    // STACK_PARAMS of them are kept on the stack.
+    let (mut stack, heap): ([&str; STACK_PARAMS], Vec<&str>);
+    let values: &[&str] = if params.len() <= STACK_PARAMS {
+        stack = [""; STACK_PARAMS];
+        for (slot, (_, value)) in stack.iter_mut().zip(params.iter()) {
+            *slot = value;
+        }
+        &stack[..params.len()]
+    } else {
+        heap = params.iter().map(|(_, value)| value).collect();
+        &heap
+    };
     for call in &endpoint.calls {
-        if let Err((index, reason)) = call.template.check_params(&values) {
+        if let Err((index, reason)) = call.template.check_params(values) {
             let name = endpoint.params.get(index).map_or("", |n| &**n);
             return (Problem::BadParameter { name, reason }.response(), None);
         }
     }
-    let mut forwarded: Vec<HeaderMap> =
-        endpoint.header_sets.iter().map(|set| forwarded_headers(set, headers)).collect();
+    let mut forwarded = Forwarded { sets: &endpoint.header_sets, inbound: &headers, trace: HeaderMap::new() };
     if !propagate {
         // Not traced here: the client's own context goes on unchanged, so its trace is not cut.
-        for set in &mut forwarded {
-            trace_context::pass_on(headers, set);
-        }
+        trace_context::pass_on(&headers, &mut forwarded.trace);
     }
     let query = forwarded_query(endpoint, uri);
     let mut steps = Steps {
         propagate: propagate.then_some(otel::inject as Propagate),
         endpoint,
-        params: &values,
+        params: values,
         headers: &forwarded,
         query: &query,
-        parsed: vec![None; endpoint.calls.len()],
+        parsed: Vec::new(),
     };
     let execution = downstream::execute(
         &endpoint.graph,
@@ -65,8 +80,10 @@ pub async fn serve(
         |call, outcomes| steps.next(call, outcomes),
     )
     .await;
+    drop(steps);
+    drop(forwarded);
     let calls = record_calls(endpoint, metrics, &execution, logged);
-    let response = respond::compose(endpoint, &execution, started);
+    let response = respond::compose(endpoint, &execution, started, headers);
     if response.headers().get(respond::X_FANOUT_COMPLETE).is_some_and(|v| v == "false") {
         metrics.partial(endpoint.index);
     }
@@ -81,7 +98,12 @@ fn record_calls(
     execution: &Execution,
     logged: bool,
 ) -> Option<String> {
-    let mut summary = logged.then(String::new);
+    // Sized once: the names, `:`, the outcome and a separator for each call.
+    let mut summary = logged.then(|| {
+        let kind = downstream::ERROR_KINDS.iter().map(|kind| kind.len()).max().unwrap_or_default();
+        let size = endpoint.calls.iter().map(|call| call.name.len() + 2 + kind).sum();
+        String::with_capacity(size)
+    });
     for (call, outcome) in endpoint.calls.iter().zip(&execution.outcomes) {
         let Some(outcome) = outcome else { continue };
         let error = outcome.result.as_ref().err().map(CallError::kind);
@@ -98,15 +120,23 @@ fn record_calls(
     summary
 }
 
+thread_local! {
+    /// Where this thread renders backend paths (see [`Steps::request`]).
+    static PATH_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// A path buffer grown past this (a very long rendered path) is not kept.
+const MAX_KEPT_PATH_BUFFER: usize = 16 * 1024;
+
 /// Decides, per call, what to send once the calls it depends on are done.
 struct Steps<'r> {
     propagate: Option<Propagate>,
     endpoint: &'r EndpointPlan,
     params: &'r [&'r str],
-    /// The forwarded headers of each of the endpoint's header sets.
-    headers: &'r [HeaderMap],
+    /// Writes the forwarded headers of each of the endpoint's header sets.
+    headers: &'r Forwarded<'r>,
     query: &'r [(&'r str, &'r str)],
-    /// Responses that other calls read from, parsed once.
+    /// Responses that other calls read from, parsed once (empty until a call reads one).
     parsed: Vec<Option<Value>>,
 }
 
@@ -116,6 +146,9 @@ impl<'r> Steps<'r> {
         let Some(call) = endpoint.calls.get(index) else {
             return Step::Fail(CallError::InvalidReference("no such call".to_owned()));
         };
+        if self.parsed.is_empty() && !endpoint.graph.deps(index).is_empty() {
+            self.parsed = vec![None; endpoint.calls.len()];
+        }
         for &dep in endpoint.graph.deps(index) {
             match outcomes.get(dep).and_then(Option::as_ref).map(|o| &o.result) {
                 Some(Ok(output)) if self.parsed[dep].is_none() => self.parsed[dep] = output.parse().ok(),
@@ -176,18 +209,27 @@ impl<'r> Steps<'r> {
         inputs: &Inputs<'_>,
         element: Option<usize>,
     ) -> Result<CallRequest<'r>, CallError> {
-        let mut path_and_query = String::new();
-        call.template
-            .render(inputs, &mut path_and_query)
-            .map_err(|error| CallError::InvalidReference(error.to_string()))?;
-        for (i, (name, value)) in self.query.iter().enumerate() {
-            push_query_pair(name, value, i == 0 && !call.template.has_query(), &mut path_and_query);
-        }
+        // Rendered into this thread's buffer, then copied once into a buffer of the exact size
+        // (a `String` turned into `Bytes` costs a second allocation unless it is full).
+        let path_and_query = PATH_BUFFER.with_borrow_mut(|path| {
+            path.clear();
+            call.template
+                .render(inputs, path)
+                .map_err(|error| CallError::InvalidReference(error.to_string()))?;
+            for (i, (name, value)) in self.query.iter().enumerate() {
+                push_query_pair(name, value, i == 0 && !call.template.has_query(), path);
+            }
+            let path_and_query = Bytes::copy_from_slice(path.as_bytes());
+            if path.capacity() > MAX_KEPT_PATH_BUFFER {
+                *path = String::new();
+            }
+            Ok(path_and_query)
+        })?;
         Ok(CallRequest {
             name: &call.name,
             backend: &call.backend,
             path_and_query,
-            headers: self.headers.get(call.header_set).cloned().unwrap_or_default(),
+            headers: self.headers,
             header_set: call.header_set,
             timeout: call.timeout,
             required: call.required,
@@ -197,11 +239,32 @@ impl<'r> Steps<'r> {
     }
 }
 
+/// What one request forwards to its backends, written into each backend request's map.
+struct Forwarded<'r> {
+    /// The endpoint's lists of forwarded headers.
+    sets: &'r [Vec<HeaderName>],
+    /// The client's headers.
+    inbound: &'r HeaderMap,
+    /// The client's trace context, passed on when the request is not traced here (else empty).
+    trace: HeaderMap,
+}
+
+impl ForwardHeaders for Forwarded<'_> {
+    fn write(&self, header_set: usize, headers: &mut HeaderMap) {
+        if let Some(names) = self.sets.get(header_set) {
+            forwarded_headers(names, self.inbound, headers);
+        }
+        for (name, value) in &self.trace {
+            headers.insert(name, value.clone());
+        }
+    }
+}
+
 /// Copies the headers in `names` (never one the client named in `Connection`, which makes it
-/// hop-by-hop) plus `X-Request-Id`. Several `Cookie` fields (as h2 clients send them) become one,
-/// joined with `"; "` (RFC 9113 §8.2.3), since HTTP/1.1 backends expect a single field.
-fn forwarded_headers(names: &[HeaderName], inbound: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(names.len() + 1);
+/// hop-by-hop) plus `X-Request-Id` into `out`. Several `Cookie` fields (as h2 clients send them)
+/// become one, joined with `"; "` (RFC 9113 §8.2.3), since HTTP/1.1 backends expect a single
+/// field.
+fn forwarded_headers(names: &[HeaderName], inbound: &HeaderMap, out: &mut HeaderMap) {
     for name in names {
         if named_in_connection(inbound, name) {
             continue;
@@ -219,7 +282,6 @@ fn forwarded_headers(names: &[HeaderName], inbound: &HeaderMap) -> HeaderMap {
     if let Some(id) = inbound.get(X_REQUEST_ID) {
         out.insert(X_REQUEST_ID, id.clone());
     }
-    out
 }
 
 /// The client's `Cookie` fields as one value, or none when it sent none.

@@ -14,9 +14,10 @@ use bytes::Bytes;
 use compose::{BodyBuilder, ErrorEntry, json_key, server_timing};
 use downstream::{CallError, CallOutcome, Execution, Output};
 use http::header::CONTENT_TYPE;
-use http::{HeaderName, HeaderValue, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use http_body_util::Full;
 use serde_json::{Map, Value};
+use std::cell::RefCell;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -28,30 +29,35 @@ pub const GATEWAY_TIMING: &str = "gateway";
 /// Header with each call's duration and the total, for DevTools.
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
-/// Builds the answer from `execution`.
-pub fn compose(endpoint: &EndpointPlan, execution: &Execution, started: Instant) -> Response<Body> {
-    let finished: Vec<(&CallPlan, &CallOutcome)> =
-        endpoint.calls.iter().zip(&execution.outcomes).filter_map(|(c, o)| Some((c, o.as_ref()?))).collect();
+/// Builds the answer from `execution`; a successful one's headers go into `spare` (emptied
+/// here), a map no longer needed.
+pub fn compose(
+    endpoint: &EndpointPlan,
+    execution: &Execution,
+    started: Instant,
+    mut spare: HeaderMap,
+) -> Response<Body> {
+    let finished =
+        || endpoint.calls.iter().zip(&execution.outcomes).filter_map(|(c, o)| Some((c, o.as_ref()?)));
     let total = started.elapsed();
     // fanout's own time: the total minus the critical path of backend time.
     let elapsed = |call: usize| {
         execution.outcomes.get(call).and_then(Option::as_ref).map_or(Duration::ZERO, |o| o.elapsed)
     };
     let critical = endpoint.graph.critical_path(elapsed);
-    let entries = finished.iter().map(|(call, o)| (&*call.name, o.elapsed));
-    let timing = server_timing(entries.chain([(GATEWAY_TIMING, total.saturating_sub(critical))]), total);
+    let entries = finished().map(|(call, o)| (&*call.name, o.elapsed));
+    let timing = timing_header(entries.chain([(GATEWAY_TIMING, total.saturating_sub(critical))]), total);
     if let Some(index) = execution.failed_required
         && let (Some(call), Some(Some(CallOutcome { result: Err(error), .. }))) =
             (endpoint.calls.get(index), execution.outcomes.get(index))
     {
         return required_failed(call, error, timing);
     }
-    let capacity = finished.iter().map(|(_, o)| o.result.as_ref().map_or(64, Output::json_len) + 24).sum();
-    let mut body = BodyBuilder::with_capacity(capacity);
+    let mut body = BodyBuilder::with_capacity(answer_size(endpoint, finished()));
     // What the call results may still add: `max_response_body` less the braces.
     let mut room = endpoint.max_response_body.saturating_sub(2);
     let mut flat = Map::new();
-    for (call, outcome) in finished {
+    for (call, outcome) in finished() {
         let mut element_errors = outcome.element_errors.clone();
         let result = outcome
             .result
@@ -80,11 +86,28 @@ pub fn compose(endpoint: &EndpointPlan, execution: &Execution, started: Instant)
     }
     let complete = !body.has_errors();
     let mut response = Response::new(Full::new(Bytes::from(body.finish())));
+    spare.clear();
+    *response.headers_mut() = spare;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(X_FANOUT_COMPLETE, HeaderValue::from_static(if complete { "true" } else { "false" }));
     insert_timing(&mut response, timing);
     response
+}
+
+/// The answer's exact size when every finished call succeeded and is spliced raw (the usual
+/// case: the body then becomes `Bytes` without a second allocation), else an estimate.
+fn answer_size<'e>(
+    endpoint: &EndpointPlan,
+    finished: impl Iterator<Item = (&'e CallPlan, &'e CallOutcome)>,
+) -> usize {
+    let (mut size, mut raw) = (1, endpoint.merge == Merge::Group);
+    for (call, outcome) in finished {
+        raw &= call.shape.is_none() && outcome.element_errors.is_empty() && outcome.result.is_ok();
+        // Its key, its JSON and the comma or closing brace after it.
+        size += call.key.len() + outcome.result.as_ref().map_or(64, Output::json_len) + 1;
+    }
+    if raw { size.max(2) } else { size + 64 }
 }
 
 /// How a call's result goes into the answer.
@@ -189,7 +212,7 @@ fn place<'o>(
 /// The key the gateway reports failed calls under.
 const ERRORS_KEY: &str = "_errors";
 
-fn required_failed(call: &CallPlan, error: &CallError, timing: String) -> Response<Body> {
+fn required_failed(call: &CallPlan, error: &CallError, timing: Option<HeaderValue>) -> Response<Body> {
     tracing::warn!(call = &*call.name, error.kind = error.kind(), %error, "required call failed");
     let mut response = Problem::RequiredCallFailed { call: &call.name, error }.response();
     insert_timing(&mut response, timing);
@@ -216,9 +239,32 @@ fn error_entry<'a>(error: &'a CallError, outcome: &CallOutcome) -> ErrorEntry<'a
     }
 }
 
+thread_local! {
+    /// Where this thread formats `Server-Timing` values (see [`timing_header`]).
+    static TIMING_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// The `Server-Timing` value for these calls and `total`: formatted in this thread's buffer
+/// and copied once into the value (a `String` turned into a header value costs a second
+/// allocation unless it is exactly full).
+pub fn timing_header<'a>(
+    calls: impl IntoIterator<Item = (&'a str, Duration)>,
+    total: Duration,
+) -> Option<HeaderValue> {
+    TIMING_BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        server_timing(calls, total, buffer);
+        let value = HeaderValue::from_str(buffer).ok();
+        if buffer.capacity() > 16 * 1024 {
+            *buffer = String::new();
+        }
+        value
+    })
+}
+
 /// Sets `Server-Timing` on `response`.
-pub fn insert_timing(response: &mut Response<Body>, timing: String) {
-    if let Ok(value) = HeaderValue::try_from(timing) {
+pub fn insert_timing(response: &mut Response<Body>, timing: Option<HeaderValue>) {
+    if let Some(value) = timing {
         response.headers_mut().insert(SERVER_TIMING, value);
     }
 }

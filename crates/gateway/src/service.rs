@@ -1,11 +1,12 @@
 //! The per-request service and its middleware, stacked in one place ([`stack`]), outermost
 //! first:
-//! 1. drop an unusable inbound `X-Request-Id` (too long, or not `[A-Za-z0-9._:-]`);
-//! 2. `SetRequestId` (tower-http): keep the client's id or generate one;
-//! 3. `PropagateRequestId` (tower-http): echo it on every response;
-//! 4. with `server.cors`: `Timing-Allow-Origin` for a shared answer, then tower-http's CORS
+//! 1. [`SetRequestId`]: keep the client's `X-Request-Id` when it is usable (at most 128
+//!    characters of `[A-Za-z0-9._:-]`), else generate one, and echo it on every response
+//!    (one allocation per request: tower-http's `SetRequestId` and `PropagateRequestId` made
+//!    eight, mostly request and response extensions nothing here reads);
+//! 2. with `server.cors`: `Timing-Allow-Origin` for a shared answer, then tower-http's CORS
 //!    layer (preflights answered here, before routing) — see [`crate::cors`];
-//! 5. [`Gateway`]: the `request` span, one `request` log line ([`access`]) and the request
+//! 3. [`Gateway`]: the `request` span, one `request` log line ([`access`]) and the request
 //!    metrics per answer, `Server-Timing: total;dur=…` on every answer, load shedding at `max_in_flight` (503 + `Retry-After`),
 //!    request-target and body limits (414, 413), any `Transfer-Encoding` body (400, connection
 //!    closed: this covers `Content-Length` + `Transfer-Encoding`), routing (404, 405), the endpoint.
@@ -20,6 +21,7 @@ use crate::respond::{self, SERVER_TIMING};
 use crate::telemetry::access::{self, RequestLine};
 use crate::telemetry::metrics::PlanMetrics;
 use crate::telemetry::{otel, stall, trace_context};
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response};
 use std::convert::Infallible;
@@ -32,7 +34,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tower::{Service, ServiceBuilder};
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tracing::{Instrument, field};
 
 /// Longest request-target accepted (longer: 414).
@@ -59,10 +60,9 @@ pub fn stack<B: Send + 'static>(
 ) -> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + 'static
 {
     let in_flight = Arc::new(Semaphore::new(server.max_in_flight));
+    let ids = RequestIds::new();
     ServiceBuilder::new()
-        .map_request(drop_unusable_request_id::<B>)
-        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
-        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer_fn(move |inner| SetRequestId { inner, ids: ids.clone() })
         .map_response(cors::timing_allow_origin::<Body>)
         .option_layer(server.cors.as_ref().map(cors::layer))
         .service(Gateway { live, in_flight })
@@ -157,7 +157,7 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
             };
             let elapsed = started.elapsed();
             if !response.headers().contains_key(SERVER_TIMING) {
-                respond::insert_timing(&mut response, compose::server_timing([], elapsed));
+                respond::insert_timing(&mut response, respond::timing_header([], elapsed));
             }
             let status = response.status().as_u16();
             metrics.request(endpoint, status, elapsed);
@@ -178,7 +178,7 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
             }
             Ok(response)
         };
-        let watched = stall::watch(Box::pin(future.instrument(span)), watched, sampled);
+        let watched = stall::watch(future.instrument(span), watched, sampled);
         match traced {
             Some(dispatch) => Box::pin(otel::under(dispatch, Box::pin(watched))),
             None => Box::pin(watched),
@@ -240,7 +240,7 @@ async fn handle<B>(
         return Handled { response: Problem::MethodNotAllowed.response(), endpoint: matched, calls: None };
     }
     let (response, calls) =
-        endpoint::serve(endpoint, metrics, traced, logged, &params, &parts.uri, &parts.headers).await;
+        endpoint::serve(endpoint, metrics, traced, logged, &params, &parts.uri, parts.headers).await;
     Handled { response, endpoint: matched, calls }
 }
 
@@ -257,19 +257,74 @@ fn block_worker(duration: Duration) -> Response<Body> {
     response
 }
 
-/// Removes an inbound `X-Request-Id` that is too long or has characters outside
-/// `[A-Za-z0-9._:-]`, so a fresh one is generated instead of forwarding junk to every backend.
-fn drop_unusable_request_id<B>(mut request: Request<B>) -> Request<B> {
-    let usable = request.headers().get(X_REQUEST_ID).is_none_or(|v| {
-        let bytes = v.as_bytes();
-        !bytes.is_empty()
-            && bytes.len() <= MAX_REQUEST_ID_LEN
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
-    });
-    if !usable {
-        request.headers_mut().remove(X_REQUEST_ID);
+/// The outermost layer: makes sure the request carries a usable `X-Request-Id` (the client's,
+/// or a generated one: an unusable one would forward junk to every backend) and puts the same
+/// id on the response, unless the response already has one.
+#[derive(Clone)]
+pub struct SetRequestId<S> {
+    inner: S,
+    ids: RequestIds,
+}
+
+impl<S, B, R> Service<Request<B>> for SetRequestId<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = WithRequestId<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
-    request
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let id = match request.headers().get(X_REQUEST_ID).filter(|id| usable_request_id(id)) {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.ids.next();
+                request.headers_mut().insert(X_REQUEST_ID, id.clone());
+                id
+            }
+        };
+        WithRequestId { inner: self.inner.call(request), id: Some(id) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`SetRequestId`].
+    pub struct WithRequestId<F> {
+        #[pin]
+        inner: F,
+        id: Option<HeaderValue>,
+    }
+}
+
+impl<F, R, E> Future for WithRequestId<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(id) = this.id.take()
+            && !response.headers().contains_key(X_REQUEST_ID)
+        {
+            response.headers_mut().insert(X_REQUEST_ID, id);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// True for an `X-Request-Id` worth keeping: not empty, at most 128 characters of
+/// `[A-Za-z0-9._:-]`.
+fn usable_request_id(id: &HeaderValue) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_REQUEST_ID_LEN
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b))
 }
 
 /// Generates request ids: a random 64-bit process prefix and a counter, as 32 hex digits.
@@ -283,11 +338,19 @@ impl RequestIds {
     fn new() -> Self {
         Self { prefix: RandomState::new().hash_one(std::process::id()), counter: Arc::new(AtomicU64::new(0)) }
     }
-}
 
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+    /// The next id. Its bytes are one shared allocation, so the copies in the forwarded
+    /// headers, the response and the log line cost none.
+    fn next(&self) -> HeaderValue {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::try_from(format!("{:016x}{n:016x}", self.prefix)).ok().map(RequestId::new)
+        let mut id = [0u8; 32];
+        for (i, digit) in id.iter_mut().enumerate() {
+            let word = if i < 16 { self.prefix } else { n };
+            let nibble = (word >> (4 * (15 - i % 16))) & 0xf;
+            *digit = b"0123456789abcdef"[nibble as usize];
+        }
+        // Hex digits are a valid header value.
+        HeaderValue::from_maybe_shared(Bytes::from_owner(id))
+            .unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 }

@@ -55,12 +55,15 @@ thread_local! {
     };
 }
 
-/// A future whose polls are watched for stalls.
-#[derive(Debug)]
-pub struct Watched<F> {
-    inner: F,
-    span: tracing::Span,
-    traced: bool,
+pin_project_lite::pin_project! {
+    /// A future whose polls are watched for stalls.
+    #[derive(Debug)]
+    pub struct Watched<F> {
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+        traced: bool,
+    }
 }
 
 /// Wraps `future`, attributing any stall to `span`; `traced` when the span was created under
@@ -69,21 +72,22 @@ pub fn watch<F: Future>(future: F, span: tracing::Span, traced: bool) -> Watched
     Watched { inner: future, span, traced }
 }
 
-impl<F: Future + Unpin> Future for Watched<F> {
+impl<F: Future> Future for Watched<F> {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = &mut *self;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let (span, traced, inner) = (this.span, *this.traced, this.inner);
         SLOT.with(|slot| {
             let started = now_nanos();
-            slot.span.store(this.span.id().map_or(0, |id| id.into_u64()), Ordering::Relaxed);
-            slot.traced.store(this.traced, Ordering::Relaxed);
+            slot.span.store(span.id().map_or(0, |id| id.into_u64()), Ordering::Relaxed);
+            slot.traced.store(traced, Ordering::Relaxed);
             slot.poll_started.store(started, Ordering::Release);
-            let result = Pin::new(&mut this.inner).poll(cx);
+            let result = inner.poll(cx);
             slot.poll_started.store(0, Ordering::Release);
             if slot.reported.load(Ordering::Acquire) && slot.reported.swap(false, Ordering::AcqRel) {
                 let blocked = Duration::from_nanos(now_nanos().saturating_sub(started));
-                tracing::warn!(parent: &this.span, blocked_ms = blocked.as_secs_f64() * 1000.0, "runtime unblocked");
+                tracing::warn!(parent: &*span, blocked_ms = blocked.as_secs_f64() * 1000.0, "runtime unblocked");
             }
             result
         })
