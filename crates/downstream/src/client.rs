@@ -234,9 +234,9 @@ impl Client {
         }
     }
 
-    /// A new connection. Boxed, like [`Client::connect`]: the connecting state (TLS included)
-    /// is large, and a call's future would otherwise carry it, and copy it, even when it takes
-    /// a pooled connection.
+    /// A new connection. Boxed: the connecting state (TLS included) is large, and a call's
+    /// future would otherwise carry it, and copy it on every move, even when it takes a pooled
+    /// connection.
     fn open_http1(&self) -> Pin<Box<dyn Future<Output = Result<Conn, CallError>> + Send + '_>> {
         Box::pin(async move {
             let stream = self.connect().await?;
