@@ -1,15 +1,17 @@
 //! `server.runtime: per_core`: one worker thread per core, each with its own listening socket
 //! and runtime, serving pages concurrently over many connections.
 
-use crate::support::{Gateway, config};
+use crate::support::{Gateway, config, wait_until};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
+use std::time::Duration;
 
-/// The names of the gateway process's threads.
+/// The names of the gateway process's threads (one that ends while they are read is skipped).
 fn thread_names(gateway: &Gateway) -> Vec<String> {
     let tasks = std::fs::read_dir(format!("/proc/{}/task", gateway.pid())).unwrap();
     tasks
-        .map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap().trim().to_owned())
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
         .collect()
 }
 
@@ -23,9 +25,14 @@ async fn per_core_serves_pages_from_a_worker_per_core() {
     let yaml = config(&[("b", &backend)], endpoint).replace("server:\n", "server:\n  runtime: per_core\n");
     let gateway = Gateway::start(&yaml);
     let cores = std::thread::available_parallelism().map_or(1, usize::from).min(downstream::MAX_WORKERS);
-    let workers = thread_names(&gateway).iter().filter(|name| name.starts_with("fanout-worker-")).count();
+    let expected = if cores > 1 { cores } else { 0 };
+    // The workers start right after the sockets listen (connections queue meanwhile).
+    let started = wait_until(Duration::from_secs(5), || {
+        thread_names(&gateway).iter().filter(|name| name.starts_with("fanout-worker-")).count() == expected
+    })
+    .await;
     // One core: the main runtime serves the port itself.
-    assert_eq!(workers, if cores > 1 { cores } else { 0 }, "{:?}", thread_names(&gateway));
+    assert!(started, "expected {expected} worker threads: {:?}", thread_names(&gateway));
 
     // Each page on a connection of its own, all at once: the kernel spreads them over the
     // workers' sockets.
