@@ -3,8 +3,8 @@
 //! redirects and ignore proxy environment variables: a gateway must call exactly the URL it
 //! was configured with.
 
-use crate::client::{self, Client};
-use crate::tls::TlsError;
+use crate::client::Client;
+use crate::tls::{self, TlsError};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, Uri};
 use std::path::PathBuf;
@@ -66,7 +66,6 @@ pub struct Backend {
     pub(crate) path_prefix: Box<str>,
     pub(crate) headers: HeaderMap,
     pub(crate) max_response_body: usize,
-    pub(crate) http2: bool,
     pub(crate) client: Client,
 }
 
@@ -85,7 +84,7 @@ impl Backend {
             .path_and_query("/")
             .build()
             .map_err(|_| invalid())?;
-        let tls = client::tls_for(&target, settings.ca_file.as_deref())?;
+        let tls = tls::for_target(&target, settings.ca_file.as_deref())?;
         let client =
             Client::new(target, tls, settings.http2, settings.connect_timeout, settings.max_idle_connections);
         Ok(Self {
@@ -97,7 +96,6 @@ impl Backend {
             host,
             headers: settings.headers,
             max_response_body: settings.max_response_body,
-            http2: settings.http2,
             client,
         })
     }

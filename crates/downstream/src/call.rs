@@ -210,7 +210,7 @@ impl<'a> CallRequest<'a> {
             if let Some(propagate) = propagate {
                 propagate(&tracing::Span::current(), headers);
             }
-            if !backend.http2 {
+            if !backend.client.http2() {
                 headers.entry(HOST).or_insert_with(|| backend.host.clone());
             }
         };
@@ -240,7 +240,7 @@ impl<'a> CallRequest<'a> {
         };
         let path_and_query = PathAndQuery::from_maybe_shared(path_and_query)
             .map_err(|e| CallError::InvalidReference(format!("the rendered path is not a valid URI: {e}")))?;
-        if !backend.http2 {
+        if !backend.client.http2() {
             return Ok(Uri::from(path_and_query));
         }
         let mut parts = http::uri::Parts::default();

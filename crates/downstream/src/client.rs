@@ -20,7 +20,6 @@
 //! and its own h2 connection. Threads that never call [`set_worker`] share worker 0's.
 
 use crate::call::CallError;
-use crate::tls;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response, Uri};
 use http_body_util::{BodyExt, Empty};
@@ -32,7 +31,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -162,6 +160,11 @@ impl Client {
             Protocol::Http1 { idle: (0..MAX_WORKERS).map(|_| Mutex::default()).collect(), max_idle }
         };
         Self { connector, target, connect_timeout, protocol }
+    }
+
+    /// Whether requests go over h2 (their URI is then absolute and `Host` is not sent).
+    pub(crate) fn http2(&self) -> bool {
+        matches!(self.protocol, Protocol::Http2 { .. })
     }
 
     /// Sends a GET to `uri` (origin form for HTTP/1.1, absolute for h2) with the headers
@@ -420,15 +423,4 @@ fn innermost<'e>(error: &'e (dyn std::error::Error + 'static)) -> &'e (dyn std::
         cause = next;
     }
     cause
-}
-
-/// The TLS configuration of an `https://` backend (none for `http://`).
-pub(crate) fn tls_for(
-    target: &Uri,
-    ca_file: Option<&Path>,
-) -> Result<Option<rustls::ClientConfig>, tls::TlsError> {
-    match target.scheme_str() {
-        Some("https") => tls::client_config(ca_file).map(Some),
-        _ => Ok(None),
-    }
 }

@@ -35,8 +35,20 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
 }
 
+/// The TLS configuration of a backend at `target`: for `https://`, the system roots plus
+/// `ca_file`; none for `http://`.
+pub(crate) fn for_target(
+    target: &http::Uri,
+    ca_file: Option<&Path>,
+) -> Result<Option<rustls::ClientConfig>, TlsError> {
+    match target.scheme_str() {
+        Some("https") => client_config(ca_file).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// The client configuration for one backend: system roots plus `ca_file`.
-pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {
