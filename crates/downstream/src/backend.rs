@@ -100,6 +100,12 @@ impl Backend {
         })
     }
 
+    /// Pool upkeep: call every [`crate::SWEEP_PERIOD`] (expired idle connections are closed,
+    /// long-idle ones parked: see the client's documentation).
+    pub fn sweep_idle(&self) {
+        self.client.sweep();
+    }
+
     /// The backend's configured name.
     pub fn name(&self) -> &str {
         &self.name

@@ -11,6 +11,12 @@
 //! skipped, and a request the connection refused before writing it is sent once more on a
 //! fresh connection.
 //!
+//! [`Client::sweep`] (once a second, from the gateway) closes expired idle connections even
+//! when no call comes, and *parks* those that stayed idle through a whole sweep period: hyper's
+//! connection state and its buffers (~20 KiB) are dropped and only the socket is kept, so the
+//! hundreds of connections a burst leaves in the pools cost little more than their sockets. A
+//! parked connection gets hyper's state back (no I/O) when a call takes it.
+//!
 //! An h2 backend (`http2: true`: h2c, or ALPN `h2` over TLS) gets one multiplexed connection,
 //! driven by its own task and shared by every call, and a new one once it closes.
 //!
@@ -43,6 +49,11 @@ use tower::ServiceExt;
 /// the 60 s idle timeouts of common load balancers in front of backends, so the pool gives up
 /// a connection before the other side usually does.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+
+/// How often [`Client::sweep`] is meant to run, and how long a connection stays idle before a
+/// sweep parks it: a second keeps the connections a steady load reuses (hundreds of times a
+/// second under load) ready, and parks a burst's surplus soon after it.
+pub const SWEEP_PERIOD: Duration = Duration::from_secs(1);
 
 /// Workers with connections of their own; a worker index beyond it shares
 /// `index % MAX_WORKERS`'s (still correct, as connections then cross runtimes, but slower).
@@ -104,8 +115,39 @@ struct Conn {
 
 /// A pooled connection and when it went idle.
 struct Idle {
-    conn: Conn,
+    conn: Pooled,
     since: Instant,
+}
+
+/// What the pool keeps of a connection.
+enum Pooled {
+    /// Ready for its next request.
+    Ready(Conn),
+    /// The socket alone, idle since before the last sweep (see the module documentation).
+    Parked(ParkedSocket),
+}
+
+/// A parked connection's socket. A TLS stream is boxed: its session state is a kilobyte that
+/// would otherwise make every pool entry that large.
+enum ParkedSocket {
+    Tcp(TokioIo<TcpStream>),
+    Tls(Box<Stream>),
+}
+
+impl ParkedSocket {
+    fn new(stream: Stream) -> Self {
+        match stream {
+            MaybeHttpsStream::Http(tcp) => Self::Tcp(tcp),
+            tls => Self::Tls(Box::new(tls)),
+        }
+    }
+
+    fn into_stream(self) -> Stream {
+        match self {
+            Self::Tcp(tcp) => MaybeHttpsStream::Http(tcp),
+            Self::Tls(tls) => *tls,
+        }
+    }
 }
 
 /// One backend's client: how to connect, and its pool.
@@ -184,7 +226,7 @@ impl Client {
         };
         match &self.protocol {
             Protocol::Http1 { idle, .. } => {
-                let taken = take_idle(&idle[worker()]);
+                let taken = self.take_idle(&idle[worker()]).await;
                 let reused = taken.is_some();
                 let mut conn = match taken {
                     Some(conn) => conn,
@@ -241,12 +283,30 @@ impl Client {
     /// future would otherwise carry it, and copy it on every move, even when it takes a pooled
     /// connection.
     fn open_http1(&self) -> Pin<Box<dyn Future<Output = Result<Conn, CallError>> + Send + '_>> {
-        Box::pin(async move {
-            let stream = self.connect().await?;
-            let (sender, driver) =
-                http1::handshake(stream).await.map_err(|e| transport_error("connection failed", &e))?;
-            Ok(Conn { sender, driver: Some(Box::pin(driver)), headers: HeaderMap::new() })
-        })
+        Box::pin(async move { start_http1(self.connect().await?).await })
+    }
+
+    /// The most recently used idle connection that is still usable (a parked one is started
+    /// again); older or dead ones are closed.
+    async fn take_idle(&self, idle: &Mutex<VecDeque<Idle>>) -> Option<Conn> {
+        loop {
+            let entry = idle.lock().unwrap_or_else(PoisonError::into_inner).pop_back()?;
+            if entry.since.elapsed() >= IDLE_TIMEOUT {
+                // Everything older is expired too.
+                idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                return None;
+            }
+            let mut conn = match entry.conn {
+                Pooled::Ready(conn) => conn,
+                Pooled::Parked(socket) => match Box::pin(start_http1(socket.into_stream())).await {
+                    Ok(conn) => conn,
+                    Err(_) => continue,
+                },
+            };
+            if conn.usable() {
+                return Some(conn);
+            }
+        }
     }
 
     /// The shared h2 connection, opened (again) when there is none or it has closed. Calls
@@ -294,28 +354,56 @@ impl Client {
             idle.pop_front();
         }
         if idle.len() < *max_idle {
-            idle.push_back(Idle { conn, since: now });
+            idle.push_back(Idle { conn: Pooled::Ready(conn), since: now });
+        }
+    }
+
+    /// Pool upkeep, meant to run every [`SWEEP_PERIOD`]: closes idle connections older than
+    /// [`IDLE_TIMEOUT`] and parks those idle for a whole period (see the module documentation).
+    pub(crate) fn sweep(&self) {
+        let Protocol::Http1 { idle, .. } = &self.protocol else { return };
+        let now = Instant::now();
+        for shard in idle {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            if !shard.is_empty() {
+                let entries = std::mem::take(&mut *shard);
+                *shard = entries.into_iter().filter_map(|entry| entry.swept(now)).collect();
+            }
         }
     }
 }
 
-/// The most recently used idle connection that is still usable; older or dead ones are closed.
-fn take_idle(idle: &Mutex<VecDeque<Idle>>) -> Option<Conn> {
-    loop {
-        let entry = idle.lock().unwrap_or_else(PoisonError::into_inner).pop_back()?;
-        if entry.since.elapsed() >= IDLE_TIMEOUT {
-            // Everything older is expired too.
-            idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+impl Idle {
+    /// The entry after a sweep at `now`: gone if expired or unparkable, parked if idle for a
+    /// whole sweep period.
+    fn swept(self, now: Instant) -> Option<Idle> {
+        let idle_for = now.duration_since(self.since);
+        if idle_for >= IDLE_TIMEOUT {
             return None;
         }
-        let mut conn = entry.conn;
-        if conn.usable() {
-            return Some(conn);
-        }
+        let conn = match self.conn {
+            Pooled::Ready(conn) if idle_for >= SWEEP_PERIOD => Pooled::Parked(conn.park()?),
+            kept => kept,
+        };
+        Some(Idle { conn, since: self.since })
     }
+}
+
+/// A started HTTP/1.1 connection on `stream` (hyper's handshake does no I/O for HTTP/1.1).
+async fn start_http1(stream: Stream) -> Result<Conn, CallError> {
+    let (sender, driver) =
+        http1::handshake(stream).await.map_err(|e| transport_error("connection failed", &e))?;
+    Ok(Conn { sender, driver: Some(Box::pin(driver)), headers: HeaderMap::new() })
 }
 
 impl Conn {
+    /// The socket alone, hyper's state and buffers dropped; `None` if the connection has ended
+    /// or holds unread bytes (a backend must not answer what was not asked).
+    fn park(self) -> Option<ParkedSocket> {
+        let parts = Pin::into_inner(self.driver?).into_parts();
+        parts.read_buf.is_empty().then(|| ParkedSocket::new(parts.io))
+    }
+
     /// Polls the connection once without waiting: it moves to idle after a complete response,
     /// or ends if the backend has closed it. True when it can take a request now.
     fn usable(&mut self) -> bool {

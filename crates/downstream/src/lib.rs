@@ -12,7 +12,7 @@ mod tls;
 
 pub use backend::{Backend, BackendError, BackendSettings};
 pub use call::{CallError, CallOutcome, CallRequest, ERROR_KINDS, ForwardHeaders, Propagate};
-pub use client::{IDLE_TIMEOUT, MAX_WORKERS, set_worker};
+pub use client::{IDLE_TIMEOUT, MAX_WORKERS, SWEEP_PERIOD, set_worker};
 pub use executor::{Execution, FanOut, Step, execute};
 pub use output::{Budget, NULL, Output};
 pub use tls::TlsError;

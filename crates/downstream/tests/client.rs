@@ -48,10 +48,11 @@ fn ok_chunked(pieces: &[&str]) -> Vec<u8> {
 }
 
 /// A backend that answers requests with `replies`, in order (the last one repeats), and counts
-/// the connections it accepted.
+/// the connections it accepted and those the client closed.
 struct Scripted {
     url: String,
     connections: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
 }
 
 async fn scripted(replies: Vec<Reply>) -> Scripted {
@@ -59,18 +60,23 @@ async fn scripted(replies: Vec<Reply>) -> Scripted {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
     let queue = Arc::new(Mutex::new(VecDeque::from(replies)));
-    let accepted = connections.clone();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let (accepted, ended) = (connections.clone(), closed.clone());
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             accepted.fetch_add(1, Ordering::SeqCst);
             let queue = queue.clone();
+            let ended = ended.clone();
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 let mut buf = [0u8; 4096];
                 loop {
                     while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
                         match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
+                            Ok(0) | Err(_) => {
+                                ended.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
                             Ok(n) => seen.extend_from_slice(&buf[..n]),
                         }
                     }
@@ -104,7 +110,7 @@ async fn scripted(replies: Vec<Reply>) -> Scripted {
             });
         }
     });
-    Scripted { url, connections }
+    Scripted { url, connections, closed }
 }
 
 fn settings(url: &str) -> BackendSettings {
@@ -195,6 +201,55 @@ async fn a_connection_the_backend_closed_while_idle_is_replaced() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()), "the closed connection was used");
     assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+}
+
+/// Longer than a sweep period: a connection idle this long is parked by the next sweep.
+const PARKED: Duration = Duration::from_millis(1_200);
+
+#[tokio::test]
+async fn a_connection_parked_by_the_sweep_carries_the_next_call() {
+    let server = scripted(vec![Reply::Send(ok_with_length(JSON))]).await;
+    let backend = Backend::new(settings(&server.url)).unwrap();
+    assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
+    tokio::time::sleep(PARKED).await;
+    backend.sweep_idle();
+    for _ in 0..2 {
+        assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1, "the parked connection was not used again");
+    assert_eq!(server.closed.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_parked_connection_the_backend_closed_is_replaced() {
+    let server = scripted(vec![Reply::SendThenClose(ok_with_length(JSON), Duration::from_millis(20))]).await;
+    let backend = Backend::new(settings(&server.url)).unwrap();
+    assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
+    tokio::time::sleep(PARKED).await;
+    backend.sweep_idle();
+    assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()), "the closed connection was used");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+}
+
+/// Paused time: the sweep closes a connection idle past [`downstream::IDLE_TIMEOUT`] even
+/// though no call comes to find it expired.
+#[tokio::test(start_paused = true)]
+async fn the_sweep_closes_connections_idle_past_the_idle_timeout() {
+    let server = scripted(vec![Reply::Send(ok_with_length(JSON))]).await;
+    let backend = Backend::new(settings(&server.url)).unwrap();
+    assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
+    tokio::time::advance(downstream::IDLE_TIMEOUT - Duration::from_secs(1)).await;
+    backend.sweep_idle();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.closed.load(Ordering::SeqCst), 0, "closed before its idle timeout");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    backend.sweep_idle();
+    let closed = async {
+        while server.closed.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    assert!(tokio::time::timeout(SHORT, closed).await.is_ok(), "the expired connection is still open");
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@
 //! - [`problem`]: every error response (`application/problem+json`), chosen in one place.
 //! - [`reload`]: the config serving now, swapped whole on SIGHUP or a file change.
 //! - [`admin`]: `/healthz`, `/readyz` and `/metrics` on the admin port.
+//! - [`upkeep`]: once a second, backend pool upkeep and giving memory back ([`memory`]).
 
 pub mod admin;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod connection;
 pub mod cors;
 pub mod endpoint;
+pub mod memory;
 pub mod openapi;
 pub mod plan;
 pub mod problem;
@@ -30,3 +32,4 @@ pub mod respond;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+pub mod upkeep;

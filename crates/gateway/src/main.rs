@@ -13,6 +13,7 @@ use gateway::telemetry;
 use gateway::telemetry::metrics::Exporter;
 use gateway::telemetry::otel::Tracing;
 use gateway::telemetry::stall::StallDetector;
+use gateway::upkeep;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,8 +103,10 @@ fn run(candidate: Candidate, path: PathBuf, env: HashMap<String, String>) -> any
         let poll = plan.server.config_poll;
         let live = Arc::new(Live::new(candidate, path, env));
         let watcher = tokio::spawn(reload::watch(Arc::clone(&live), hangup, poll));
+        let upkeep = tokio::spawn(upkeep::run(Arc::clone(&live)));
         server::run(live, listeners, exporter, shutdown).await;
         watcher.abort();
+        upkeep.abort();
         Ok(())
     })
 }

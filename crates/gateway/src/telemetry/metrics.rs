@@ -85,7 +85,7 @@ impl Exporter {
     /// The Prometheus text exposition of every metric. The values kept outside the recorder
     /// (resident memory, the log writer's dropped lines) are read now.
     pub fn render(&self) -> String {
-        if let Some(rss) = resident_memory_bytes() {
+        if let Some(rss) = crate::memory::resident_bytes() {
             gauge!(RESIDENT_MEMORY).set(rss as f64);
         }
         counter!(LOG_LINES_DROPPED).absolute(super::dropped_log_lines());
@@ -214,11 +214,4 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }
-}
-
-/// The process's resident set size, from `/proc/self/statm` (Linux).
-fn resident_memory_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }

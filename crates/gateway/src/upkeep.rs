@@ -1,0 +1,31 @@
+//! Once every [`SWEEP_PERIOD`], the work no request should wait for: each backend pool of the
+//! config serving now closes its expired idle connections and parks the long-idle ones, then
+//! the allocator is asked to give memory back if a burst left some ([`memory::TrimPolicy`]).
+
+use crate::memory::{self, TrimPolicy};
+use crate::reload::Live;
+use downstream::SWEEP_PERIOD;
+use std::sync::Arc;
+use tokio::time::MissedTickBehavior;
+
+/// Runs the upkeep until the task is dropped.
+pub async fn run(live: Arc<Live>) {
+    let mut every = tokio::time::interval(SWEEP_PERIOD);
+    every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut policy = TrimPolicy::default();
+    loop {
+        every.tick().await;
+        for backend in &live.current().plan.backends {
+            backend.sweep_idle();
+        }
+        let Some(resident) = memory::resident_bytes() else { continue };
+        if policy.observe(resident) {
+            memory::trim();
+            tracing::debug!(
+                before = resident,
+                after = memory::resident_bytes().unwrap_or_default(),
+                "gave freed memory back to the system"
+            );
+        }
+    }
+}
