@@ -4,20 +4,26 @@
 //! after a burst (thousands of pages at once, each with its buffers) the freed chunks between
 //! the allocations that outlive it stay resident: 2,000 concurrent five-call pages left the
 //! gateway 112 MB above its RSS before the burst, with every connection idle. `malloc_trim(0)`
-//! hands every whole free page back. [`TrimPolicy`] decides when: once the resident size has
-//! settled well above the working set, so a steady load (whose freed memory is reused at once)
-//! does not trim again and again. Other allocators (musl's, macOS's) give memory back
-//! themselves; there [`trim`] does nothing.
+//! hands every whole free page back. [`TrimPolicy`] decides when, from the memory that is
+//! resident but not in use (RSS minus glibc's bytes in use): once that has grown well beyond
+//! what it was after the last trim and the RSS has settled. A steady load reuses what it frees
+//! and is not trimmed again and again. Other allocators (musl's, macOS's) give memory back
+//! themselves; there nothing is measured and [`trim`] does nothing.
 
-/// Resident growth over the working set that is worth a trim. A trim walks every arena under
-/// its lock (measured: ~1 ms after a 2,000-page burst) and the pages it returns fault back in
-/// when used again; 16 MiB is half the gateway's peak RSS under the peer benchmark's full
-/// load (28 MB), so a trim happens only after memory use well beyond the steady state.
+/// Growth of the memory resident but not in use that is worth a trim. A trim walks every arena under
+/// its lock (measured: 8–16 ms after a 2,000-page burst, over ~100 MB of free heap) and the
+/// pages it returns fault back in when used again; 16 MiB is half the gateway's peak RSS under
+/// the peer benchmark's full load (28 MB), so a trim happens only after memory use well
+/// beyond the steady state.
 pub const TRIM_MARGIN: u64 = 16 * 1024 * 1024;
 
 /// Growth between two looks that still counts as settled: a burst grows the RSS by far more
 /// per second, a steady load by far less.
 pub const SETTLED: u64 = 1024 * 1024;
+
+/// Settled looks in a row before a trim: two, so that the backend pools, which park the
+/// connections a burst left idle one sweep after they went idle, have freed their buffers.
+pub const SETTLED_LOOKS: u32 = 2;
 
 /// The process's resident set size, from `/proc/self/statm` (Linux).
 pub fn resident_bytes() -> Option<u64> {
@@ -26,28 +32,50 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// When to trim, from the resident size looked at periodically: when it has settled at least
-/// [`TRIM_MARGIN`] above the working set. The working set is the resident size one look after
-/// the last trim (what the load in progress took back at once), or the lowest seen since.
+/// When to trim, from the resident size and the heap bytes in use looked at periodically:
+/// when the memory resident but not in use exceeds its floor by [`TRIM_MARGIN`] and the
+/// resident size has settled ([`SETTLED_LOOKS`] looks in a row). The floor is what was resident
+/// and unused one look after the last trim (binary, stacks, the free memory the load in
+/// progress keeps reusing), or the lowest seen since.
 #[derive(Debug, Default)]
 pub struct TrimPolicy {
-    working_set: Option<u64>,
+    floor: Option<u64>,
     previous: u64,
+    settled: u32,
     trimmed: bool,
 }
 
 impl TrimPolicy {
-    /// Takes the resident size now; true when it is time to trim.
-    pub fn observe(&mut self, resident: u64) -> bool {
+    /// Takes the resident size and the heap bytes in use now; true when it is time to trim.
+    pub fn observe(&mut self, resident: u64, in_use: u64) -> bool {
         let previous = std::mem::replace(&mut self.previous, resident);
-        let working_set = self.working_set.get_or_insert(resident);
-        if std::mem::take(&mut self.trimmed) || resident < *working_set {
-            *working_set = resident;
+        self.settled = if resident <= previous + SETTLED { self.settled + 1 } else { 0 };
+        let unused = resident.saturating_sub(in_use);
+        let floor = self.floor.get_or_insert(unused);
+        if std::mem::take(&mut self.trimmed) || unused < *floor {
+            *floor = unused;
             return false;
         }
-        self.trimmed = resident >= *working_set + TRIM_MARGIN && resident <= previous + SETTLED;
+        self.trimmed = self.settled >= SETTLED_LOOKS && unused >= *floor + TRIM_MARGIN;
         self.trimmed
     }
+}
+
+/// The heap bytes in use (glibc's `mallinfo2`: arena chunks in use plus mmapped blocks);
+/// `None` off glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[expect(unsafe_code, reason = "a foreign call with no arguments to check")]
+pub fn heap_in_use() -> Option<u64> {
+    // SAFETY: mallinfo2 takes no pointer, returns a plain struct and is thread-safe (glibc
+    // locks each arena it walks).
+    let info = unsafe { libc::mallinfo2() };
+    Some(info.uordblks.saturating_add(info.hblkhd) as u64)
+}
+
+/// Off glibc nothing is measured.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn heap_in_use() -> Option<u64> {
+    None
 }
 
 /// Asks glibc to return every whole free page of every arena to the system.
@@ -70,35 +98,56 @@ mod tests {
 
     const MIB: u64 = 1024 * 1024;
 
-    /// Feeds `sizes` (MiB) and returns at which looks the policy trimmed.
-    fn trims(sizes: &[u64]) -> Vec<usize> {
+    /// Feeds `looks` (resident, in use; MiB) and returns at which looks the policy trimmed.
+    fn trims(looks: &[(u64, u64)]) -> Vec<usize> {
         let mut policy = TrimPolicy::default();
-        sizes.iter().enumerate().filter(|(_, mib)| policy.observe(*mib * MIB)).map(|(at, _)| at).collect()
+        let mut at = Vec::new();
+        for (look, (resident, in_use)) in looks.iter().enumerate() {
+            if policy.observe(resident * MIB, in_use * MIB) {
+                at.push(look);
+            }
+        }
+        at
     }
 
     #[test]
-    fn a_burst_is_trimmed_once_it_has_settled() {
-        // Start at 9, burst to 120 over two looks, then settled.
-        assert_eq!(trims(&[9, 60, 120, 120, 20, 20, 20]), [3]);
+    fn a_burst_is_trimmed_once_its_memory_is_free_and_the_rss_settled() {
+        // 9 resident, 3 in use; the burst takes 120 (110 in use) over two looks, ends (5 in
+        // use), and the RSS holds for two looks.
+        assert_eq!(trims(&[(9, 3), (60, 50), (120, 110), (120, 5), (120, 5), (20, 5), (20, 5)]), [4]);
     }
 
     #[test]
-    fn growth_under_the_margin_is_left_alone() {
-        assert_eq!(trims(&[9, 20, 24, 24, 24]), Vec::<usize>::new());
+    fn memory_in_use_is_not_trimmed_for() {
+        // 120 resident, all of it in use.
+        assert_eq!(trims(&[(9, 3), (120, 114), (120, 114), (120, 114), (120, 114)]), Vec::<usize>::new());
     }
 
     #[test]
-    fn a_steady_load_that_takes_its_memory_back_is_not_trimmed_again() {
-        // Steady at 28 after a start at 9: one trim, the load takes the pages back at once,
-        // and 28 is then the working set.
-        assert_eq!(trims(&[9, 28, 28, 28, 28, 28, 28]), [2]);
+    fn a_steady_load_that_reuses_its_memory_is_not_trimmed() {
+        // The load keeps 10 MiB free but resident: under the margin, looks after looks.
+        assert_eq!(trims(&[(9, 3), (28, 18), (28, 18), (28, 18), (28, 19), (28, 18)]), Vec::<usize>::new());
     }
 
     #[test]
-    fn the_working_set_follows_the_resident_size_down() {
-        // Trimmed at 40, the load then ends: 10 is the working set, and a later burst is
-        // measured from it.
-        assert_eq!(trims(&[9, 40, 40, 12, 10, 10, 30, 30]), [2, 7]);
+    fn a_trim_during_a_burst_does_not_hide_the_end_of_the_burst() {
+        // Trimmed while the burst's memory is still free but resident, the burst goes on (in
+        // use again), then ends: what it frees is trimmed too.
+        let looks =
+            [(9, 3), (120, 50), (120, 50), (120, 50), (60, 55), (120, 110), (120, 110), (120, 8), (120, 8)];
+        assert_eq!(trims(&looks), [3, 7]);
+    }
+
+    #[test]
+    fn what_is_freed_after_the_first_settled_look_is_trimmed_too() {
+        // The peak holds one look, then the pools free their buffers (the RSS does not move:
+        // glibc keeps them): the trim waits for the second settled look.
+        assert_eq!(trims(&[(9, 3), (120, 110), (120, 30), (120, 10)]), [3]);
+    }
+
+    #[test]
+    fn heap_in_use_is_read_where_glibc_is_the_allocator() {
+        assert_eq!(heap_in_use().is_some(), cfg!(all(target_os = "linux", target_env = "gnu")));
     }
 
     #[test]

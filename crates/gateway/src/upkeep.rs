@@ -18,12 +18,16 @@ pub async fn run(live: Arc<Live>) {
         for backend in &live.current().plan.backends {
             backend.sweep_idle();
         }
-        let Some(resident) = memory::resident_bytes() else { continue };
-        if policy.observe(resident) {
+        let (Some(resident), Some(in_use)) = (memory::resident_bytes(), memory::heap_in_use()) else {
+            continue;
+        };
+        if policy.observe(resident, in_use) {
+            let started = std::time::Instant::now();
             memory::trim();
             tracing::debug!(
                 before = resident,
                 after = memory::resident_bytes().unwrap_or_default(),
+                took_us = started.elapsed().as_micros() as u64,
                 "gave freed memory back to the system"
             );
         }
