@@ -82,6 +82,19 @@ async fn closed_after(stream: &mut TcpStream, since: Instant, limit: Duration) -
     read.is_ok().then(|| since.elapsed())
 }
 
+/// Asks for 20 pages on one connection, which create what lasts for the process (runtime,
+/// route, backend pools), closes it, and returns the gateway's RSS a second later.
+async fn warmed_up_rss(gateway: &Gateway) -> u64 {
+    let mut warm_up = TcpStream::connect(gateway.addr).await.unwrap();
+    for _ in 0..20 {
+        warm_up.write_all(PAGE).await.unwrap();
+        assert!(read_answer(&mut warm_up).await.is_some_and(|head| head.starts_with("http/1.1 200")));
+    }
+    drop(warm_up);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gateway.rss().0
+}
+
 #[tokio::test]
 async fn ten_thousand_idle_keep_alive_connections_stay_open_and_working() {
     const CONNECTIONS: usize = 10_000;
@@ -128,15 +141,7 @@ async fn two_thousand_idle_connections_stay_under_the_memory_goal() {
     /// Twice the release build's 4 KiB goal: room for the debug build and the machine.
     const IDLE_CONNECTION_BOUND: u64 = 8 * 1024;
     let (gateway, _backend) = gateway("", Duration::ZERO).await;
-    // The first pages create what lasts for the process (runtime, route, backend pool).
-    let mut warm_up = TcpStream::connect(gateway.addr).await.unwrap();
-    for _ in 0..20 {
-        warm_up.write_all(PAGE).await.unwrap();
-        assert!(read_answer(&mut warm_up).await.is_some_and(|head| head.starts_with("http/1.1 200")));
-    }
-    drop(warm_up);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = gateway.rss().0;
+    let before = warmed_up_rss(&gateway).await;
     let mut streams = Vec::new();
     for _ in 0..CONNECTIONS {
         let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
@@ -178,14 +183,7 @@ async fn a_burst_of_two_thousand_pages_leaves_little_memory_behind() {
     let calls: String =
         names.iter().map(|name| format!("      {name}: {{ backend: {name}, path: /x }}\n")).collect();
     let gateway = Gateway::start(&config(&named, &format!("  - route: GET /page\n    calls:\n{calls}")));
-    let mut warm_up = TcpStream::connect(gateway.addr).await.unwrap();
-    for _ in 0..20 {
-        warm_up.write_all(PAGE).await.unwrap();
-        assert!(read_answer(&mut warm_up).await.is_some_and(|head| head.starts_with("http/1.1 200")));
-    }
-    drop(warm_up);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = gateway.rss().0;
+    let before = warmed_up_rss(&gateway).await;
     gateway.reset_peak_rss();
     let addr = gateway.addr;
     let answered = futures_util::future::join_all((0..CONNECTIONS).map(|_| async move {

@@ -40,4 +40,7 @@ async fn https_backends_are_called_with_the_trusted_ca_and_refused_without_it() 
     assert!(detail.contains("invalid peer certificate") && detail.contains("UnknownIssuer"), "{detail}");
     assert!(stranger.requests().is_empty(), "a request crossed an untrusted connection");
     assert_eq!(trusted.requests().len(), 1);
+    if let Some(dir) = ca_file.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -345,21 +345,35 @@ mod tls {
         MockServer::spawn_tls(ServiceSpec::new(routes), &ca.issue(name).unwrap()).await.unwrap()
     }
 
-    fn ca_file(ca: &TestCa, test: &str) -> std::path::PathBuf {
-        let path = std::env::temp_dir().join(format!("downstream-{}-{test}-ca.pem", std::process::id()));
-        std::fs::write(&path, ca.pem()).unwrap();
-        path
+    /// A file in the temp dir, removed when dropped.
+    struct TempFile(std::path::PathBuf);
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 
-    fn https(server: &MockServer, ca_file: Option<std::path::PathBuf>) -> Backend {
-        Backend::new(BackendSettings { ca_file, ..settings(&server.url()) }).unwrap()
+    fn temp_file(test: &str, content: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("downstream-{}-{test}-ca.pem", std::process::id()));
+        std::fs::write(&path, content).unwrap();
+        TempFile(path)
+    }
+
+    fn ca_file(ca: &TestCa, test: &str) -> TempFile {
+        temp_file(test, ca.pem())
+    }
+
+    /// A backend for `server` trusting the CA in `ca_file` (read now: the file may go).
+    fn https(server: &MockServer, ca_file: TempFile) -> Backend {
+        Backend::new(BackendSettings { ca_file: Some(ca_file.0.clone()), ..settings(&server.url()) }).unwrap()
     }
 
     #[tokio::test]
     async fn calls_a_backend_whose_certificate_the_ca_file_trusts() {
         let ca = TestCa::new().unwrap();
         let server = https_server(&ca, "localhost").await;
-        let backend = https(&server, Some(ca_file(&ca, "trusted")));
+        let backend = https(&server, ca_file(&ca, "trusted"));
         assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
         assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
         assert_eq!(server.requests().len(), 2);
@@ -369,8 +383,9 @@ mod tls {
     async fn speaks_h2_over_tls_by_alpn() {
         let ca = TestCa::new().unwrap();
         let server = https_server(&ca, "localhost").await;
+        let pem = ca_file(&ca, "h2");
         let settings =
-            BackendSettings { http2: true, ca_file: Some(ca_file(&ca, "h2")), ..settings(&server.url()) };
+            BackendSettings { http2: true, ca_file: Some(pem.0.clone()), ..settings(&server.url()) };
         let backend = Backend::new(settings).unwrap();
         assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
         assert_eq!(server.requests()[0].version, http::Version::HTTP_2);
@@ -380,7 +395,7 @@ mod tls {
     async fn a_certificate_for_another_name_is_a_connect_error() {
         let ca = TestCa::new().unwrap();
         let server = https_server(&ca, "other.example").await;
-        let backend = https(&server, Some(ca_file(&ca, "wrong-name")));
+        let backend = https(&server, ca_file(&ca, "wrong-name"));
         match call(&backend, SHORT).await {
             Err(CallError::Connect(reason)) => {
                 assert!(reason.contains("certificate not valid for name \"localhost\""), "{reason}")
@@ -392,7 +407,7 @@ mod tls {
     #[tokio::test]
     async fn a_certificate_from_an_unknown_ca_is_a_connect_error() {
         let server = https_server(&TestCa::new().unwrap(), "localhost").await;
-        let backend = https(&server, Some(ca_file(&TestCa::new().unwrap(), "other-ca")));
+        let backend = https(&server, ca_file(&TestCa::new().unwrap(), "other-ca"));
         match call(&backend, SHORT).await {
             Err(CallError::Connect(reason)) => {
                 assert!(reason.contains("certificate") && reason.contains("UnknownIssuer"), "{reason}")
@@ -411,10 +426,12 @@ mod tls {
         .unwrap_err();
         assert_eq!(error.key(), "ca_file");
         assert!(error.to_string().contains(&missing.display().to_string()), "{error}");
-        let empty = std::env::temp_dir().join(format!("downstream-{}-empty-ca.pem", std::process::id()));
-        std::fs::write(&empty, "not a certificate\n").unwrap();
-        let error = Backend::new(BackendSettings { ca_file: Some(empty), ..settings("https://localhost:1") })
-            .unwrap_err();
+        let empty = temp_file("empty", "not a certificate\n");
+        let error = Backend::new(BackendSettings {
+            ca_file: Some(empty.0.clone()),
+            ..settings("https://localhost:1")
+        })
+        .unwrap_err();
         assert!(error.to_string().contains("no PEM certificate"), "{error}");
     }
 }
