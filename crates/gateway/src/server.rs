@@ -23,7 +23,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -165,12 +164,13 @@ pub async fn run(
     tracing::info!("stopped");
 }
 
-/// The public service stack, as each worker needs it: cloned once per connection.
+/// The public service stack, as each worker needs it: shared by its connections ([`Shared`]).
 trait PublicService:
     tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
     + Clone
     + Unpin
     + Send
+    + Sync
     + 'static
 {
 }
@@ -180,8 +180,25 @@ impl<S> PublicService for S where
         + Clone
         + Unpin
         + Send
+        + Sync
         + 'static
 {
+}
+
+/// The public service stack as hyper calls it: shared by the connections, cloned per request
+/// (tower services take `&mut self`; the stack's clone is a few reference counts). Shared, not
+/// held by each connection: the stack is ~300 bytes that every connection's task, idle or not,
+/// would otherwise carry (twice, as the argument and the local).
+struct Shared<S>(Arc<S>);
+
+impl<S: PublicService> hyper::service::Service<Request<Incoming>> for Shared<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = tower::util::Oneshot<S, Request<Incoming>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        tower::ServiceExt::oneshot(S::clone(&self.0), request)
+    }
 }
 
 /// How the public port's connections are served, on one runtime or on each worker's.
@@ -213,7 +230,8 @@ impl Public {
             connections: Arc::clone(&self.connections),
             open_connections: self.open_connections.clone(),
         };
-        listener.accept(&drain, || TowerToHyperService::new(service.clone()), shutdown).await;
+        let shared = Arc::new(service.clone());
+        listener.accept(&drain, || Shared(Arc::clone(&shared)), shutdown).await;
         drain
     }
 
