@@ -260,13 +260,18 @@ where
             (Protocol::H2c, Some(auto)) => {
                 Serving::H2c(Box::pin(auto.serve_connection(TokioIo::new(io), service)))
             }
-            _ => Serving::Http1 {
-                connection: Box::pin(http.http1.serve_connection(TokioIo::new(io), service)),
-                released: false,
-            },
+            _ => {
+                watchdog.serving_http1(tracker.requests.load(Ordering::Relaxed));
+                Serving::Http1 {
+                    connection: Box::pin(http.http1.serve_connection(TokioIo::new(io), service)),
+                    released: false,
+                }
+            }
         };
         // Boxed, like the hyper connection: the task keeps only the waiting state while idle.
-        match Box::pin(serve_requests(serving, &tracker, &mut watchdog, limits, &mut drain)).await {
+        let served = Box::pin(serve_requests(serving, &mut watchdog, limits, &mut drain)).await;
+        watchdog.serving_http1_ended();
+        match served {
             Served::Idle(idle_io, idle_service) => (io, service) = (idle_io, idle_service),
             Served::Closed => return,
         }
@@ -276,25 +281,6 @@ where
 /// Drives `serving` until it ends, its HTTP/1.1 connection has waited [`RELEASE_AFTER`] for a
 /// next request that has not begun, a deadline is missed, or the drain signal comes.
 async fn serve_requests<S>(
-    serving: Serving<'_, S>,
-    tracker: &Tracker,
-    watchdog: &mut Watchdog,
-    limits: Limits,
-    drain: &mut DrainWatch,
-) -> Served<S>
-where
-    S: ConnService,
-{
-    if matches!(serving, Serving::Http1 { .. }) {
-        watchdog.serving_http1(tracker.requests.load(Ordering::Relaxed));
-    }
-    let served = serve_until_done(serving, watchdog, limits, drain).await;
-    watchdog.serving_http1_ended();
-    served
-}
-
-/// [`serve_requests`]' loop, while the watchdog knows what serves.
-async fn serve_until_done<S>(
     mut serving: Serving<'_, S>,
     watchdog: &mut Watchdog,
     limits: Limits,
