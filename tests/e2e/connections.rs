@@ -4,7 +4,7 @@
 //! listener has the public one's head limits, first-request deadline and its own connection cap.
 //! HTTP/1.1 is spoken over raw sockets, h2 with hand-written frames.
 
-use crate::support::{Gateway, config, raw_status, wait_until};
+use crate::support::{Gateway, MANY_SOCKETS, config, raw_status, wait_until};
 use futures_util::StreamExt;
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
@@ -98,6 +98,7 @@ async fn warmed_up_rss(gateway: &Gateway) -> u64 {
 #[tokio::test]
 async fn ten_thousand_idle_keep_alive_connections_stay_open_and_working() {
     const CONNECTIONS: usize = 10_000;
+    let _many = MANY_SOCKETS.lock().await;
     let (gateway, _backend) = gateway("", Duration::ZERO).await;
     let addr = gateway.addr;
     let rss_before = gateway.rss().0 / 1024;
@@ -176,6 +177,7 @@ async fn two_thousand_idle_connections_stay_under_the_memory_goal() {
 async fn a_burst_of_two_thousand_pages_leaves_little_memory_behind() {
     const CONNECTIONS: usize = 2_000;
     const BURST_BOUND: u64 = 40 * 1024 * 1024;
+    let _many = MANY_SOCKETS.lock().await;
     let mut backends = Vec::new();
     for _ in 0..5 {
         let body = json!({"items": (0..40).map(|i| format!("item-{i:04}")).collect::<Vec<_>>()});
