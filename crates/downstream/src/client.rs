@@ -291,7 +291,7 @@ impl Client {
     async fn take_idle(&self, idle: &Mutex<VecDeque<Idle>>) -> Option<Conn> {
         loop {
             let entry = idle.lock().unwrap_or_else(PoisonError::into_inner).pop_back()?;
-            if entry.since.elapsed() >= IDLE_TIMEOUT {
+            if entry.expired(Instant::now()) {
                 // Everything older is expired too.
                 idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
                 return None;
@@ -350,7 +350,7 @@ impl Client {
         }
         let now = Instant::now();
         let mut idle = idle[worker()].lock().unwrap_or_else(PoisonError::into_inner);
-        while idle.front().is_some_and(|oldest| now.duration_since(oldest.since) >= IDLE_TIMEOUT) {
+        while idle.front().is_some_and(|oldest| oldest.expired(now)) {
             idle.pop_front();
         }
         if idle.len() < *max_idle {
@@ -374,15 +374,21 @@ impl Client {
 }
 
 impl Idle {
+    /// Idle for [`IDLE_TIMEOUT`] or longer at `now`: to be closed, not used.
+    fn expired(&self, now: Instant) -> bool {
+        now.duration_since(self.since) >= IDLE_TIMEOUT
+    }
+
     /// The entry after a sweep at `now`: gone if expired or unparkable, parked if idle for a
     /// whole sweep period.
     fn swept(self, now: Instant) -> Option<Idle> {
-        let idle_for = now.duration_since(self.since);
-        if idle_for >= IDLE_TIMEOUT {
+        if self.expired(now) {
             return None;
         }
         let conn = match self.conn {
-            Pooled::Ready(conn) if idle_for >= SWEEP_PERIOD => Pooled::Parked(conn.park()?),
+            Pooled::Ready(conn) if now.duration_since(self.since) >= SWEEP_PERIOD => {
+                Pooled::Parked(conn.park()?)
+            }
             kept => kept,
         };
         Some(Idle { conn, since: self.since })
