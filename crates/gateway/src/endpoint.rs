@@ -6,6 +6,7 @@
 use crate::plan::{CallPlan, EndpointPlan};
 use crate::problem::{Body, Problem};
 use crate::respond;
+use crate::scratch;
 use crate::telemetry::metrics::PlanMetrics;
 use crate::telemetry::{otel, trace_context};
 use bytes::Bytes;
@@ -125,9 +126,6 @@ thread_local! {
     static PATH_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// A path buffer grown past this (a very long rendered path) is not kept.
-const MAX_KEPT_PATH_BUFFER: usize = 16 * 1024;
-
 /// Decides, per call, what to send once the calls it depends on are done.
 struct Steps<'r> {
     propagate: Option<Propagate>,
@@ -209,21 +207,14 @@ impl<'r> Steps<'r> {
         inputs: &Inputs<'_>,
         element: Option<usize>,
     ) -> Result<CallRequest<'r>, CallError> {
-        // Rendered into this thread's buffer, then copied once into a buffer of the exact size
-        // (a `String` turned into `Bytes` costs a second allocation unless it is full).
-        let path_and_query = PATH_BUFFER.with_borrow_mut(|path| {
-            path.clear();
+        let path_and_query = scratch::with(&PATH_BUFFER, |path| {
             call.template
                 .render(inputs, path)
                 .map_err(|error| CallError::InvalidReference(error.to_string()))?;
             for (i, (name, value)) in self.query.iter().enumerate() {
                 push_query_pair(name, value, i == 0 && !call.template.has_query(), path);
             }
-            let path_and_query = Bytes::copy_from_slice(path.as_bytes());
-            if path.capacity() > MAX_KEPT_PATH_BUFFER {
-                *path = String::new();
-            }
-            Ok(path_and_query)
+            Ok(Bytes::copy_from_slice(path.as_bytes()))
         })?;
         Ok(CallRequest {
             name: &call.name,

@@ -13,6 +13,7 @@
 //! - [`respond`]: compose the answer: grouped or flat, shaped or raw, `_errors`, headers.
 //! - [`openapi`]: the OpenAPI document of the configured endpoints.
 //! - [`problem`]: every error response (`application/problem+json`), chosen in one place.
+//! - [`scratch`]: per-thread buffers for text copied out once (backend paths, `Server-Timing`).
 //! - [`reload`]: the config serving now, swapped whole on SIGHUP or a file change.
 //! - [`admin`]: `/healthz`, `/readyz` and `/metrics` on the admin port.
 //! - [`upkeep`]: once a second, backend pool upkeep and giving memory back ([`memory`]).
@@ -29,6 +30,7 @@ pub mod plan;
 pub mod problem;
 pub mod reload;
 pub mod respond;
+pub mod scratch;
 pub mod server;
 pub mod service;
 pub mod telemetry;

@@ -10,6 +10,7 @@
 use crate::config::Merge;
 use crate::plan::{CallPlan, EndpointPlan};
 use crate::problem::{Body, Problem};
+use crate::scratch;
 use bytes::Bytes;
 use compose::{BodyBuilder, ErrorEntry, json_key, server_timing};
 use downstream::{CallError, CallOutcome, Execution, Output};
@@ -244,21 +245,15 @@ thread_local! {
     static TIMING_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// The `Server-Timing` value for these calls and `total`: formatted in this thread's buffer
-/// and copied once into the value (a `String` turned into a header value costs a second
-/// allocation unless it is exactly full).
+/// The `Server-Timing` value for these calls and `total` (formatted in this thread's buffer,
+/// see [`scratch`]).
 pub fn timing_header<'a>(
     calls: impl IntoIterator<Item = (&'a str, Duration)>,
     total: Duration,
 ) -> Option<HeaderValue> {
-    TIMING_BUFFER.with_borrow_mut(|buffer| {
-        buffer.clear();
+    scratch::with(&TIMING_BUFFER, |buffer| {
         server_timing(calls, total, buffer);
-        let value = HeaderValue::from_str(buffer).ok();
-        if buffer.capacity() > 16 * 1024 {
-            *buffer = String::new();
-        }
-        value
+        HeaderValue::from_str(buffer).ok()
     })
 }
 
