@@ -23,6 +23,13 @@ impl ConfigErrors {
         self.0.push(ConfigError { path: path.into(), message: message.into() });
     }
 
+    /// True when a problem was recorded at exactly `path`. A value with a problem of its own
+    /// stands in with a placeholder, which checks that compare values must not read: each bad
+    /// value is reported once, not again through every rule that uses it.
+    pub fn reported(&self, path: &str) -> bool {
+        self.0.iter().any(|error| error.path == path)
+    }
+
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

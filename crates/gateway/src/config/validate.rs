@@ -497,7 +497,10 @@ fn endpoint(
     let mut c = Checker { errors, prefix: ctx.path };
     let default_timeout = humantime::format_duration(ctx.server.request_timeout).to_string();
     let timeout = c.duration("timeout", raw.timeout, &default_timeout);
-    if timeout > ctx.server.request_timeout {
+    if timeout > ctx.server.request_timeout
+        && !c.reported("timeout")
+        && !c.errors.reported("server.request_timeout")
+    {
         c.error("timeout", format!("{timeout:?} exceeds server.request_timeout ({default_timeout})"));
     }
     let forward_headers = c.forwardable_headers(&raw.forward_headers);
@@ -736,7 +739,16 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn error(&mut self, key: &str, message: impl Into<String>) {
-        self.errors.push(format!("{}.{key}", self.prefix), message);
+        self.errors.push(self.path(key), message);
+    }
+
+    /// Whether a problem was recorded at `key` of this section.
+    fn reported(&self, key: &str) -> bool {
+        self.errors.reported(&self.path(key))
+    }
+
+    fn path(&self, key: &str) -> String {
+        format!("{}.{key}", self.prefix)
     }
 
     fn duration(&mut self, key: &str, value: Option<Text>, default: &str) -> Duration {

@@ -88,7 +88,6 @@ fn every_mistake_is_reported_with_its_key_path() {
         "backends.users.ca_file: only https:// backends use a ca_file",
         "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`",
         "backends.bad name: invalid backend name \"bad name\": use letters, digits, - and _ (not leading _)",
-        "endpoints[0].timeout: 5s exceeds server.request_timeout (1s)",
         "endpoints[0].forward_headers[0]: \"connection\" is a hop-by-hop header and is never forwarded",
         "endpoints[0].forward_headers[1]: \"x_custom\": header names with \"_\" are never forwarded (proxies treat them inconsistently)",
         "endpoints[0].forward_headers[2]: \"host\" cannot be forwarded: it is set by the gateway itself (the backend's own host)",
@@ -101,6 +100,29 @@ fn every_mistake_is_reported_with_its_key_path() {
         "endpoints[3].calls: at least one call is required",
     ];
     assert_eq!(errors_of(tree), expected);
+}
+
+#[test]
+fn a_bad_value_is_reported_once_not_again_by_the_rules_that_compare_it() {
+    let with = |request_timeout: &str, endpoint_timeout: &str| {
+        let mut tree = valid_tree();
+        tree["server"]["request_timeout"] = json!(request_timeout);
+        tree["endpoints"][0]["timeout"] = json!(endpoint_timeout);
+        errors_of(tree)
+    };
+    // Both valid: the rule that compares them speaks.
+    assert_eq!(with("1s", "5s"), ["endpoints[0].timeout: 5s exceeds server.request_timeout (1s)"]);
+    // Either one invalid: only its own error, nothing made up from the placeholder it left.
+    assert_eq!(
+        with("fast", "5s"),
+        [
+            "server.request_timeout: invalid duration \"fast\": expected number at 0 (write e.g. 250ms, 2s, 1m)"
+        ]
+    );
+    assert_eq!(
+        with("500ms", "soon"),
+        ["endpoints[0].timeout: invalid duration \"soon\": expected number at 0 (write e.g. 250ms, 2s, 1m)"]
+    );
 }
 
 #[test]
