@@ -93,10 +93,10 @@ impl Route {
         if !(0.0..=1.0).contains(&spec.error_rate) {
             return Err(MockError::ErrorRate { path: spec.path.clone(), rate: spec.error_rate });
         }
-        if let Latency::Jitter { min, max } = spec.latency {
-            if min > max {
-                return Err(MockError::Jitter { path: spec.path.clone(), min, max });
-            }
+        if let Latency::Jitter { min, max } = spec.latency
+            && min > max
+        {
+            return Err(MockError::Jitter { path: spec.path.clone(), min, max });
         }
         Ok(Self {
             latency: spec.latency,

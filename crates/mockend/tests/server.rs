@@ -236,10 +236,10 @@ async fn futures_join<F: Future<Output = Reply>>(calls: impl Iterator<Item = F>)
     let mut done: Vec<Option<Reply>> = pending.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         for (call, slot) in pending.iter_mut().zip(done.iter_mut()) {
-            if slot.is_none() {
-                if let std::task::Poll::Ready(reply) = call.as_mut().poll(cx) {
-                    *slot = Some(reply);
-                }
+            if slot.is_none()
+                && let std::task::Poll::Ready(reply) = call.as_mut().poll(cx)
+            {
+                *slot = Some(reply);
             }
         }
         if done.iter().all(Option::is_some) { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
