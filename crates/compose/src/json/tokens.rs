@@ -1,0 +1,192 @@
+//! The tokens of a body, in order, from the block masks of [`super::blocks`]: blocks are
+//! classified [`CHUNK`] at a time as the reader reaches them, their escapes checked and their
+//! strings followed, so a body of any size is read in one pass with constant memory.
+
+use super::blocks::{BLOCK, Masks, Strings};
+use super::escape_end;
+
+/// Blocks classified per fill of [`Blocks`]: 1 KiB of body.
+const CHUNK: usize = 16;
+
+/// A body as 64-byte blocks, the last one padded with spaces (whitespace: no token).
+pub(super) struct Body<'a> {
+    bytes: &'a [u8],
+    full: &'a [[u8; BLOCK]],
+    last: [u8; BLOCK],
+}
+
+impl<'a> Body<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        let (full, rest) = bytes.as_chunks::<BLOCK>();
+        let mut last = [b' '; BLOCK];
+        last[..rest.len()].copy_from_slice(rest);
+        Body { bytes, full, last }
+    }
+
+    /// The block at `index`, `None` past the end.
+    fn block(&self, index: usize) -> Option<&[u8; BLOCK]> {
+        match self.full.get(index) {
+            Some(block) => Some(block),
+            None if index == self.full.len() && !self.bytes.len().is_multiple_of(BLOCK) => Some(&self.last),
+            None => None,
+        }
+    }
+}
+
+/// Reads the tokens of a body, in order, from the masks in [`Blocks`]; see
+/// [`super::blocks::Scanned::tokens`]. A small value of its own, apart from the blocks, so that
+/// it lives in registers while the grammar walks.
+pub(super) struct Tokens<'a> {
+    /// The bytes of the block in `bits`.
+    block: &'a [u8; BLOCK],
+    /// Index of that block in the body.
+    index: usize,
+    /// The tokens of that block not read yet.
+    bits: u64,
+}
+
+impl<'a> Tokens<'a> {
+    pub fn new(body: &'a Body<'a>) -> Self {
+        // On a block before the first, with no tokens, so that the first `next` moves on.
+        Tokens { block: &body.last, index: usize::MAX, bits: 0 }
+    }
+
+    /// The first byte of the next token and where it is in its block (see [`Tokens::offset`]),
+    /// `None` at the end of the body or at an invalid string.
+    #[inline(always)]
+    pub fn next(&mut self, blocks: &mut Blocks<'a>) -> Option<(u8, usize)> {
+        while self.bits == 0 {
+            self.step(blocks)?;
+        }
+        let bit = self.bits.trailing_zeros() as usize % BLOCK;
+        self.bits &= self.bits - 1;
+        Some((self.block[bit], bit))
+    }
+
+    /// The first byte of the next token, as [`Tokens::next`].
+    #[inline(always)]
+    pub fn byte(&mut self, blocks: &mut Blocks<'a>) -> Option<u8> {
+        self.next(blocks).map(|(byte, _)| byte)
+    }
+
+    /// The offset in the body of the token at `bit` of the current block (the last one read).
+    #[inline(always)]
+    pub fn offset(&self, bit: usize) -> usize {
+        self.index * BLOCK + bit
+    }
+
+    /// Drops the tokens before `end`: the bytes after the first of a number or literal.
+    #[inline(always)]
+    pub fn skip_to(&mut self, blocks: &mut Blocks<'a>, end: usize) {
+        while end / BLOCK != self.index {
+            if self.step(blocks).is_none() {
+                self.bits = 0;
+                return;
+            }
+        }
+        self.bits &= u64::MAX << (end % BLOCK);
+    }
+
+    /// Moves to the next block.
+    #[inline(always)]
+    fn step(&mut self, blocks: &mut Blocks<'a>) -> Option<()> {
+        self.index = self.index.wrapping_add(1);
+        let slot = self.index % CHUNK;
+        if slot == 0 {
+            blocks.fill(self.index)?;
+        }
+        self.bits = *blocks.masks.get(slot)?;
+        self.block = blocks.body.block(self.index)?;
+        Some(())
+    }
+}
+
+/// The blocks of a body, classified [`CHUNK`] at a time.
+pub(super) struct Blocks<'a> {
+    body: &'a Body<'a>,
+    /// The token masks of the blocks classified last.
+    masks: [u64; CHUNK],
+    strings: Strings,
+    /// False once a block was found invalid.
+    valid: bool,
+    /// The end of the last escape checked: a surrogate pair is checked at its first `\`.
+    escaped_to: usize,
+    /// No byte from 0x80 up in the blocks read.
+    ascii: bool,
+}
+
+impl<'a> Blocks<'a> {
+    pub fn new(body: &'a Body<'a>) -> Self {
+        Blocks {
+            body,
+            masks: [0; CHUNK],
+            strings: Strings::default(),
+            valid: true,
+            escaped_to: 0,
+            ascii: true,
+        }
+    }
+
+    /// Whether every block read was valid and the body did not end inside a string. Meant
+    /// for when [`Tokens::next`] has returned `None`.
+    pub fn complete(&self) -> bool {
+        self.valid && !self.strings.inside()
+    }
+
+    /// Whether the blocks read were all ASCII (so valid UTF-8).
+    pub fn ascii(&self) -> bool {
+        self.ascii
+    }
+
+    /// Classifies up to [`CHUNK`] blocks from block `first`: `None` at the end of the body or
+    /// (for good) when a block has a control character in a string or an invalid escape.
+    #[inline(never)]
+    fn fill(&mut self, first: usize) -> Option<()> {
+        if !self.valid {
+            return None;
+        }
+        // The state in locals for the loop (registers), written back after it.
+        let (mut strings, mut ascii) = (self.strings, self.ascii);
+        let mut filled = 0;
+        while filled < CHUNK {
+            let Some(block) = self.body.block(first + filled) else { break };
+            let masks = Masks::of(block);
+            ascii &= masks.ascii;
+            let scanned = strings.scan(&masks);
+            let start = (first + filled) * BLOCK;
+            if scanned.control_in_string != 0
+                || (scanned.escapes != 0
+                    && !escapes_valid(self.body.bytes, start, scanned.escapes, &mut self.escaped_to))
+            {
+                // The tokens before this block stand: the walk stops here, where the masks
+                // are zero (none may stay from an earlier fill).
+                self.valid = false;
+                self.masks[filled..].fill(0);
+                break;
+            }
+            self.masks[filled] = scanned.tokens;
+            filled += 1;
+        }
+        (self.strings, self.ascii) = (strings, ascii);
+        (filled > 0).then_some(())
+    }
+}
+
+/// Checks the escape that each bit of `escapes` (of the block at `start` in `bytes`) starts.
+/// `escaped_to` is the end of the last escape checked: a surrogate pair is checked whole at its
+/// first `\`, and its second is skipped.
+#[cold]
+fn escapes_valid(bytes: &[u8], start: usize, mut escapes: u64, escaped_to: &mut usize) -> bool {
+    while escapes != 0 {
+        let at = start + escapes.trailing_zeros() as usize;
+        escapes &= escapes - 1;
+        if at < *escaped_to {
+            continue;
+        }
+        match escape_end(bytes, at, at) {
+            Ok(end) => *escaped_to = end,
+            Err(_) => return false,
+        }
+    }
+    true
+}
