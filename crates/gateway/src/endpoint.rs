@@ -24,10 +24,20 @@ const STACK_PARAMS: usize = 8;
 /// Header carrying the request id, taken from the client or generated.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What serving one endpoint request came to.
+pub struct Served {
+    /// The answer, without `Server-Timing` (the service sets it).
+    pub response: Response<Body>,
+    /// The calls as they ran (for `Server-Timing`), `None` when the request was refused first.
+    pub execution: Option<Execution>,
+    /// The calls' outcomes (`product:ok price:timeout …`), when the request line is logged.
+    pub calls: Option<String>,
+}
+
 /// Serves `endpoint` for a request with these raw route `params`, `uri` and `headers` (whose
 /// map, emptied, carries the answer's headers: hyper parses the connection's next request into
-/// the map of its last response, so the maps go round without allocating); when the
-/// request is `logged`, also returns the calls' outcomes for its log line.
+/// the map of its last response, so the maps go round without allocating); `logged` when the
+/// request's log line is written.
 pub async fn serve(
     endpoint: &EndpointPlan,
     metrics: &PlanMetrics,
@@ -36,9 +46,8 @@ pub async fn serve(
     params: &matchit::Params<'_, '_>,
     uri: &Uri,
     headers: HeaderMap,
-) -> (Response<Body>, Option<String>) {
-    let started = Instant::now();
-    let deadline = started + endpoint.timeout;
+) -> Served {
+    let deadline = Instant::now() + endpoint.timeout;
     // matchit yields parameters in path order, the order templates index them by. Up to
     // STACK_PARAMS of them are kept on the stack.
     let (mut stack, heap): ([&str; STACK_PARAMS], Vec<&str>);
@@ -55,7 +64,8 @@ pub async fn serve(
     for call in &endpoint.calls {
         if let Err((index, reason)) = call.template.check_params(values) {
             let name = endpoint.params.get(index).map_or("", |n| &**n);
-            return (Problem::BadParameter { name, reason }.response(), None);
+            let response = Problem::BadParameter { name, reason }.response();
+            return Served { response, execution: None, calls: None };
         }
     }
     let mut forwarded = Forwarded { sets: &endpoint.header_sets, inbound: &headers, trace: HeaderMap::new() };
@@ -84,11 +94,11 @@ pub async fn serve(
     drop(steps);
     drop(forwarded);
     let calls = record_calls(endpoint, metrics, &execution, logged);
-    let response = respond::compose(endpoint, &execution, started, headers);
-    if response.headers().get(respond::X_FANOUT_COMPLETE).is_some_and(|v| v == "false") {
+    let answer = respond::compose(endpoint, &execution, headers);
+    if answer.partial {
         metrics.partial(endpoint.index);
     }
-    (response, calls)
+    Served { response: answer.response, execution: Some(execution), calls }
 }
 
 /// Records every finished call in the metrics; when the request is `logged`, returns their

@@ -1,8 +1,9 @@
 //! Composing an endpoint's answer from its calls' outcomes: the problem for a failed required
 //! call (502/504), or `200` with each call's result — spliced raw when it is not shaped,
 //! shaped (`select`/`omit`/`rename`/`pick`) otherwise, grouped under its name or, with
-//! `merge: flat`, merged into the root — plus `_errors`, `X-Fanout-Complete` and
-//! `Server-Timing` (each call, `gateway` = total minus the backend critical path, `total`).
+//! `merge: flat`, merged into the root — plus `_errors` and `X-Fanout-Complete`; and the
+//! `Server-Timing` value of every answer ([`timing`]: each call, `gateway` = total minus the
+//! backend critical path, `total`), which the service sets once the request's total is known.
 //! The call results in the answer never add up to more than the endpoint's
 //! `max_response_body`: a call whose result would pass it fails with `too_large` (the
 //! executor already holds the raw results to that budget; shaping and keys are counted here).
@@ -20,7 +21,6 @@ use http_body_util::Full;
 use serde_json::{Map, Value};
 use std::cell::RefCell;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// Header saying whether every call succeeded.
 pub const X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
@@ -30,29 +30,24 @@ pub const GATEWAY_TIMING: &str = "gateway";
 /// Header with each call's duration and the total, for DevTools.
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
+/// An endpoint's answer.
+pub struct Answer {
+    /// The `200` or the problem, without `Server-Timing` (see [`timing`]).
+    pub response: Response<Body>,
+    /// A `200` in which some calls failed (`X-Fanout-Complete: false`).
+    pub partial: bool,
+}
+
 /// Builds the answer from `execution`; a successful one's headers go into `spare` (emptied
 /// here), a map no longer needed.
-pub fn compose(
-    endpoint: &EndpointPlan,
-    execution: &Execution,
-    started: Instant,
-    mut spare: HeaderMap,
-) -> Response<Body> {
+pub fn compose(endpoint: &EndpointPlan, execution: &Execution, mut spare: HeaderMap) -> Answer {
     let finished =
         || endpoint.calls.iter().zip(&execution.outcomes).filter_map(|(c, o)| Some((c, o.as_ref()?)));
-    let total = started.elapsed();
-    // fanout's own time: the total minus the critical path of backend time.
-    let elapsed = |call: usize| {
-        execution.outcomes.get(call).and_then(Option::as_ref).map_or(Duration::ZERO, |o| o.elapsed)
-    };
-    let critical = endpoint.graph.critical_path(elapsed);
-    let entries = finished().map(|(call, o)| (&*call.name, o.elapsed));
-    let timing = timing_header(entries.chain([(GATEWAY_TIMING, total.saturating_sub(critical))]), total);
     if let Some(index) = execution.failed_required
         && let (Some(call), Some(Some(CallOutcome { result: Err(error), .. }))) =
             (endpoint.calls.get(index), execution.outcomes.get(index))
     {
-        return required_failed(call, error, timing);
+        return required_failed(call, error);
     }
     let mut body = BodyBuilder::with_capacity(answer_size(endpoint, finished()));
     // What the call results may still add: `max_response_body` less the braces.
@@ -78,22 +73,21 @@ pub fn compose(
             Ok(Placed::Raw(Output::List(elements))) => body.push_list(&call.key, elements),
             Ok(Placed::Text(text)) => body.push_raw(&call.key, &text),
             Ok(Placed::Fields(fields)) => flat.extend(fields),
-            Err(error) if call.required => return required_failed(call, &error, timing),
+            Err(error) if call.required => return required_failed(call, &error),
             Err(error) => body.push_error(&call.key, &error_entry(&error, outcome)),
         }
     }
     for (name, value) in &flat {
         body.push_value(&json_key(name), value);
     }
-    let complete = !body.has_errors();
+    let partial = body.has_errors();
     let mut response = Response::new(Full::new(Bytes::from(body.finish())));
     spare.clear();
     *response.headers_mut() = spare;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(X_FANOUT_COMPLETE, HeaderValue::from_static(if complete { "true" } else { "false" }));
-    insert_timing(&mut response, timing);
-    response
+    headers.insert(X_FANOUT_COMPLETE, HeaderValue::from_static(if partial { "false" } else { "true" }));
+    Answer { response, partial }
 }
 
 /// The answer's exact size when every finished call succeeded and is spliced raw (the usual
@@ -213,11 +207,9 @@ fn place<'o>(
 /// The key the gateway reports failed calls under.
 const ERRORS_KEY: &str = "_errors";
 
-fn required_failed(call: &CallPlan, error: &CallError, timing: Option<HeaderValue>) -> Response<Body> {
+fn required_failed(call: &CallPlan, error: &CallError) -> Answer {
     tracing::warn!(call = &*call.name, error.kind = error.kind(), %error, "required call failed");
-    let mut response = Problem::RequiredCallFailed { call: &call.name, error }.response();
-    insert_timing(&mut response, timing);
-    response
+    Answer { response: Problem::RequiredCallFailed { call: &call.name, error }.response(), partial: false }
 }
 
 fn error_entry<'a>(error: &'a CallError, outcome: &CallOutcome) -> ErrorEntry<'a> {
@@ -241,25 +233,32 @@ fn error_entry<'a>(error: &'a CallError, outcome: &CallOutcome) -> ErrorEntry<'a
 }
 
 thread_local! {
-    /// Where this thread formats `Server-Timing` values (see [`timing_header`]).
+    /// Where this thread formats `Server-Timing` values (see [`timing`]).
     static TIMING_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// The `Server-Timing` value for these calls and `total` (formatted in this thread's buffer,
+/// The `Server-Timing` value of an answer that took `total`: when an endpoint `ran` its calls,
+/// each finished call and `gateway` (the total minus the critical path of backend time), then
+/// `total`.
+pub fn timing(ran: Option<(&EndpointPlan, &Execution)>, total: Duration) -> Option<HeaderValue> {
+    let Some((endpoint, execution)) = ran else { return timing_value([], total) };
+    let elapsed = |call: usize| {
+        execution.outcomes.get(call).and_then(Option::as_ref).map_or(Duration::ZERO, |o| o.elapsed)
+    };
+    let critical = endpoint.graph.critical_path(elapsed);
+    let calls = endpoint.calls.iter().zip(&execution.outcomes);
+    let entries = calls.filter_map(|(call, outcome)| Some((&*call.name, outcome.as_ref()?.elapsed)));
+    timing_value(entries.chain([(GATEWAY_TIMING, total.saturating_sub(critical))]), total)
+}
+
+/// The `Server-Timing` value for these entries and `total` (formatted in this thread's buffer,
 /// see [`scratch`]).
-pub fn timing_header<'a>(
-    calls: impl IntoIterator<Item = (&'a str, Duration)>,
+fn timing_value<'a>(
+    entries: impl IntoIterator<Item = (&'a str, Duration)>,
     total: Duration,
 ) -> Option<HeaderValue> {
     scratch::with(&TIMING_BUFFER, |buffer| {
-        server_timing(calls, total, buffer);
+        server_timing(entries, total, buffer);
         HeaderValue::from_str(buffer).ok()
     })
-}
-
-/// Sets `Server-Timing` on `response`.
-pub fn insert_timing(response: &mut Response<Body>, timing: Option<HeaderValue>) {
-    if let Some(value) = timing {
-        response.headers_mut().insert(SERVER_TIMING, value);
-    }
 }

@@ -7,13 +7,14 @@
 //! 2. with `server.cors`: `Timing-Allow-Origin` for a shared answer, then tower-http's CORS
 //!    layer (preflights answered here, before routing) — see [`crate::cors`];
 //! 3. [`Gateway`]: the `request` span, one `request` log line ([`access`]) and the request
-//!    metrics per answer, `Server-Timing: total;dur=…` on every answer, load shedding at `max_in_flight` (503 + `Retry-After`),
+//!    metrics per answer, `Server-Timing` on every answer (an endpoint's calls, `gateway` and
+//!    `total`; `total` alone on the others), load shedding at `max_in_flight` (503 + `Retry-After`),
 //!    request-target and body limits (414, 413), any `Transfer-Encoding` body (400, connection
 //!    closed: this covers `Content-Length` + `Transfer-Encoding`), routing (404, 405), the endpoint.
 
 use crate::config::ServerSettings;
 use crate::cors;
-use crate::endpoint::{self, X_REQUEST_ID};
+use crate::endpoint::{self, Served, X_REQUEST_ID};
 use crate::plan::Plan;
 use crate::problem::{Body, Problem};
 use crate::reload::Live;
@@ -22,6 +23,7 @@ use crate::telemetry::access::{self, RequestLine};
 use crate::telemetry::metrics::PlanMetrics;
 use crate::telemetry::{otel, stall, trace_context};
 use bytes::Bytes;
+use downstream::Execution;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response};
 use std::convert::Infallible;
@@ -151,14 +153,17 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
             let started = tokio::time::Instant::now();
             let (plan, metrics) = (&serving.plan, &serving.metrics);
             let _active = metrics.request_started();
-            let Handled { mut response, endpoint, calls } = match permit {
+            let Handled { mut response, endpoint, execution, calls } = match permit {
                 Ok(_permit) => handle(plan, metrics, sampled, logged, request).await,
                 Err(_) => Handled::unrouted(Problem::Overloaded.response()),
             };
             let elapsed = started.elapsed();
-            if !response.headers().contains_key(SERVER_TIMING) {
-                respond::insert_timing(&mut response, respond::timing_header([], elapsed));
+            // Every answer's `Server-Timing`, here only: an endpoint's calls with `total`.
+            let ran = endpoint.and_then(|index| plan.endpoints.get(index)).zip(execution.as_ref());
+            if let Some(timing) = respond::timing(ran, elapsed) {
+                response.headers_mut().insert(SERVER_TIMING, timing);
             }
+            drop(execution);
             let status = response.status().as_u16();
             metrics.request(endpoint, status, elapsed);
             if sampled {
@@ -192,11 +197,13 @@ fn method_label(method: &Method) -> &'static str {
     KNOWN_METHODS.iter().find(|known| **known == method.as_str()).copied().unwrap_or(OTHER_METHOD)
 }
 
-/// What came of one request, for its metrics and its log line.
+/// What came of one request, for its `Server-Timing`, its metrics and its log line.
 struct Handled {
     response: Response<Body>,
     /// The index of the endpoint it matched, if any.
     endpoint: Option<usize>,
+    /// That endpoint's calls as they ran, if they did.
+    execution: Option<Execution>,
     /// Its calls' outcomes (`product:ok price:timeout …`), when the request line is logged.
     calls: Option<String>,
 }
@@ -204,7 +211,7 @@ struct Handled {
 impl Handled {
     /// An answer given before any endpoint was matched.
     fn unrouted(response: Response<Body>) -> Self {
-        Self { response, endpoint: None, calls: None }
+        Self { response, endpoint: None, execution: None, calls: None }
     }
 }
 
@@ -237,11 +244,12 @@ async fn handle<B>(
     };
     let matched = Some(endpoint.index);
     if parts.method != Method::GET && parts.method != Method::HEAD {
-        return Handled { response: Problem::MethodNotAllowed.response(), endpoint: matched, calls: None };
+        let response = Problem::MethodNotAllowed.response();
+        return Handled { response, endpoint: matched, execution: None, calls: None };
     }
-    let (response, calls) =
+    let Served { response, execution, calls } =
         endpoint::serve(endpoint, metrics, traced, logged, &params, &parts.uri, parts.headers).await;
-    Handled { response, endpoint: matched, calls }
+    Handled { response, endpoint: matched, execution, calls }
 }
 
 /// The test-only route that blocks a worker (`telemetry.debug_endpoints`).
