@@ -104,7 +104,9 @@ impl BodyBuilder {
             if self.body.len() > 1 {
                 self.body.push(b',');
             }
-            self.body.extend_from_slice(b"\"_errors\":");
+            self.body.push(b'"');
+            self.body.extend_from_slice(crate::names::ERRORS_KEY.as_bytes());
+            self.body.extend_from_slice(b"\":");
             self.body.extend_from_slice(&self.errors);
             self.body.push(b'}');
         }

@@ -6,6 +6,7 @@
 pub mod body;
 pub mod graph;
 pub mod json;
+pub mod names;
 pub mod path;
 pub mod shape;
 pub mod template;

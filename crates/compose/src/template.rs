@@ -350,8 +350,7 @@ fn check_segment(decoded: &[u8]) -> Result<(), ParamError> {
 fn resolve(text: &str, names: Names<'_>) -> Result<Source, TemplateError> {
     let split = text.find(['.', '[']).unwrap_or(text.len());
     let (name, rest) = text.split_at(split);
-    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !valid {
+    if !crate::names::is_reference_name(name) {
         return Err(TemplateError::BadName(text.to_owned()));
     }
     if rest.is_empty()

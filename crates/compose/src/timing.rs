@@ -15,7 +15,7 @@ pub fn server_timing<'a>(
         push_entry(out, name, elapsed);
         out.push_str(", ");
     }
-    push_entry(out, "total", total);
+    push_entry(out, crate::names::TOTAL_TIMING, total);
 }
 
 fn push_entry(out: &mut String, name: &str, elapsed: Duration) {

@@ -12,6 +12,7 @@
 
 use crate::config::Merge;
 use crate::plan::{CallPlan, EndpointPlan, Plan};
+use compose::names::ERRORS_KEY;
 use downstream::ERROR_KINDS;
 use http::HeaderName;
 use serde_json::{Map, Value, json};
@@ -193,7 +194,7 @@ fn ok_response(endpoint: &EndpointPlan) -> Value {
         Merge::Group => {
             let mut properties: Map<String, Value> =
                 endpoint.calls.iter().map(|c| (c.name.to_string(), call_schema(c))).collect();
-            properties.insert("_errors".to_owned(), errors);
+            properties.insert(ERRORS_KEY.to_owned(), errors);
             let required: Vec<&str> =
                 endpoint.calls.iter().filter(|c| c.required).map(|c| &*c.name).collect();
             json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
@@ -201,7 +202,7 @@ fn ok_response(endpoint: &EndpointPlan) -> Value {
         Merge::Flat => json!({
             "type": "object",
             "description": "The calls' objects merged into one, in declared order (later calls win).",
-            "properties": { "_errors": errors },
+            "properties": { (ERRORS_KEY): errors },
         }),
     };
     json!({

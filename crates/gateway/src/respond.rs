@@ -13,6 +13,7 @@ use crate::plan::{CallPlan, EndpointPlan};
 use crate::problem::{Body, Problem};
 use crate::scratch;
 use bytes::Bytes;
+use compose::names::{ERRORS_KEY, GATEWAY_TIMING};
 use compose::{BodyBuilder, ErrorEntry, json_key, server_timing};
 use downstream::{CallError, CallOutcome, Execution, Output};
 use http::header::CONTENT_TYPE;
@@ -24,8 +25,6 @@ use std::time::Duration;
 
 /// Header saying whether every call succeeded.
 pub const X_FANOUT_COMPLETE: HeaderName = HeaderName::from_static("x-fanout-complete");
-/// The `Server-Timing` entry for fanout's own time (total minus the backend critical path).
-pub const GATEWAY_TIMING: &str = "gateway";
 
 /// Header with each call's duration and the total, for DevTools.
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
@@ -203,9 +202,6 @@ fn place<'o>(
         ))),
     }
 }
-
-/// The key the gateway reports failed calls under.
-const ERRORS_KEY: &str = "_errors";
 
 fn required_failed(call: &CallPlan, error: &CallError) -> Answer {
     tracing::warn!(call = &*call.name, error.kind = error.kind(), %error, "required call failed");

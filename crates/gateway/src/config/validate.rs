@@ -9,16 +9,13 @@ use super::model::{
     RuntimeMode, Text,
 };
 use super::units::{parse_duration, parse_size};
-use compose::{Cycle, Graph, Names, Shape, Template};
+use compose::{Cycle, Graph, Names, Shape, Template, names};
 use downstream::BackendSettings;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// Names the gateway uses in `Server-Timing` next to the calls'.
-const RESERVED_CALL_NAMES: [&str; 2] = ["gateway", "total"];
 
 /// Requests in flight at once for a call over a list, unless configured.
 const DEFAULT_CONCURRENCY: usize = 16;
@@ -660,7 +657,7 @@ fn parse_route(route: &str) -> Result<Vec<String>, String> {
     let mut params: Vec<String> = Vec::new();
     for segment in path.split('/').skip(1) {
         if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            if !names::is_param_name(name) {
                 return Err(format!("invalid route parameter {{{name}}} (use letters, digits and _)"));
             }
             if params.iter().any(|p| p == name) {
@@ -692,14 +689,11 @@ fn route_table(endpoints: &Endpoints, errors: &mut ConfigErrors) -> matchit::Rou
 
 /// Names become JSON keys, span fields and `Server-Timing` tokens: keep them simple.
 fn check_name(path: &str, name: &str, what: &str, errors: &mut ConfigErrors) {
-    if what == "call" && RESERVED_CALL_NAMES.contains(&name) {
+    if what == "call" && names::RESERVED_CALL_NAMES.contains(&name) {
         errors.push(path, format!("call name {name:?} is reserved (a Server-Timing entry of the gateway)"));
         return;
     }
-    let valid = !name.is_empty()
-        && !name.starts_with('_')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !valid {
+    if !names::is_call_name(name) {
         errors.push(
             path,
             format!("invalid {what} name {name:?}: use letters, digits, - and _ (not leading _)"),
