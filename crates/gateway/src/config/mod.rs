@@ -1,8 +1,9 @@
 //! Configuration: read the YAML file and `FANOUT__…` environment overrides ([`source`]), type
 //! and check every key, collecting *all* errors with their key paths ([`validate`]), into
 //! plain [`Settings`] that [`crate::plan::Plan`] compiles; [`diff`] names what a reload
-//! changes. Everything but [`source`] is pure.
+//! changes; [`defaults`] holds every default. Everything but [`source`] is pure.
 
+pub mod defaults;
 mod diff;
 mod error;
 mod model;

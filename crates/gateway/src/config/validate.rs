@@ -3,6 +3,7 @@
 //! its key path. The result, [`Settings`], holds parsed values only (addresses, durations,
 //! sizes, header names, URL templates, the route table); no I/O happens here.
 
+use super::defaults;
 use super::error::ConfigErrors;
 use super::model::{
     LogFormat, Merge, OnElementError, RawBackend, RawCall, RawCors, RawEndpoint, RawServer, RawTelemetry,
@@ -16,11 +17,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// Requests in flight at once for a call over a list, unless configured.
-const DEFAULT_CONCURRENCY: usize = 16;
-/// The longest list a call may fan out over, unless configured.
-const DEFAULT_MAX_FANOUT: usize = 1000;
 
 /// The largest value accepted for counts such as `max_in_flight`.
 const MAX_COUNT: usize = 10_000_000;
@@ -76,33 +72,37 @@ pub struct Settings {
 /// `server:` with defaults applied.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// Public listener (default `0.0.0.0:8080`).
+    /// Public listener (default [`defaults::LISTEN`]).
     pub listen: SocketAddr,
-    /// Admin listener (default `0.0.0.0:9901`).
+    /// Admin listener (default [`defaults::ADMIN_LISTEN`]).
     pub admin_listen: SocketAddr,
-    /// Hard cap on any inbound request (default 2s).
+    /// Hard cap on any inbound request (default [`defaults::REQUEST_TIMEOUT`]).
     pub request_timeout: Duration,
-    /// Drain time after SIGTERM (default 20s).
+    /// Drain time after SIGTERM (default [`defaults::SHUTDOWN_GRACE`]).
     pub shutdown_grace: Duration,
     /// Time a connection has from accept to complete its first request head (h2: preface and
-    /// first HEADERS), and each later HTTP/1.1 head from its first byte (default 5s).
+    /// first HEADERS), and each later HTTP/1.1 head from its first byte (default
+    /// [`defaults::HEADER_READ_TIMEOUT`]).
     pub header_read_timeout: Duration,
-    /// Time a connection may stay open with no request in flight (default 75s).
+    /// Time a connection may stay open with no request in flight (default
+    /// [`defaults::KEEP_ALIVE_TIMEOUT`]).
     pub keep_alive_timeout: Duration,
     /// Age at which a connection is asked to close (HTTP/1.1: `Connection: close` on the next
     /// answer; h2: GOAWAY); `None` (the default): never.
     pub max_connection_age: Option<Duration>,
-    /// Largest accepted request body, by `Content-Length` (default 1MiB).
+    /// Largest accepted request body, by `Content-Length` (default [`defaults::MAX_REQUEST_BODY`]).
     pub max_request_body: usize,
-    /// Requests served at once; more get 503 + `Retry-After` (default 10000).
+    /// Requests served at once; more get 503 + `Retry-After` (default [`defaults::MAX_IN_FLIGHT`]).
     pub max_in_flight: usize,
-    /// Open client connections; more are closed at accept (default 30000: see docs/configuration.md).
+    /// Open client connections; more are closed at accept (default [`defaults::MAX_CONNECTIONS`]: see
+    /// docs/configuration.md).
     pub max_connections: usize,
-    /// The default `max_response_body` of every endpoint (default 8MiB).
+    /// The default `max_response_body` of every endpoint (default [`defaults::MAX_RESPONSE_BODY`]).
     pub max_response_body: usize,
-    /// Open connections to the admin listener; more are closed at accept (default 256).
+    /// Open connections to the admin listener; more are closed at accept (default
+    /// [`defaults::ADMIN_MAX_CONNECTIONS`]).
     pub admin_max_connections: usize,
-    /// How often the config file is checked for changes to reload (default 1s); `off`: never
+    /// How often the config file is checked for changes to reload (default [`defaults::CONFIG_POLL`]); `off`: never
     /// (SIGHUP still reloads).
     pub config_poll: Option<Duration>,
     /// Cross-origin access for browsers; none: no CORS headers.
@@ -118,7 +118,7 @@ pub struct CorsSettings {
     pub allow_origins: Option<Vec<HeaderValue>>,
     /// Request headers a browser may send cross-origin (besides the CORS-safelisted ones).
     pub allow_headers: Vec<HeaderName>,
-    /// How long a browser may cache a preflight answer (default 10m).
+    /// How long a browser may cache a preflight answer (default [`defaults::CORS_MAX_AGE`]).
     pub max_age: Duration,
 }
 
@@ -127,11 +127,11 @@ pub struct CorsSettings {
 pub struct TelemetrySettings {
     /// `json` (default) or `pretty`.
     pub log_format: LogFormat,
-    /// A `tracing` filter such as `info` or `gateway=debug` (default `info`); `RUST_LOG` wins.
+    /// A `tracing` filter such as `info` or `gateway=debug` (default [`defaults::LOG_LEVEL`]); `RUST_LOG` wins.
     pub log_level: String,
     /// Serve Prometheus metrics on the admin port's `/metrics` (default true).
     pub metrics: bool,
-    /// Warn when a task blocks a runtime worker longer than this (default 100ms).
+    /// Warn when a task blocks a runtime worker longer than this (default [`defaults::STALL_WARNING`]).
     pub stall_warning: Duration,
     /// Serve `GET /_fanout/debug/block/{ms}`, which blocks a worker on purpose (tests only;
     /// default false).
@@ -150,7 +150,7 @@ pub struct TelemetrySettings {
 pub struct BackendConfig {
     /// Client settings (name, base URL, headers, limits).
     pub settings: BackendSettings,
-    /// Default timeout of calls to this backend (default 1s).
+    /// Default timeout of calls to this backend (default [`defaults::BACKEND_TIMEOUT`]).
     pub timeout: Duration,
 }
 
@@ -173,7 +173,7 @@ pub struct EndpointConfig {
     pub graph: Graph,
     /// How results are placed in the answer.
     pub merge: Merge,
-    /// The longest list a call may fan out over (default 1000).
+    /// The longest list a call may fan out over (default [`defaults::MAX_FANOUT`]).
     pub max_fanout: usize,
     /// The most bytes the call results in one answer may add up to (default
     /// `server.max_response_body`).
@@ -264,8 +264,8 @@ fn optional<T: DeserializeOwned + Default>(value: Option<Value>, path: &str, err
 
 fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings {
     let mut c = Checker { errors, prefix: "server" };
-    let listen = c.addr("listen", raw.listen, "0.0.0.0:8080");
-    let admin_listen = c.addr("admin_listen", raw.admin_listen, "0.0.0.0:9901");
+    let listen = c.addr("listen", raw.listen, defaults::LISTEN);
+    let admin_listen = c.addr("admin_listen", raw.admin_listen, defaults::ADMIN_LISTEN);
     if listen == admin_listen && listen.port() != 0 {
         c.error(
             "admin_listen",
@@ -275,18 +275,30 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
     ServerSettings {
         listen,
         admin_listen,
-        request_timeout: c.duration("request_timeout", raw.request_timeout, "2s"),
-        shutdown_grace: c.duration("shutdown_grace", raw.shutdown_grace, "20s"),
-        header_read_timeout: c.duration("header_read_timeout", raw.header_read_timeout, "5s"),
-        keep_alive_timeout: c.duration("keep_alive_timeout", raw.keep_alive_timeout, "75s"),
+        request_timeout: c.duration("request_timeout", raw.request_timeout, defaults::REQUEST_TIMEOUT),
+        shutdown_grace: c.duration("shutdown_grace", raw.shutdown_grace, defaults::SHUTDOWN_GRACE),
+        header_read_timeout: c.duration(
+            "header_read_timeout",
+            raw.header_read_timeout,
+            defaults::HEADER_READ_TIMEOUT,
+        ),
+        keep_alive_timeout: c.duration(
+            "keep_alive_timeout",
+            raw.keep_alive_timeout,
+            defaults::KEEP_ALIVE_TIMEOUT,
+        ),
         max_connection_age: c.duration_or_off("max_connection_age", raw.max_connection_age, None),
-        max_request_body: c.size("max_request_body", raw.max_request_body, "1MiB"),
-        max_in_flight: c.count("max_in_flight", raw.max_in_flight, 10_000),
-        max_connections: c.count("max_connections", raw.max_connections, 30_000),
-        max_response_body: c.size("max_response_body", raw.max_response_body, "8MiB"),
-        admin_max_connections: c.count("admin_max_connections", raw.admin_max_connections, 256),
+        max_request_body: c.size("max_request_body", raw.max_request_body, defaults::MAX_REQUEST_BODY),
+        max_in_flight: c.count("max_in_flight", raw.max_in_flight, defaults::MAX_IN_FLIGHT),
+        max_connections: c.count("max_connections", raw.max_connections, defaults::MAX_CONNECTIONS),
+        max_response_body: c.size("max_response_body", raw.max_response_body, defaults::MAX_RESPONSE_BODY),
+        admin_max_connections: c.count(
+            "admin_max_connections",
+            raw.admin_max_connections,
+            defaults::ADMIN_MAX_CONNECTIONS,
+        ),
         cors: raw.cors.map(|cors| cors_settings(cors, &mut c)),
-        config_poll: c.duration_or_off("config_poll", raw.config_poll, Some("1s")),
+        config_poll: c.duration_or_off("config_poll", raw.config_poll, Some(defaults::CONFIG_POLL)),
         runtime: raw.runtime.unwrap_or_default(),
     }
 }
@@ -324,7 +336,7 @@ fn cors_settings(raw: RawCors, c: &mut Checker<'_>) -> CorsSettings {
     CorsSettings {
         allow_origins: (!any).then_some(origins),
         allow_headers,
-        max_age: c.duration("cors.max_age", raw.max_age, "10m"),
+        max_age: c.duration("cors.max_age", raw.max_age, defaults::CORS_MAX_AGE),
     }
 }
 
@@ -341,8 +353,11 @@ fn origin_value(origin: &str) -> Result<HeaderValue, &'static str> {
 }
 
 fn telemetry_settings(raw: RawTelemetry, errors: &mut ConfigErrors) -> TelemetrySettings {
-    let stall_warning =
-        Checker { errors, prefix: "telemetry" }.duration("stall_warning", raw.stall_warning, "100ms");
+    let stall_warning = Checker { errors, prefix: "telemetry" }.duration(
+        "stall_warning",
+        raw.stall_warning,
+        defaults::STALL_WARNING,
+    );
     let otlp_endpoint = raw.otlp_endpoint.map(|Text(url)| {
         let valid = url
             .parse::<Uri>()
@@ -365,7 +380,7 @@ fn telemetry_settings(raw: RawTelemetry, errors: &mut ConfigErrors) -> Telemetry
             }
         },
     };
-    let log_level = raw.log_level.map_or_else(|| "info".to_owned(), |t| t.0);
+    let log_level = raw.log_level.map_or_else(|| defaults::LOG_LEVEL.to_owned(), |t| t.0);
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
         errors.push("telemetry.log_level", format!("invalid filter {log_level:?}: {e}"));
     }
@@ -405,9 +420,8 @@ fn backends(value: Option<Value>, errors: &mut ConfigErrors) -> (Vec<String>, Ve
 fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -> BackendConfig {
     let mut c = Checker { errors, prefix: path };
     let base_url = c.base_url(raw.url);
-    let timeout = c.duration("timeout", raw.timeout, "1s");
-    let connect_timeout =
-        raw.connect_timeout.map_or(timeout, |t| c.duration("connect_timeout", Some(t), "1s"));
+    let timeout = c.duration("timeout", raw.timeout, defaults::BACKEND_TIMEOUT);
+    let connect_timeout = raw.connect_timeout.map_or(timeout, |t| c.duration("connect_timeout", Some(t), ""));
     let mut headers = HeaderMap::new();
     for (key, value) in raw.headers {
         let header_path = format!("headers.{key}");
@@ -424,10 +438,18 @@ fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -
         name: name.to_owned(),
         base_url,
         headers,
-        max_response_body: c.size("max_response_body", raw.max_response_body, "4MiB"),
+        max_response_body: c.size(
+            "max_response_body",
+            raw.max_response_body,
+            defaults::BACKEND_MAX_RESPONSE_BODY,
+        ),
         http2: raw.http2.0,
         connect_timeout,
-        max_idle_connections: c.count("max_idle_connections", raw.max_idle_connections, 128),
+        max_idle_connections: c.count(
+            "max_idle_connections",
+            raw.max_idle_connections,
+            defaults::MAX_IDLE_CONNECTIONS,
+        ),
         ca_file: raw.ca_file.map(|Text(file)| file.into()),
     };
     if settings.ca_file.is_some() && !settings.base_url.starts_with("https://") {
@@ -509,10 +531,10 @@ fn endpoint(
     if raw.calls.is_empty() {
         c.error("calls", "at least one call is required");
     }
-    let concurrency = c.count("concurrency", raw.concurrency, DEFAULT_CONCURRENCY);
-    let max_fanout = c.count("max_fanout", raw.max_fanout, DEFAULT_MAX_FANOUT);
+    let concurrency = c.count("concurrency", raw.concurrency, defaults::CONCURRENCY);
+    let max_fanout = c.count("max_fanout", raw.max_fanout, defaults::MAX_FANOUT);
     let max_response_body = match raw.max_response_body {
-        Some(size) => c.size("max_response_body", Some(size), "8MiB"),
+        Some(size) => c.size("max_response_body", Some(size), ""),
         None => ctx.server.max_response_body,
     };
     check_query_clashes(ctx.path, &raw.forward_query, &raw.calls, errors);
@@ -585,7 +607,7 @@ fn call(
     let backend_timeout = ctx.backends[backend].as_ref().map_or(Duration::from_secs(1), |b| b.timeout);
     let mut c = Checker { errors, prefix: path };
     let timeout = match raw.timeout {
-        Some(t) => c.duration("timeout", Some(t), "1s"),
+        Some(t) => c.duration("timeout", Some(t), ""),
         None => backend_timeout,
     };
     let fans_out = template.as_ref().is_some_and(|t| t.fan_out().is_some());

@@ -1,0 +1,114 @@
+//! The defaults of the config file, each written once: validation applies them, and a test
+//! holds the tables of docs/configuration.md to them. Why each default is
+//! what it is — a measurement or a reference — is in that document.
+
+/// `server.listen`
+pub const LISTEN: &str = "0.0.0.0:8080";
+/// `server.admin_listen`
+pub const ADMIN_LISTEN: &str = "0.0.0.0:9901";
+/// `server.request_timeout`
+pub const REQUEST_TIMEOUT: &str = "2s";
+/// `server.shutdown_grace`
+pub const SHUTDOWN_GRACE: &str = "20s";
+/// `server.header_read_timeout`
+pub const HEADER_READ_TIMEOUT: &str = "5s";
+/// `server.keep_alive_timeout`
+pub const KEEP_ALIVE_TIMEOUT: &str = "75s";
+/// `server.max_request_body`
+pub const MAX_REQUEST_BODY: &str = "1MiB";
+/// `server.max_in_flight`
+pub const MAX_IN_FLIGHT: usize = 10_000;
+/// `server.max_connections`
+pub const MAX_CONNECTIONS: usize = 30_000;
+/// `server.max_response_body`
+pub const MAX_RESPONSE_BODY: &str = "8MiB";
+/// `server.admin_max_connections`
+pub const ADMIN_MAX_CONNECTIONS: usize = 256;
+/// `server.config_poll`
+pub const CONFIG_POLL: &str = "1s";
+/// `server.cors.max_age`
+pub const CORS_MAX_AGE: &str = "10m";
+/// `telemetry.log_level`
+pub const LOG_LEVEL: &str = "info";
+/// `telemetry.stall_warning`
+pub const STALL_WARNING: &str = "100ms";
+/// `backends.NAME.timeout`
+pub const BACKEND_TIMEOUT: &str = "1s";
+/// `backends.NAME.max_response_body`
+pub const BACKEND_MAX_RESPONSE_BODY: &str = "4MiB";
+/// `backends.NAME.max_idle_connections`
+pub const MAX_IDLE_CONNECTIONS: usize = 128;
+/// `endpoints[i].concurrency`
+pub const CONCURRENCY: usize = 16;
+/// `endpoints[i].max_fanout`
+pub const MAX_FANOUT: usize = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A default as docs/configuration.md shows it.
+    #[derive(Debug, Clone, Copy)]
+    enum Shown {
+        Text(&'static str),
+        Count(usize),
+    }
+
+    /// The defaults above by the docs' section heading and key.
+    const DOCUMENTED: [(&str, &str, Shown); 20] = [
+        ("server", "listen", Shown::Text(LISTEN)),
+        ("server", "admin_listen", Shown::Text(ADMIN_LISTEN)),
+        ("server", "request_timeout", Shown::Text(REQUEST_TIMEOUT)),
+        ("server", "shutdown_grace", Shown::Text(SHUTDOWN_GRACE)),
+        ("server", "header_read_timeout", Shown::Text(HEADER_READ_TIMEOUT)),
+        ("server", "keep_alive_timeout", Shown::Text(KEEP_ALIVE_TIMEOUT)),
+        ("server", "max_request_body", Shown::Text(MAX_REQUEST_BODY)),
+        ("server", "max_in_flight", Shown::Count(MAX_IN_FLIGHT)),
+        ("server", "max_connections", Shown::Count(MAX_CONNECTIONS)),
+        ("server", "max_response_body", Shown::Text(MAX_RESPONSE_BODY)),
+        ("server", "admin_max_connections", Shown::Count(ADMIN_MAX_CONNECTIONS)),
+        ("server", "config_poll", Shown::Text(CONFIG_POLL)),
+        ("server.cors", "max_age", Shown::Text(CORS_MAX_AGE)),
+        ("telemetry", "log_level", Shown::Text(LOG_LEVEL)),
+        ("telemetry", "stall_warning", Shown::Text(STALL_WARNING)),
+        ("backends.NAME", "timeout", Shown::Text(BACKEND_TIMEOUT)),
+        ("backends.NAME", "max_response_body", Shown::Text(BACKEND_MAX_RESPONSE_BODY)),
+        ("backends.NAME", "max_idle_connections", Shown::Count(MAX_IDLE_CONNECTIONS)),
+        ("endpoints[i]", "concurrency", Shown::Count(CONCURRENCY)),
+        ("endpoints[i]", "max_fanout", Shown::Count(MAX_FANOUT)),
+    ];
+
+    /// The default column of each `| \`key\` | default | meaning |` row of docs/configuration.md,
+    /// by the heading of its section.
+    fn documented_defaults() -> Vec<(String, String, String)> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut section = String::new();
+        let mut rows = Vec::new();
+        for line in text.lines() {
+            if let Some(heading) = line.strip_prefix("## ").or_else(|| line.strip_prefix("### ")) {
+                section = heading.trim_matches('`').to_owned();
+            } else if let Some(row) = line.strip_prefix("| `") {
+                let cells: Vec<&str> = row.split(" | ").collect();
+                if let [key, default, ..] = cells[..] {
+                    rows.push((section.clone(), key.trim_end_matches('`').to_owned(), default.to_owned()));
+                }
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn the_configuration_reference_shows_every_default_as_the_code_applies_it() {
+        let rows = documented_defaults();
+        assert!(rows.len() > 40, "the tables of docs/configuration.md were not found");
+        for (section, key, shown) in DOCUMENTED {
+            let expected = match shown {
+                Shown::Text(text) => format!("`{text}`"),
+                Shown::Count(count) => format!("`{count}`"),
+            };
+            let found = rows.iter().find(|(s, k, _)| s == section && k == key).map(|(_, _, d)| d);
+            assert_eq!(found, Some(&expected), "{section}.{key} in docs/configuration.md");
+        }
+    }
+}
