@@ -31,6 +31,7 @@
 //! bytes move or a request starts or ends.
 
 use crate::config::ServerSettings;
+use crate::limits::MAX_HEAD_BYTES;
 use crate::problem::Body;
 use bytes::{Buf, Bytes};
 use http::header::CONNECTION;
@@ -50,9 +51,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Sleep};
-
-/// Largest request head accepted (larger: 431).
-pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// How long an idle HTTP/1.1 connection keeps its hyper connection (see the module
 /// documentation). A client that keeps a connection busy sends its next request within a few

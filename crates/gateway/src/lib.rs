@@ -12,7 +12,8 @@
 //! - [`endpoint`]: one endpoint request: check parameters, run the call graph.
 //! - [`respond`]: compose the answer: grouped or flat, shaped or raw, `_errors`, headers.
 //! - [`openapi`]: the OpenAPI document of the configured endpoints.
-//! - [`problem`]: every error response (`application/problem+json`), chosen in one place.
+//! - [`problem`]: every error response (`application/problem+json`) and the catalog of error
+//!   answers ([`problem::ErrorAnswer`]); [`limits`]: the fixed limits on a request.
 //! - [`scratch`]: per-thread buffers for text copied out once (backend paths, `Server-Timing`).
 //! - [`reload`]: the config serving now, swapped whole on SIGHUP or a file change.
 //! - [`admin`]: `/healthz`, `/readyz` and `/metrics` on the admin port.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod connection;
 pub mod cors;
 pub mod endpoint;
+pub mod limits;
 pub mod memory;
 pub mod openapi;
 pub mod plan;

@@ -12,6 +12,7 @@
 
 use crate::config::Merge;
 use crate::plan::{CallPlan, EndpointPlan, Plan};
+use crate::problem::ErrorAnswer;
 use compose::names::ERRORS_KEY;
 use downstream::ERROR_KINDS;
 use http::HeaderName;
@@ -25,23 +26,6 @@ const PATH_SEGMENT_PATTERN: &str = r"^(?!\.{1,2}$)[^/\\\u0000-\u001F\u007F-\u009
 
 /// Headers OpenAPI does not let a document declare as parameters.
 const UNDECLARABLE_HEADERS: [&str; 3] = ["accept", "content-type", "authorization"];
-
-/// The error answers every endpoint can give: (status, component name, when).
-const ERROR_RESPONSES: [(&str, &str, &str); 9] = [
-    (
-        "400",
-        "BadRequest",
-        "a route parameter cannot be placed into a backend URL, or the request has a Transfer-Encoding body",
-    ),
-    ("404", "NotFound", "no endpoint for this path"),
-    ("405", "MethodNotAllowed", "the path exists; endpoints answer GET and HEAD"),
-    ("413", "ContentTooLarge", "Content-Length over server.max_request_body"),
-    ("414", "UriTooLong", "request target over 8 KiB"),
-    ("431", "HeadersTooLarge", "more than 100 headers or 32 KiB of head"),
-    ("502", "BadGateway", "a required call failed (status, connect, invalid_body, too_large, …)"),
-    ("503", "Overloaded", "more requests in flight than server.max_in_flight"),
-    ("504", "GatewayTimeout", "a required call timed out or the endpoint deadline passed"),
-];
 
 /// The OpenAPI document of `plan`.
 pub fn document(plan: &Plan) -> Value {
@@ -93,8 +77,9 @@ fn operation_id(path: &str) -> String {
 fn operation(endpoint: &EndpointPlan, id: &str) -> Value {
     let mut responses = Map::new();
     responses.insert("200".to_owned(), ok_response(endpoint));
-    for (status, name, _) in ERROR_RESPONSES {
-        responses.insert(status.to_owned(), json!({ "$ref": format!("#/components/responses/{name}") }));
+    for answer in ErrorAnswer::ALL {
+        let reference = format!("#/components/responses/{answer:?}");
+        responses.insert(answer.status().as_str().to_owned(), json!({ "$ref": reference }));
     }
     let names: Vec<&str> = endpoint.calls.iter().map(|c| &*c.name).collect();
     json!({
@@ -315,20 +300,22 @@ fn components() -> Value {
         })
     };
     let mut responses = Map::new();
-    for (status, name, description) in ERROR_RESPONSES {
-        let mut response = problem(status, description);
-        match status {
-            "405" => {
+    for answer in ErrorAnswer::ALL {
+        let mut response = problem(answer.status().as_str(), &answer.when());
+        match answer {
+            ErrorAnswer::MethodNotAllowed => {
                 response["headers"] =
                     json!({ "Allow": { "schema": { "type": "string" }, "description": "GET, HEAD" } })
             }
-            "503" => {
+            ErrorAnswer::Overloaded => {
                 response["headers"] =
                     json!({ "Retry-After": { "schema": { "type": "string" }, "description": "Seconds." } })
             }
+            // hyper answers it, with no body.
+            ErrorAnswer::HeadersTooLarge => response = json!({ "description": response["description"] }),
             _ => {}
         }
-        responses.insert(name.to_owned(), response);
+        responses.insert(format!("{answer:?}"), response);
     }
     json!({
         "schemas": {

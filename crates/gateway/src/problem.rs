@@ -1,6 +1,9 @@
-//! Every error response, as `application/problem+json` (RFC 9457), with its status chosen in
-//! one place ([`Problem::status`]). Bodies say what went wrong without leaking internals.
+//! The error contract: the catalog of error answers ([`ErrorAnswer`]: status, OpenAPI
+//! component, when each is given, described from the real limits), which [`Problem::status`]
+//! and the OpenAPI document read; and every error response fanout builds, as
+//! `application/problem+json` (RFC 9457). Bodies say what went wrong without leaking internals.
 
+use crate::limits::{MAX_HEAD_BYTES, MAX_HEADERS, MAX_URI_LEN};
 use bytes::Bytes;
 use compose::ParamError;
 use downstream::CallError;
@@ -10,6 +13,88 @@ use serde::Serialize;
 
 /// A response body of the gateway.
 pub type Body = Full<Bytes>;
+
+/// The error answers fanout gives: one row each of the error contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorAnswer {
+    /// 400.
+    BadRequest,
+    /// 404.
+    NotFound,
+    /// 405.
+    MethodNotAllowed,
+    /// 413.
+    ContentTooLarge,
+    /// 414.
+    UriTooLong,
+    /// 431, given by hyper before any request exists (so without a problem+json body).
+    HeadersTooLarge,
+    /// 502.
+    BadGateway,
+    /// 503.
+    Overloaded,
+    /// 504.
+    GatewayTimeout,
+}
+
+impl ErrorAnswer {
+    /// Every error answer, by status.
+    pub const ALL: [ErrorAnswer; 9] = [
+        ErrorAnswer::BadRequest,
+        ErrorAnswer::NotFound,
+        ErrorAnswer::MethodNotAllowed,
+        ErrorAnswer::ContentTooLarge,
+        ErrorAnswer::UriTooLong,
+        ErrorAnswer::HeadersTooLarge,
+        ErrorAnswer::BadGateway,
+        ErrorAnswer::Overloaded,
+        ErrorAnswer::GatewayTimeout,
+    ];
+
+    /// Its HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorAnswer::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorAnswer::NotFound => StatusCode::NOT_FOUND,
+            ErrorAnswer::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorAnswer::ContentTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorAnswer::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorAnswer::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorAnswer::BadGateway => StatusCode::BAD_GATEWAY,
+            ErrorAnswer::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorAnswer::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// When it is given.
+    pub fn when(self) -> String {
+        match self {
+            ErrorAnswer::BadRequest => {
+                "a route parameter cannot be placed into a backend URL, or the request has \
+                a Transfer-Encoding body (the connection is then closed)"
+                    .to_owned()
+            }
+            ErrorAnswer::NotFound => "no endpoint for this path".to_owned(),
+            ErrorAnswer::MethodNotAllowed => {
+                "the path exists; endpoints answer GET and HEAD (`Allow`)".to_owned()
+            }
+            ErrorAnswer::ContentTooLarge => "Content-Length over server.max_request_body".to_owned(),
+            ErrorAnswer::UriTooLong => format!("request target over {} KiB", MAX_URI_LEN / 1024),
+            ErrorAnswer::HeadersTooLarge => {
+                format!("more than {MAX_HEADERS} headers or {} KiB of head", MAX_HEAD_BYTES / 1024)
+            }
+            ErrorAnswer::BadGateway => {
+                "a required call failed (status, connect, invalid_body, too_large, …)".to_owned()
+            }
+            ErrorAnswer::Overloaded => {
+                "more requests in flight than server.max_in_flight (`Retry-After`)".to_owned()
+            }
+            ErrorAnswer::GatewayTimeout => {
+                "a required call timed out or the endpoint deadline passed".to_owned()
+            }
+        }
+    }
+}
 
 /// What went wrong with a request.
 #[derive(Debug)]
@@ -58,18 +143,23 @@ struct ProblemBody<'a> {
 }
 
 impl Problem<'_> {
+    /// The error answer this problem gets.
+    pub fn answer(&self) -> ErrorAnswer {
+        match self {
+            Problem::NotFound => ErrorAnswer::NotFound,
+            Problem::MethodNotAllowed => ErrorAnswer::MethodNotAllowed,
+            Problem::BodyTooLarge(_) => ErrorAnswer::ContentTooLarge,
+            Problem::UriTooLong(_) => ErrorAnswer::UriTooLong,
+            Problem::BadParameter { .. } | Problem::ChunkedBody => ErrorAnswer::BadRequest,
+            Problem::Overloaded => ErrorAnswer::Overloaded,
+            Problem::RequiredCallFailed { error, .. } if error.is_timeout() => ErrorAnswer::GatewayTimeout,
+            Problem::RequiredCallFailed { .. } => ErrorAnswer::BadGateway,
+        }
+    }
+
     /// The HTTP status for this problem.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Problem::NotFound => StatusCode::NOT_FOUND,
-            Problem::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Problem::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Problem::UriTooLong(_) => StatusCode::URI_TOO_LONG,
-            Problem::BadParameter { .. } | Problem::ChunkedBody => StatusCode::BAD_REQUEST,
-            Problem::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            Problem::RequiredCallFailed { error, .. } if error.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
-            Problem::RequiredCallFailed { .. } => StatusCode::BAD_GATEWAY,
-        }
+        self.answer().status()
     }
 
     fn detail(&self) -> String {
@@ -154,6 +244,31 @@ mod tests {
             Problem::RequiredCallFailed { call: "u", error: &cancelled }.status(),
             StatusCode::GATEWAY_TIMEOUT
         );
+    }
+
+    #[test]
+    fn the_catalog_has_one_answer_per_status_and_every_problem_is_in_it() {
+        let statuses: Vec<u16> = ErrorAnswer::ALL.iter().map(|answer| answer.status().as_u16()).collect();
+        assert!(statuses.windows(2).all(|pair| pair[0] < pair[1]), "{statuses:?}");
+        let status = CallError::Status(500);
+        let timeout = CallError::Timeout(Duration::from_millis(1));
+        let problems = [
+            Problem::NotFound,
+            Problem::MethodNotAllowed,
+            Problem::BodyTooLarge(1),
+            Problem::UriTooLong(MAX_URI_LEN),
+            Problem::ChunkedBody,
+            Problem::BadParameter { name: "id", reason: ParamError::Empty },
+            Problem::Overloaded,
+            Problem::RequiredCallFailed { call: "a", error: &status },
+            Problem::RequiredCallFailed { call: "a", error: &timeout },
+        ];
+        for problem in &problems {
+            assert!(ErrorAnswer::ALL.contains(&problem.answer()), "{problem:?}");
+            assert_eq!(problem.response().status(), problem.answer().status(), "{problem:?}");
+        }
+        // Descriptions are built from the limits the server enforces.
+        assert_eq!(ErrorAnswer::UriTooLong.when(), format!("request target over {} KiB", MAX_URI_LEN / 1024));
     }
 
     #[tokio::test]

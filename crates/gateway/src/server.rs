@@ -12,7 +12,8 @@
 
 use crate::admin::{Admin, Health};
 use crate::config::RuntimeMode;
-use crate::connection::{self, Drain, Http, Limits, MAX_HEAD_BYTES};
+use crate::connection::{self, Drain, Http, Limits};
+use crate::limits::{MAX_HEAD_BYTES, MAX_HEADERS};
 use crate::plan::Plan;
 use crate::problem::Body;
 use crate::reload::Live;
@@ -30,9 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, oneshot, watch};
-
-/// Most headers accepted in one request head (more: 431).
-const MAX_HEADERS: usize = 100;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@
 use crate::config::ServerSettings;
 use crate::cors;
 use crate::endpoint::{self, Served, X_REQUEST_ID};
+use crate::limits::MAX_URI_LEN;
 use crate::plan::Plan;
 use crate::problem::{Body, Problem};
 use crate::reload::Live;
@@ -38,8 +39,6 @@ use tokio::sync::Semaphore;
 use tower::{Service, ServiceBuilder};
 use tracing::{Instrument, field};
 
-/// Longest request-target accepted (longer: 414).
-pub const MAX_URI_LEN: usize = 8 * 1024;
 /// Longest inbound `X-Request-Id` kept (longer ones are replaced).
 const MAX_REQUEST_ID_LEN: usize = 128;
 /// Span name of one inbound request.
