@@ -154,13 +154,6 @@ impl CallError {
 }
 
 impl<'a> CallRequest<'a> {
-    /// Runs the call under its timeout and the endpoint `deadline`, inside its own span.
-    pub fn run(self, deadline: Instant) -> impl Future<Output = CallOutcome> + Send + 'a {
-        let span = self.span();
-        let timeout = self.timeout;
-        observe(span, self.exchange(), timeout, deadline)
-    }
-
     /// The call's `backend_call` span: at `info` when the request is traced (so it is
     /// exported), else at `debug`, so that at the usual log levels an untraced call costs no
     /// span at all (every field recorded on an enabled span is re-formatted by the JSON log
@@ -253,7 +246,7 @@ impl<'a> CallRequest<'a> {
 
 /// What a backend exchange gives: the response status when one came, and the checked body
 /// or why the call failed.
-pub(crate) type Exchanged = (Option<u16>, Result<Bytes, CallError>);
+pub type Exchanged = (Option<u16>, Result<Bytes, CallError>);
 
 /// Awaits `exchange` under `min(timeout, deadline)` inside `span`, and records the outcome on
 /// the span. The clock starts at the first poll, not at creation (a list's requests are

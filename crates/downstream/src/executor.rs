@@ -20,26 +20,61 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use tokio::time::Instant;
 
-/// What to do for one call once its dependencies are done (see [`execute`]).
+/// What to do for one call once its dependencies are done (see [`execute`]). `R` is a request
+/// to a backend: a [`CallRequest`], or in tests a stand-in (see [`Request`]).
 #[derive(Debug)]
-pub enum Step<'a> {
+pub enum Step<R> {
     /// Send one request.
-    Call(CallRequest<'a>),
+    Call(R),
     /// Send one request per list element.
-    FanOut(FanOut<'a>),
+    FanOut(FanOut<R>),
     /// Do not send anything: the call fails with this error (e.g. `dependency_failed`).
     Fail(CallError),
 }
 
 /// A call over a list.
 #[derive(Debug)]
-pub struct FanOut<'a> {
+pub struct FanOut<R> {
     /// One request per element, in list order, or why that element cannot be requested.
-    pub requests: Vec<Result<CallRequest<'a>, CallError>>,
+    pub requests: Vec<Result<R, CallError>>,
     /// At most this many in flight at once.
     pub concurrency: usize,
     /// When true, a failed element fails the whole call; else it becomes `null`.
     pub fail_on_element_error: bool,
+}
+
+/// What the executor needs of a request: the key identical requests share, its span and
+/// timeout, and the backend exchange itself. [`CallRequest`] is the one fanout sends; the
+/// executor's own tests use stand-ins whose exchange only waits, so its scheduling, sharing,
+/// limits and cancellation are checked on tokio's paused clock.
+pub trait Request<'a>: Send + 'a {
+    /// Requests with equal keys are sent once per execution (when sharing is on).
+    fn key(&self) -> RequestKey;
+    /// The call's span ([`observe`] records the outcome on it).
+    fn span(&self) -> tracing::Span;
+    /// The call's own timeout.
+    fn timeout(&self) -> std::time::Duration;
+    /// The exchange, unbounded: every caller awaits it under its own limit.
+    fn exchange(self) -> impl Future<Output = Exchanged> + Send + 'a;
+}
+
+impl<'a> Request<'a> for CallRequest<'a> {
+    fn key(&self) -> RequestKey {
+        let backend = std::ptr::from_ref::<Backend>(self.backend) as usize;
+        (backend, self.header_set, self.path_and_query.clone())
+    }
+
+    fn span(&self) -> tracing::Span {
+        CallRequest::span(self)
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        self.timeout
+    }
+
+    fn exchange(self) -> impl Future<Output = Exchanged> + Send + 'a {
+        CallRequest::exchange(self)
+    }
 }
 
 /// What came of an endpoint's calls.
@@ -57,13 +92,13 @@ pub struct Execution {
 /// `share_identical`, identical requests are sent once; without it (an endpoint whose calls
 /// can never collide: distinct backends, no lists) the bookkeeping is skipped. The results
 /// together may hold at most `max_output` bytes of JSON.
-pub async fn execute<'a>(
+pub async fn execute<'a, R: Request<'a>>(
     graph: &Graph,
     required: &[bool],
     share_identical: bool,
     max_output: usize,
     deadline: Instant,
-    mut prepare: impl FnMut(usize, &[Option<CallOutcome>]) -> Step<'a>,
+    mut prepare: impl FnMut(usize, &[Option<CallOutcome>]) -> Step<R>,
 ) -> Execution {
     let dedup = Dedup { requests: share_identical.then(Mutex::default), budget: Budget::new(max_output) };
     let mut outcomes: Vec<Option<CallOutcome>> = (0..graph.len()).map(|_| None).collect();
@@ -87,9 +122,9 @@ pub async fn execute<'a>(
 
 /// The future of one call, whatever its kind. Not boxed: the executor's set allocates a task
 /// for each future it holds, and the future lives in it.
-fn start<'a, 'd>(
+fn start<'a, 'd, R: Request<'a>>(
     call: usize,
-    step: Step<'a>,
+    step: Step<R>,
     dedup: &'d Dedup<'a>,
     deadline: Instant,
 ) -> impl Future<Output = (usize, CallOutcome)> + Send + 'd
@@ -171,22 +206,21 @@ struct Dedup<'a> {
 }
 
 /// A backend (by address), a list of forwarded headers and a path-and-query.
-type RequestKey = (usize, usize, Bytes);
+pub type RequestKey = (usize, usize, Bytes);
 /// One backend exchange whose result every identical call shares.
 type SharedExchange<'a> = Shared<BoxFuture<'a, Exchanged>>;
 
 impl<'a> Dedup<'a> {
-    fn send(
+    fn send<R: Request<'a>>(
         &self,
-        request: CallRequest<'a>,
+        request: R,
         deadline: Instant,
     ) -> impl Future<Output = CallOutcome> + Send + 'a {
+        let (span, timeout) = (request.span(), request.timeout());
         let Some(requests) = &self.requests else {
-            return Either::Left(request.run(deadline));
+            return Either::Left(observe(span, request.exchange(), timeout, deadline));
         };
-        let backend = std::ptr::from_ref::<Backend>(request.backend) as usize;
-        let key = (backend, request.header_set, request.path_and_query.clone());
-        let (span, timeout) = (request.span(), request.timeout);
+        let key = request.key();
         let exchange = requests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

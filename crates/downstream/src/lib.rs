@@ -1,4 +1,5 @@
-//! The backend side of fanout: one keep-alive pool per backend ([`Backend`]), one call with its
+//! The backend side of fanout ("downstream": the backends fanout calls, below it in the path
+//! of a request): one keep-alive pool per backend ([`Backend`]), one call with its
 //! timeout, body cap and tracing span ([`call`]), and the executor that runs an endpoint's
 //! call graph — dependent calls, lists, shared identical requests — inside the inbound
 //! request's future ([`execute`]).
@@ -11,8 +12,9 @@ mod output;
 mod tls;
 
 pub use backend::{Backend, BackendError, BackendSettings};
+pub use call::Exchanged;
 pub use call::{CallError, CallOutcome, CallRequest, ERROR_KINDS, ForwardHeaders, Propagate};
 pub use client::{IDLE_TIMEOUT, MAX_WORKERS, SWEEP_PERIOD, set_worker};
-pub use executor::{Execution, FanOut, Step, execute};
+pub use executor::{Execution, FanOut, Request, RequestKey, Step, execute};
 pub use output::{Budget, NULL, Output};
 pub use tls::TlsError;

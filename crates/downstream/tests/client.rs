@@ -7,7 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
-use downstream::{Backend, BackendSettings, CallError, CallRequest, ForwardHeaders, Output};
+use compose::Graph;
+use downstream::{Backend, BackendSettings, CallError, CallRequest, ForwardHeaders, Output, Step, execute};
 use http::HeaderMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -145,7 +146,16 @@ async fn call(backend: &Backend, timeout: Duration) -> Result<Bytes, CallError> 
         element: None,
         propagate: None,
     };
-    match request.run(Instant::now() + Duration::from_secs(10)).await.result? {
+    // Through the executor, as the gateway sends it: one call, no dependencies.
+    let graph = Graph::new(vec![vec![]]).unwrap();
+    let mut request = Some(request);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let execution = execute(&graph, &[false], false, usize::MAX, deadline, |_, _| match request.take() {
+        Some(request) => Step::Call(request),
+        None => Step::Fail(CallError::Cancelled),
+    })
+    .await;
+    match execution.outcomes.into_iter().next().flatten().unwrap().result? {
         Output::Body(body) => Ok(body),
         Output::List(_) => panic!("a single call gave a list"),
     }

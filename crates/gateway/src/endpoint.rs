@@ -149,7 +149,7 @@ struct Steps<'r> {
 }
 
 impl<'r> Steps<'r> {
-    fn next(&mut self, index: usize, outcomes: &[Option<CallOutcome>]) -> Step<'r> {
+    fn next(&mut self, index: usize, outcomes: &[Option<CallOutcome>]) -> Step<CallRequest<'r>> {
         let endpoint = self.endpoint;
         let Some(call) = endpoint.calls.get(index) else {
             return Step::Fail(CallError::InvalidReference("no such call".to_owned()));
