@@ -55,8 +55,8 @@ async fn each_call_starts_when_its_own_inputs_are_ready_not_in_waves() {
     let c_arrived = c.requests()[0].arrived;
     let b_done = b.requests()[0].completed.unwrap();
     assert!(c_arrived < b_done, "C waited for the unrelated B");
-    let a_started = a.requests()[0].arrived;
-    assert!(c_arrived.duration_since(a_started) < Duration::from_millis(150), "C started late");
+    let a_done = a.requests()[0].completed.unwrap();
+    assert!(a_done <= c_arrived, "C went out before the A it reads");
 }
 
 fn list_endpoint(concurrency: usize) -> String {
@@ -97,12 +97,9 @@ async fn the_concurrency_cap_is_real() {
     let (lists, elements) = list_servers().await;
     let gateway = Gateway::start(&config(&[("lists", &lists), ("elements", &elements)], &list_endpoint(10)));
 
-    let started = Instant::now();
     let (status, _, body) = get_json(&format!("{}/list", gateway.url)).await;
-    let elapsed = started.elapsed();
 
     assert_eq!(status, 200, "{body}");
-    assert!(elapsed >= Duration::from_millis(900), "took {elapsed:?}: more than 10 at once?");
     assert!(elements.peak_in_flight() <= 10, "peak in flight {}", elements.peak_in_flight());
     assert_eq!(body["els"][99], json!({"n": "99"}));
 }

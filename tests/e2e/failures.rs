@@ -24,14 +24,16 @@ async fn an_optional_timeout_degrades_the_answer_within_its_timeout() {
     let elapsed = started.elapsed();
 
     assert_eq!(status, 200);
+    // Exact timings are the executor's tests'; here, wide margins: not before the 150 ms
+    // timeout, well before the 2 s backend would have answered.
     assert!(elapsed >= Duration::from_millis(150), "answered before the timeout: {elapsed:?}");
-    assert!(elapsed < Duration::from_millis(400), "answered late: {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1500), "waited for the slow backend: {elapsed:?}");
     assert_eq!(headers["x-fanout-complete"], "false");
     assert_eq!(body["fast"], json!({"fast": true}));
     assert!(body.get("slow").is_none());
     assert_eq!(body["_errors"]["slow"]["error"], "timeout");
     let elapsed_ms = body["_errors"]["slow"]["elapsed_ms"].as_u64().unwrap();
-    assert!((150..400).contains(&elapsed_ms), "elapsed_ms {elapsed_ms}");
+    assert!((150..1500).contains(&elapsed_ms), "elapsed_ms {elapsed_ms}");
 }
 
 #[tokio::test]
@@ -102,7 +104,7 @@ async fn a_required_failure_is_502_and_a_required_timeout_is_504() {
     let started = Instant::now();
     let (status, headers, body) = get_json(&format!("{}/slow", gateway.url)).await;
     assert_eq!(status, 504);
-    assert!(started.elapsed() < Duration::from_millis(600));
+    assert!(started.elapsed() < Duration::from_millis(1500), "waited for the 2 s backend");
     assert_eq!(headers["content-type"], "application/problem+json");
     assert_eq!(body["call"], "user");
     assert_eq!(body["error"], "timeout");
@@ -129,8 +131,8 @@ async fn a_required_failure_answers_at_once_and_cancels_the_other_calls() {
     assert_eq!(status, 502);
     assert_eq!(body["call"], "user");
     assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "waited for the slow call: {:?}",
+        started.elapsed() < Duration::from_millis(1200),
+        "waited for the 1.5 s call: {:?}",
         started.elapsed()
     );
     let timing = headers["server-timing"].to_str().unwrap();
