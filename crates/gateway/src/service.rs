@@ -361,3 +361,7 @@ impl RequestIds {
             .unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
