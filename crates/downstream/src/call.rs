@@ -184,7 +184,7 @@ impl<'a> CallRequest<'a> {
     }
 
     /// The backend exchange itself, unbounded: every caller awaits it under its own limit
-    /// ([`observe`]), and it is dropped when the last caller is.
+    /// ([`limited`]), and it is dropped when the last caller is.
     pub(crate) async fn exchange(mut self) -> Exchanged {
         let backend = self.backend;
         let uri = match self.uri() {
@@ -253,7 +253,7 @@ pub type Exchanged = (Option<u16>, Result<Bytes, CallError>);
 /// created at once and sent `concurrency` at a time). Built from combinators rather than as an
 /// `async fn`, which would hold `exchange` twice (argument and awaited future): the call's
 /// future is moved several times on its way to the executor, and each move copies it.
-pub(crate) fn observe(
+pub(crate) fn limited(
     span: tracing::Span,
     exchange: impl Future<Output = Exchanged>,
     timeout: Duration,

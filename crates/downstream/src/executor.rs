@@ -9,7 +9,7 @@
 //! past it fails the call with `too_large` before anything is copied.
 
 use crate::backend::Backend;
-use crate::call::{CallError, CallOutcome, CallRequest, Exchanged, observe};
+use crate::call::{CallError, CallOutcome, CallRequest, Exchanged, limited};
 use crate::output::{Budget, NULL, Output};
 use bytes::Bytes;
 use compose::{Graph, Schedule};
@@ -50,7 +50,7 @@ pub struct FanOut<R> {
 pub trait Request<'a>: Send + 'a {
     /// Requests with equal keys are sent once per execution (when sharing is on).
     fn key(&self) -> RequestKey;
-    /// The call's span ([`observe`] records the outcome on it).
+    /// The call's span ([`limited`] records the outcome on it).
     fn span(&self) -> tracing::Span;
     /// The call's own timeout.
     fn timeout(&self) -> std::time::Duration;
@@ -218,7 +218,7 @@ impl<'a> Dedup<'a> {
     ) -> impl Future<Output = CallOutcome> + Send + 'a {
         let (span, timeout) = (request.span(), request.timeout());
         let Some(requests) = &self.requests else {
-            return Either::Left(observe(span, request.exchange(), timeout, deadline));
+            return Either::Left(limited(span, request.exchange(), timeout, deadline));
         };
         let key = request.key();
         let exchange = requests
@@ -227,7 +227,7 @@ impl<'a> Dedup<'a> {
             .entry(key)
             .or_insert_with(|| request.exchange().boxed().shared())
             .clone();
-        Either::Right(observe(span, exchange, timeout, deadline))
+        Either::Right(limited(span, exchange, timeout, deadline))
     }
 
     /// Counts a single call's body against the budget, or fails it with `too_large`.

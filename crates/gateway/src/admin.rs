@@ -7,8 +7,9 @@
 //! (same head limits and deadlines, see [`crate::connection`]), HTTP/1.1 only, at most
 //! `server.admin_max_connections` at once.
 
+use crate::Body;
 use crate::openapi;
-use crate::problem::{Body, Problem};
+use crate::problem::Problem;
 use crate::reload::Live;
 use crate::telemetry::metrics::Exporter;
 use bytes::Bytes;
@@ -19,14 +20,15 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Shared state the admin endpoints report on.
+/// What the admin endpoints report on: whether the gateway is draining (`/readyz`), and the
+/// live config (its version, its OpenAPI document).
 #[derive(Debug)]
-pub struct Health {
+pub struct AdminState {
     draining: AtomicBool,
     live: Arc<Live>,
 }
 
-impl Health {
+impl AdminState {
     /// Reports on the `live` config; not draining.
     pub fn new(live: Arc<Live>) -> Self {
         Self { draining: AtomicBool::new(false), live }
@@ -46,13 +48,13 @@ impl Health {
 /// is given.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    health: Arc<Health>,
+    health: Arc<AdminState>,
     exporter: Option<Arc<Exporter>>,
 }
 
 impl Admin {
     /// Reports on `health`, and serves `exporter`'s metrics if any.
-    pub fn new(health: Arc<Health>, exporter: Option<Arc<Exporter>>) -> Self {
+    pub fn new(health: Arc<AdminState>, exporter: Option<Arc<Exporter>>) -> Self {
         Self { health, exporter }
     }
 }
@@ -70,7 +72,7 @@ impl<B> hyper::service::Service<Request<B>> for Admin {
 /// The admin paths; each answers GET and HEAD.
 const PATHS: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/openapi.yaml"];
 
-fn respond<B>(health: &Health, exporter: Option<&Exporter>, request: &Request<B>) -> Response<Body> {
+fn respond<B>(health: &AdminState, exporter: Option<&Exporter>, request: &Request<B>) -> Response<Body> {
     let path = request.uri().path();
     if PATHS.contains(&path) && request.method() != Method::GET && request.method() != Method::HEAD {
         return Problem::MethodNotAllowed.response();

@@ -30,9 +30,9 @@
 //! update; the watchdog looks at it each time the connection's task runs, which is whenever
 //! bytes move or a request starts or ends.
 
+use crate::Body;
 use crate::config::ServerSettings;
 use crate::limits::MAX_HEAD_BYTES;
-use crate::problem::Body;
 use bytes::{Buf, Bytes};
 use http::header::CONNECTION;
 use http::{HeaderValue, Request, Response, Version};

@@ -3,8 +3,9 @@
 //! moment those are in — with the allowed headers and query parameters, under the endpoint
 //! deadline; [`crate::respond`] composes the answer.
 
+use crate::Body;
 use crate::plan::{CallPlan, EndpointPlan};
-use crate::problem::{Body, Problem};
+use crate::problem::Problem;
 use crate::respond;
 use crate::scratch;
 use crate::telemetry::metrics::PlanMetrics;
@@ -74,7 +75,7 @@ pub async fn serve(
         trace_context::pass_on(&headers, &mut forwarded.trace);
     }
     let query = forwarded_query(endpoint, uri);
-    let mut steps = Steps {
+    let mut outgoing = Outgoing {
         propagate: propagate.then_some(otel::inject as Propagate),
         endpoint,
         params: values,
@@ -88,10 +89,10 @@ pub async fn serve(
         endpoint.share_identical,
         endpoint.max_response_body,
         deadline,
-        |call, outcomes| steps.next(call, outcomes),
+        |call, outcomes| outgoing.next(call, outcomes),
     )
     .await;
-    drop(steps);
+    drop(outgoing);
     drop(forwarded);
     let calls = record_calls(endpoint, metrics, &execution, logged);
     let answer = respond::compose(endpoint, &execution, headers);
@@ -132,12 +133,12 @@ fn record_calls(
 }
 
 thread_local! {
-    /// Where this thread renders backend paths (see [`Steps::request`]).
+    /// Where this thread renders backend paths (see [`Outgoing::request`]).
     static PATH_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Decides, per call, what to send once the calls it depends on are done.
-struct Steps<'r> {
+struct Outgoing<'r> {
     propagate: Option<Propagate>,
     endpoint: &'r EndpointPlan,
     params: &'r [&'r str],
@@ -148,7 +149,7 @@ struct Steps<'r> {
     parsed: Vec<Option<Value>>,
 }
 
-impl<'r> Steps<'r> {
+impl<'r> Outgoing<'r> {
     fn next(&mut self, index: usize, outcomes: &[Option<CallOutcome>]) -> Step<CallRequest<'r>> {
         let endpoint = self.endpoint;
         let Some(call) = endpoint.calls.get(index) else {

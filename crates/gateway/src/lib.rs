@@ -19,6 +19,9 @@
 //! - [`admin`]: `/healthz`, `/readyz` and `/metrics` on the admin port.
 //! - [`upkeep`]: once a second, backend pool upkeep and giving memory back ([`memory`]).
 
+/// The body of every response the gateway gives: bytes known in full.
+pub type Body = http_body_util::Full<bytes::Bytes>;
+
 pub mod admin;
 pub mod cli;
 pub mod config;

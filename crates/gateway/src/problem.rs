@@ -3,6 +3,7 @@
 //! and the OpenAPI document read; and every error response fanout builds, as
 //! `application/problem+json` (RFC 9457). Bodies say what went wrong without leaking internals.
 
+use crate::Body;
 use crate::limits::{MAX_HEAD_BYTES, MAX_HEADERS, MAX_URI_LEN};
 use bytes::Bytes;
 use compose::ParamError;
@@ -10,9 +11,6 @@ use downstream::CallError;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde::Serialize;
-
-/// A response body of the gateway.
-pub type Body = Full<Bytes>;
 
 /// The error answers fanout gives: one row each of the error contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

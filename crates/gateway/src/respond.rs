@@ -8,9 +8,10 @@
 //! `max_response_body`: a call whose result would pass it fails with `too_large` (the
 //! executor already holds the raw results to that budget; shaping and keys are counted here).
 
+use crate::Body;
 use crate::config::Merge;
 use crate::plan::{CallPlan, EndpointPlan};
-use crate::problem::{Body, Problem};
+use crate::problem::Problem;
 use crate::scratch;
 use bytes::Bytes;
 use compose::names::{ERRORS_KEY, GATEWAY_TIMING};

@@ -10,12 +10,12 @@
 //! connections over them) and its own backend connections ([`downstream::set_worker`]); the
 //! admin listener, signals, reloads and metrics stay on the main thread's runtime.
 
-use crate::admin::{Admin, Health};
+use crate::Body;
+use crate::admin::{Admin, AdminState};
 use crate::config::RuntimeMode;
 use crate::connection::{self, Drain, Http, Limits};
 use crate::limits::{MAX_HEAD_BYTES, MAX_HEADERS};
 use crate::plan::Plan;
-use crate::problem::Body;
 use crate::reload::Live;
 use crate::service;
 use crate::telemetry::metrics::{self, Exporter, InFlight};
@@ -109,7 +109,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let settings = live.current().plan.server.clone();
-    let health = Arc::new(Health::new(Arc::clone(&live)));
+    let health = Arc::new(AdminState::new(Arc::clone(&live)));
     let admin_listener = Listener {
         socket: listeners.admin,
         http: Arc::new(http(Protocols::Http1)),

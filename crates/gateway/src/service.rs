@@ -12,12 +12,13 @@
 //!    request-target and body limits (414, 413), any `Transfer-Encoding` body (400, connection
 //!    closed: this covers `Content-Length` + `Transfer-Encoding`), routing (404, 405), the endpoint.
 
+use crate::Body;
 use crate::config::ServerSettings;
 use crate::cors;
 use crate::endpoint::{self, Served, X_REQUEST_ID};
 use crate::limits::MAX_URI_LEN;
 use crate::plan::Plan;
-use crate::problem::{Body, Problem};
+use crate::problem::Problem;
 use crate::reload::Live;
 use crate::respond::{self, SERVER_TIMING};
 use crate::telemetry::access::{self, RequestLine};
@@ -93,7 +94,7 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         // A sampled request runs under the subscriber that exports spans; the others never
         // reach it.
         let traced = otel::dispatch().filter(|_| {
-            otel::decide(request.headers(), telemetry.sampling_ratio, telemetry.trust_client_sampling)
+            otel::sampled(request.headers(), telemetry.sampling_ratio, telemetry.trust_client_sampling)
         });
         let sampled = traced.is_some();
         // Decided here, under the global subscriber: a sampled request's subscriber would take
@@ -184,7 +185,7 @@ impl<B: Send + 'static> Service<Request<B>> for Gateway {
         };
         let watched = stall::watch(future.instrument(span), watched, sampled);
         match traced {
-            Some(dispatch) => Box::pin(otel::under(dispatch, Box::pin(watched))),
+            Some(dispatch) => Box::pin(otel::exporting(dispatch, Box::pin(watched))),
             None => Box::pin(watched),
         }
     }

@@ -114,17 +114,17 @@ pub fn dispatch() -> Option<&'static Dispatch> {
 /// when a span closes, the registry closes its parent through the *default* subscriber, so a
 /// sampled request's spans must never be dropped under the global one (tracing's
 /// `WithDispatch` only covers polls).
-pub struct Under<F> {
+pub struct Exporting<F> {
     inner: Option<F>,
     dispatch: &'static Dispatch,
 }
 
-/// Runs `future` under `dispatch` (see [`Under`]).
-pub fn under<F: Future + Unpin>(dispatch: &'static Dispatch, future: F) -> Under<F> {
-    Under { inner: Some(future), dispatch }
+/// Runs `future` under `dispatch`, the exporting subscriber (see [`Exporting`]).
+pub fn exporting<F: Future + Unpin>(dispatch: &'static Dispatch, future: F) -> Exporting<F> {
+    Exporting { inner: Some(future), dispatch }
 }
 
-impl<F: Future + Unpin> Future for Under<F> {
+impl<F: Future + Unpin> Future for Exporting<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -136,7 +136,7 @@ impl<F: Future + Unpin> Future for Under<F> {
     }
 }
 
-impl<F> Drop for Under<F> {
+impl<F> Drop for Exporting<F> {
     fn drop(&mut self) {
         let _default = tracing::dispatcher::set_default(self.dispatch);
         drop(self.inner.take());
@@ -148,9 +148,9 @@ thread_local! {
     static RANDOM: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()) | 1);
 }
 
-/// Decides whether a request is traced: with `trust_client`, the caller's sampled flag when it
+/// Whether a request is sampled (traced and exported): with `trust_client`, the caller's sampled flag when it
 /// sent a valid `traceparent`; otherwise a draw against `ratio`.
-pub fn decide(headers: &HeaderMap, ratio: f64, trust_client: bool) -> bool {
+pub fn sampled(headers: &HeaderMap, ratio: f64, trust_client: bool) -> bool {
     match traceparent(headers) {
         Some(parent) if trust_client => parent.sampled,
         _ => random_unit() < ratio,
@@ -235,26 +235,26 @@ mod tests {
 
     #[test]
     fn a_trusted_callers_flag_decides_and_malformed_headers_fall_back_to_the_ratio() {
-        let sampled = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
-        let unsampled = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00");
-        assert!(decide(&sampled, 0.0, true));
-        assert!(!decide(&unsampled, 1.0, true));
-        assert!(decide(&with_traceparent("garbage"), 1.0, true));
-        assert!(!decide(&with_traceparent("garbage"), 0.0, true));
+        let flagged = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        let unflagged = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00");
+        assert!(sampled(&flagged, 0.0, true));
+        assert!(!sampled(&unflagged, 1.0, true));
+        assert!(sampled(&with_traceparent("garbage"), 1.0, true));
+        assert!(!sampled(&with_traceparent("garbage"), 0.0, true));
     }
 
     #[test]
     fn an_untrusted_callers_flag_is_ignored() {
-        let sampled = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
-        let unsampled = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00");
-        assert!(!decide(&sampled, 0.0, false));
-        assert!(decide(&unsampled, 1.0, false));
+        let flagged = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        let unflagged = with_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00");
+        assert!(!sampled(&flagged, 0.0, false));
+        assert!(sampled(&unflagged, 1.0, false));
     }
 
     #[test]
     fn the_ratio_is_honoured() {
         let headers = HeaderMap::new();
-        let kept = (0..20_000).filter(|_| decide(&headers, 0.1, false)).count();
+        let kept = (0..20_000).filter(|_| sampled(&headers, 0.1, false)).count();
         assert!((1_600..2_400).contains(&kept), "{kept} of 20000 sampled at 0.1");
     }
 }
