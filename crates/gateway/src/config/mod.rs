@@ -6,19 +6,20 @@
 pub mod defaults;
 mod diff;
 mod error;
-mod model;
+mod raw;
+mod settings;
 mod source;
 mod units;
 mod validate;
 
 pub use diff::{Change, Version, changes, fnv1a};
 pub use error::{ConfigError, ConfigErrors};
-pub use model::{LogFormat, Merge, RuntimeMode};
-pub use source::{Read, Redactions, read, read_str};
-pub use validate::{
+pub use raw::{LogFormat, Merge, RuntimeMode};
+pub use settings::{
     BackendConfig, CallConfig, CorsSettings, EndpointConfig, ServerSettings, Settings, TelemetrySettings,
-    validate,
 };
+pub use source::{Read, Redactions, read, read_str};
+pub use validate::validate;
 
 use std::collections::HashMap;
 use std::path::Path;

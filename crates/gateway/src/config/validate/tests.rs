@@ -2,7 +2,7 @@
 //! of mistake is reported with its key path, all at once.
 
 use super::*;
-use crate::config::Merge;
+use crate::config::{LogFormat, Merge, RuntimeMode};
 use serde_json::json;
 
 fn errors_of(tree: Value) -> Vec<String> {

@@ -1,5 +1,5 @@
 //! The configuration file as written: serde types with `deny_unknown_fields`, so a typo is an
-//! error, and optional fields whose defaults are applied (and documented) in `validate`.
+//! error, and optional fields whose defaults are applied in `validate` (see [`super::defaults`]).
 //! Durations and sizes stay text here and are parsed in `validate`, so that one bad value does
 //! not hide the other mistakes in the same section.
 
