@@ -17,7 +17,8 @@ Steps (each failure names the file or object and what to fix, then exits 1):
      field, that the validator does reject unknown fields).
   4. The gateway config the Deployment actually reads (its --config path -> the volume mounted
      at that directory -> the ConfigMap key), with the container's FANOUT__* environment, passes
-     `fanout check`.
+     `fanout check`, whose JSON output (`--format json`: defaults and overrides applied) is what
+     the next steps read: this script knows no default and parses no duration.
   5. Static cross-checks: probe ports (named ports resolved) = server.admin_listen's port, the
      public container port = server.listen's port, the Service targets the public port and not
      the admin port (which must never be exposed), probe paths,
@@ -59,8 +60,6 @@ GATEWAYS = {"base": ROOT / "deploy" / "base", "overlay": ROOT / "deploy" / "over
 LOADTEST = ROOT / "deploy" / "loadtest"
 # 1.30: the oldest version with lifecycle.preStop.sleep on by default; the newest bundled.
 KUBE_VERSIONS = os.environ.get("KUBE_VERSIONS", "1.30.0 1.33.0 1.37.0").split()
-# fanout's defaults for the keys read here (docs/configuration.md).
-DEFAULTS = {"listen": "0.0.0.0:8080", "admin_listen": "0.0.0.0:9901", "shutdown_grace": "20s"}
 PROBE_PATHS = {"readinessProbe": {"/readyz"}, "livenessProbe": {"/healthz"}, "startupProbe": {"/healthz", "/readyz"}}
 
 
@@ -302,21 +301,6 @@ def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict
     return matches[0]
 
 
-def parse_duration(text: str, where: str) -> float:
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, "secs": 1, "m": 60,
-             "min": 60, "mins": 60, "h": 3600, "hr": 3600, "hrs": 3600, "d": 86400}
-    text = str(text).strip()
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([a-zµ]+)", text)
-    if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([a-zµ]+)|\s", "", text):
-        fail(f"{where}: cannot read the duration {text!r}")
-    total = 0.0
-    for number, unit in parts:
-        if unit not in units:
-            fail(f"{where}: unknown unit {unit!r} in {text!r}")
-        total += float(number) * units[unit]
-    return total
-
-
 def port_of(address: str, where: str) -> int:
     m = re.fullmatch(r"(?:\[[^\]]+\]|[^:]+):(\d+)", str(address).strip())
     if not m:
@@ -354,15 +338,6 @@ def container_env(container: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def effective(config: dict[str, Any], env: dict[str, str], key: str) -> str:
-    """server.KEY after FANOUT__SERVER__KEY environment overrides."""
-    for name, value in env.items():
-        if name.upper() == f"FANOUT__SERVER__{key.upper()}":
-            return value
-    server = config.get("server") or {}
-    return str(server.get(key, DEFAULTS[key]))
-
-
 def gateway_config(name: str, docs: list[dict[str, Any]], cmd_default: list[str]) -> tuple[str, str]:
     """(config path in the container, config text) as the Deployment mounts it."""
     deployment = find(docs, "Deployment")
@@ -397,14 +372,14 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def step_fanout_check(name: str, config_file: Path, env: dict[str, str]) -> dict[str, int]:
-    result = run([str(FANOUT), "check", "--config", str(config_file)], env=clean_env(env))
-    if result.returncode != 0 or "config OK" not in result.stdout:
+def step_fanout_check(name: str, config_file: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The config's effective settings as the binary reads them (defaults and the container's
+    FANOUT__* overrides applied: `fanout check --format json`), once it has accepted them."""
+    result = run([str(FANOUT), "check", "--format", "json", "--config", str(config_file)], env=clean_env(env))
+    if result.returncode != 0:
         fail(f"{name}: fanout check rejected the rendered config (exit {result.returncode}):\n{result.stdout}{result.stderr}")
     ok(f"{name}: fanout check: config OK")
-    # The plan's first line names the listeners as the binary sees them (after env overrides).
-    m = re.search(r"^server: listen (\S+) admin (\S+)", result.stdout, re.M)
-    return {"listen": port_of(m.group(1), "fanout check"), "admin": port_of(m.group(2), "fanout check")} if m else {}
+    return json.loads(result.stdout)
 
 
 def resolve_port(port: Any, ports: dict[str, int], where: str) -> int:
@@ -417,17 +392,15 @@ def resolve_port(port: Any, ports: dict[str, int], where: str) -> int:
     return ports[port]
 
 
-def static_checks(name: str, docs: list[dict[str, Any]], config: dict[str, Any], env: dict[str, str],
-                  seen_by_binary: dict[str, int]) -> dict[str, Any]:
+def static_checks(name: str, docs: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
     deployment = find(docs, "Deployment")
     dname = f"{name}: Deployment/{deployment['metadata']['name']}"
     pod = deployment["spec"]["template"]["spec"]
     container = container_of(deployment)
-    listen = port_of(effective(config, env, "listen"), f"{name}: server.listen")
-    admin = port_of(effective(config, env, "admin_listen"), f"{name}: server.admin_listen")
-    grace = parse_duration(effective(config, env, "shutdown_grace"), f"{name}: server.shutdown_grace")
-    if seen_by_binary and seen_by_binary != {"listen": listen, "admin": admin}:
-        fail(f"{name}: this script reads listen/admin ports {listen}/{admin}, fanout check {seen_by_binary}")
+    server = settings["server"]
+    listen = port_of(server["listen"], f"{name}: server.listen")
+    admin = port_of(server["admin_listen"], f"{name}: server.admin_listen")
+    grace = server["shutdown_grace"] / 1000
 
     ports = {p["name"]: p["containerPort"] for p in container.get("ports", []) if "name" in p}
     numbers = sorted(p["containerPort"] for p in container.get("ports", []))
@@ -483,7 +456,7 @@ def static_checks(name: str, docs: list[dict[str, Any]], config: dict[str, Any],
     ok(f"{dname}: terminationGracePeriodSeconds {tgps} > preStop sleep {sleep}s + shutdown_grace {grace:g}s")
 
     annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
-    metrics = (config.get("telemetry") or {}).get("metrics", True) not in (False, "false")
+    metrics = settings["telemetry"]["metrics"]
     metrics_path = annotations.get("prometheus.io/path", "/metrics")
     if metrics:
         if annotations.get("prometheus.io/scrape") != "true" or str(annotations.get("prometheus.io/port")) != str(admin) or metrics_path != "/metrics":
@@ -611,7 +584,7 @@ def route_matches(route: str, path: str) -> bool:
     return re.fullmatch(pattern, path) is not None
 
 
-def loadtest_checks(docs: list[dict[str, Any]], gateway_docs: list[dict[str, Any]], gateway_config_: dict[str, Any]) -> None:
+def loadtest_checks(docs: list[dict[str, Any]], gateway_docs: list[dict[str, Any]], gateway_settings: dict[str, Any]) -> None:
     job = find(docs, "Job")
     where = f"loadtest: Job/{job['metadata']['name']}"
     pod = job["spec"]["template"]["spec"]
@@ -636,7 +609,7 @@ def loadtest_checks(docs: list[dict[str, Any]], gateway_docs: list[dict[str, Any
         fail(f"{where}: targets namespace {namespace}, the example overlay deploys to {gw_ns}")
     if port not in [p["port"] for p in service["spec"]["ports"] if p.get("name") == "http"]:
         fail(f"{where}: port {port} is not the Service's http port")
-    routes = [e["route"].split(" ", 1)[1] for e in gateway_config_.get("endpoints", [])]
+    routes = [e["route"].split(" ", 1)[1] for e in gateway_settings["endpoints"]]
     if not any(route_matches(r, path) for r in routes):
         fail(f"{where}: {path} matches no endpoint of the overlay's config ({', '.join(routes)})")
     ok(f"{where}: targets Service {service_name}.{namespace}:{port}{path}, an endpoint of the overlay")
@@ -662,7 +635,7 @@ def main() -> int:
             validator_rejects_typos(rendered["base"], tmp)
             for name, docs in rendered.items():
                 validate(name, docs, tmp)
-            configs = {}
+            settings = {}
             for name in GATEWAYS:
                 docs = rendered[name]
                 step(f"{name}: the config the Deployment mounts, and the manifests around it")
@@ -670,15 +643,13 @@ def main() -> int:
                 config_file = tmp / name / Path(path).name
                 config_file.parent.mkdir()
                 config_file.write_text(text)
-                config = yaml.safe_load(text) or {}
-                configs[name] = config
                 env = container_env(container_of(find(docs, "Deployment")))
-                seen = step_fanout_check(name, config_file, env)
-                facts = static_checks(name, docs, config, env, seen)
+                settings[name] = step_fanout_check(name, config_file, env)
+                facts = static_checks(name, docs, settings[name])
                 paths = facts["probe_paths"] + ([facts["metrics_path"]] if facts["metrics_path"] else [])
                 dynamic_check(name, config_file, env, paths, facts["grace"])
             step("loadtest: the Job")
-            loadtest_checks(rendered["loadtest"], rendered["overlay"], configs["overlay"])
+            loadtest_checks(rendered["loadtest"], rendered["overlay"], settings["overlay"])
     except CheckFailed as err:
         print(f"\ncheck_deploy: FAILED: {err}", file=sys.stderr, flush=True)
         return 1

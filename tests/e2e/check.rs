@@ -1,7 +1,7 @@
 //! `fanout check`: a valid config prints the plan; a config with several mistakes exits 2 and
 //! names every mistake with its key path; `serve` refuses a bad config the same way.
 
-use crate::support::run_fanout;
+use crate::support::{run_fanout, run_fanout_with_env};
 
 const BROKEN: &str = "server:
   listen: localhost
@@ -54,6 +54,32 @@ fn check_prints_the_plan_of_a_valid_config() {
     assert!(stdout.contains("GET /api/page/{id}"), "{stdout}");
     assert!(stdout.contains("users http://users:8080/users/{id} timeout 250ms required"), "{stdout}");
     assert!(stdout.contains("config OK"));
+}
+
+#[test]
+fn check_prints_the_effective_settings_as_json_with_overrides_applied_and_secrets_hidden() {
+    let yaml = "server:\n  listen: 127.0.0.1:8081\n\
+                telemetry:\n  otlp_endpoint: \"http://ann:s3cret@collector:4318\"\n\
+                backends:\n  users: { url: \"http://users:8080\", headers: { x-api-key: k3y } }\n\
+                endpoints:\n  - route: GET /api/page/{id}\n    calls:\n      \
+                user: { backend: users, path: \"/users/{id}\", timeout: 250ms }\n";
+    let output = run_fanout_with_env(
+        &["check", "--format", "json"],
+        yaml,
+        &[("FANOUT__SERVER__SHUTDOWN_GRACE", "7s")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let settings: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let server = &settings["server"];
+    assert_eq!(server["listen"], "127.0.0.1:8081", "as written");
+    assert_eq!(server["shutdown_grace"], 7000, "the environment override, in ms");
+    assert_eq!(server["admin_listen"], "0.0.0.0:9901", "a default");
+    assert_eq!(server["max_request_body"], 1024 * 1024, "a default, in bytes");
+    assert_eq!(settings["telemetry"]["otlp_endpoint"], "http://ann:***@collector:4318");
+    assert_eq!(settings["backends"][0]["url"], "http://users:8080");
+    assert_eq!(settings["endpoints"][0]["calls"][0]["timeout"], 250);
+    assert!(!text.contains("s3cret") && !text.contains("k3y"), "{text}");
 }
 
 #[test]

@@ -51,9 +51,15 @@ pub fn write_config(yaml: &str) -> (PathBuf, PathBuf) {
 
 /// Runs `fanout ARGS --config FILE` to completion with `yaml` as the config.
 pub fn run_fanout(args: &[&str], yaml: &str) -> std::process::Output {
+    run_fanout_with_env(args, yaml, &[])
+}
+
+/// [`run_fanout`] with extra environment variables (e.g. `FANOUT__…` overrides).
+pub fn run_fanout_with_env(args: &[&str], yaml: &str, env: &[(&str, &str)]) -> std::process::Output {
     let (dir, file) = write_config(yaml);
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_fanout")).args(args).arg("--config").arg(&file).output().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fanout"));
+    command.args(args).arg("--config").arg(&file).envs(env.iter().copied());
+    let output = command.output().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
     output
 }

@@ -11,7 +11,8 @@
 //! - [`service`]: the tower stack around every request (request id, limits, routing).
 //! - [`endpoint`]: one endpoint request: check parameters, run the call graph.
 //! - [`respond`]: compose the answer: grouped or flat, shaped or raw, `_errors`, headers.
-//! - [`openapi`]: the OpenAPI document of the configured endpoints.
+//! - [`openapi`]: the OpenAPI document of the configured endpoints; [`effective`]: the
+//!   effective settings as JSON (`fanout check --format json`).
 //! - [`problem`]: every error response (`application/problem+json`) and the catalog of error
 //!   answers ([`problem::ErrorAnswer`]); [`limits`]: the fixed limits on a request.
 //! - [`scratch`]: per-thread buffers for text copied out once (backend paths, `Server-Timing`).
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod cors;
+pub mod effective;
 pub mod endpoint;
 pub mod limits;
 pub mod memory;

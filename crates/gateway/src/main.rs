@@ -4,9 +4,8 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use gateway::cli::{Cli, Command, Format};
+use gateway::cli::{CheckFormat, Cli, Command, Format};
 use gateway::config::RuntimeMode;
-use gateway::openapi;
 use gateway::reload::{self, Candidate, Live};
 use gateway::server::{self, Listeners};
 use gateway::telemetry;
@@ -14,7 +13,9 @@ use gateway::telemetry::metrics::Exporter;
 use gateway::telemetry::otel::Tracing;
 use gateway::telemetry::stall::StallDetector;
 use gateway::upkeep;
+use gateway::{effective, openapi};
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,18 +34,18 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Check => {
-            print!("{}", candidate.plan.describe());
-            println!("config OK");
-            ExitCode::SUCCESS
+        Command::Check { format: CheckFormat::Text } => {
+            write_out(&format!("{}config OK\n", candidate.plan.describe()))
+        }
+        Command::Check { format: CheckFormat::Json } => {
+            write_out(&format!("{:#}\n", effective::settings(&candidate.plan)))
         }
         Command::Openapi { format } => {
             let document = openapi::document(&candidate.plan);
-            match format {
-                Format::Yaml => print!("{}", openapi::to_yaml(&document)),
-                Format::Json => println!("{document:#}"),
-            }
-            ExitCode::SUCCESS
+            write_out(&match format {
+                Format::Yaml => openapi::to_yaml(&document),
+                Format::Json => format!("{document:#}\n"),
+            })
         }
         Command::Serve => match serve(candidate, cli.config, env) {
             Ok(()) => ExitCode::SUCCESS,
@@ -53,6 +54,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Writes `text` to standard output. A reader that stopped early (`| head`) is not an error;
+/// any other failure to write is (exit 1), never a panic as `print!` would make it.
+fn write_out(text: &str) -> ExitCode {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("fanout: writing to standard output failed: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

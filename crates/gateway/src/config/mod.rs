@@ -19,7 +19,7 @@ pub use settings::{
     BackendConfig, CallConfig, CorsSettings, EndpointConfig, ServerSettings, Settings, TelemetrySettings,
 };
 pub use source::{Read, Redactions, read, read_str};
-pub use validate::validate;
+pub use validate::{shown_url, validate};
 
 use std::collections::HashMap;
 use std::path::Path;

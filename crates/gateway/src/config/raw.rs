@@ -4,7 +4,7 @@
 //! not hide the other mistakes in the same section.
 
 use indexmap::IndexMap;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 
 /// `server:` — listeners and inbound limits.
@@ -29,7 +29,7 @@ pub struct RawServer {
 }
 
 /// How the server's threads share the work (`server.runtime`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeMode {
     /// One tokio runtime whose worker threads steal each other's tasks: one busy connection
@@ -68,7 +68,7 @@ pub struct RawTelemetry {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One JSON object per line (production).
@@ -114,7 +114,7 @@ pub struct RawEndpoint {
 }
 
 /// How call results are placed in the answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Merge {
     /// Each call's result under its name (the default).
@@ -125,7 +125,7 @@ pub enum Merge {
 }
 
 /// What a failed element does to a call over a list.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnElementError {
     /// The element becomes `null` and is listed in `_errors` (the default).

@@ -586,7 +586,7 @@ fn mapping(value: Option<Value>, path: &str, errors: &mut ConfigErrors) -> Optio
 }
 
 /// `url` with the password of its user info (`user:password@`) shown as `***`.
-fn shown_url(url: &str) -> std::borrow::Cow<'_, str> {
+pub fn shown_url(url: &str) -> std::borrow::Cow<'_, str> {
     let Some((scheme, rest)) = url.split_once("://") else { return url.into() };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     match authority.rsplit_once('@').and_then(|(info, host)| Some((info.split_once(':')?.0, host))) {
