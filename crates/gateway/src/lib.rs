@@ -8,7 +8,8 @@
 //! - [`connection`]: one client connection on either listener: head deadlines, keep-alive
 //!   timeout, connection age, head size cap, drain.
 //! - [`cors`]: `server.cors` (preflight, allowed origins, `Timing-Allow-Origin`).
-//! - [`service`]: the tower stack around every request (request id, limits, routing).
+//! - [`service`]: the inbound stack, each layer named, outermost first (request id, CORS,
+//!   request telemetry, load shedding, limits, routing); [`handle`]: what its inner layers share.
 //! - [`endpoint`]: one endpoint request: check parameters, run the call graph.
 //! - [`respond`]: compose the answer: grouped or flat, shaped or raw, `_errors`, headers.
 //! - [`openapi`]: the OpenAPI document of the configured endpoints; [`effective`]: the
@@ -30,6 +31,7 @@ pub mod connection;
 pub mod cors;
 pub mod effective;
 pub mod endpoint;
+pub mod handle;
 pub mod limits;
 pub mod memory;
 pub mod openapi;

@@ -4,23 +4,35 @@
 
 use super::*;
 use crate::config;
+use crate::limits::MAX_URI_LEN;
 use crate::reload::Candidate;
 use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderName, StatusCode};
 use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::task::Poll;
 use tower::ServiceExt;
 
-/// A config whose only backend is never called by these tests (nothing listens there).
-const CONFIG: &str = "server:\n  max_request_body: 1KiB\n  max_in_flight: 1\n\
-    backends:\n  b: { url: \"http://127.0.0.1:9\" }\n\
-    endpoints:\n  - route: GET /page/{id}\n    calls:\n      x: { backend: b, path: \"/x/{id}\" }\n";
+/// A config with one endpoint calling `backend`.
+fn config_calling(backend: &str) -> String {
+    format!(
+        "server:\n  max_request_body: 1KiB\n  max_in_flight: 1\n\
+         backends:\n  b: {{ url: \"{backend}\" }}\n\
+         endpoints:\n  - route: GET /page/{{id}}\n    calls:\n      x: {{ backend: b, path: \"/x/{{id}}\" }}\n"
+    )
+}
 
-/// The config serving [`CONFIG`], and its server settings (for [`stack`]).
+/// The config serving, and its server settings (for [`stack`]), with a backend that no test
+/// here reaches (nothing listens there).
 fn serving() -> (Arc<Live>, ServerSettings) {
+    serving_with("http://127.0.0.1:9")
+}
+
+fn serving_with(backend: &str) -> (Arc<Live>, ServerSettings) {
     let env = HashMap::new();
-    let candidate = Candidate::new(config::load_str(CONFIG, "test", &env).unwrap()).unwrap();
+    let candidate =
+        Candidate::new(config::load_str(&config_calling(backend), "test", &env).unwrap()).unwrap();
     let server = candidate.plan.server.clone();
     (Arc::new(Live::new(candidate, PathBuf::new(), env)), server)
 }
@@ -84,12 +96,14 @@ async fn requests_refused_before_routing_get_their_problem() {
 
 #[tokio::test]
 async fn a_request_beyond_max_in_flight_is_shed_at_once() {
-    let (live, server) = serving();
-    let mut service = stack(live, &server);
-    // The permit is taken when the request is called, so the first holds it while its answer
-    // is pending (its backend is never reached: the future is not polled).
-    std::future::poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
-    let first = service.call(get("/page/1").body(()).unwrap());
+    // A backend that takes the connection (the kernel's backlog) and never answers: the first
+    // request holds the only permit while it waits.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (live, server) = serving_with(&format!("http://{}", silent.local_addr().unwrap()));
+    let service = stack(live, &server);
+    let mut first = Box::pin(send(&service, get("/page/1").body(()).unwrap()));
+    let polled = std::future::poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx).is_pending())).await;
+    assert!(polled, "the first request waits for its backend");
     let (status, headers, body) = answer(send(&service, get("/page/2").body(()).unwrap()).await).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(headers[RETRY_AFTER], "1");

@@ -77,7 +77,7 @@ impl RequestLine<'_> {
                 method: self.method,
                 request_id: self.request_id,
                 trace_id: self.trace_id,
-                name: crate::service::REQUEST_SPAN,
+                name: crate::telemetry::request::REQUEST_SPAN,
             },
         };
         let mut buffer = BUFFER.try_with(Cell::take).unwrap_or_default();

@@ -1,0 +1,66 @@
+//! [`Router`]: the innermost layer — the route table of the request's config (404), the method
+//! (405 with `Allow`: endpoints answer GET and HEAD), then the endpoint ([`crate::endpoint`]);
+//! and, only with `telemetry.debug_endpoints`, the route that blocks a worker on purpose.
+
+use crate::Body;
+use crate::endpoint::{self, Served};
+use crate::handle::{Handle, Handled, Scope};
+use crate::problem::Problem;
+use http::{HeaderValue, Method, Request, Response};
+use std::future::Future;
+use std::time::Duration;
+
+/// Routes a request to its endpoint.
+#[derive(Clone, Copy)]
+pub struct Router;
+
+impl Handle for Router {
+    fn handle<B: Send>(
+        &self,
+        request: Request<B>,
+        scope: &Scope<'_>,
+    ) -> impl Future<Output = Handled> + Send {
+        let (parts, _body) = request.into_parts();
+        async move {
+            let plan = scope.plan;
+            if plan.telemetry.debug_endpoints
+                && let Some(ms) =
+                    parts.uri.path().strip_prefix(DEBUG_BLOCK).and_then(|ms| ms.parse::<u64>().ok())
+            {
+                return Handled::unrouted(block_worker(Duration::from_millis(ms.min(10_000))));
+            }
+            let Some((endpoint, params)) = plan.route(parts.uri.path()) else {
+                return Handled::unrouted(Problem::NotFound.response());
+            };
+            let matched = Some(endpoint.index);
+            if parts.method != Method::GET && parts.method != Method::HEAD {
+                let response = Problem::MethodNotAllowed.response();
+                return Handled { response, endpoint: matched, execution: None, calls: None };
+            }
+            let Served { response, execution, calls } = endpoint::serve(
+                endpoint,
+                scope.metrics,
+                scope.traced,
+                scope.logged,
+                &params,
+                &parts.uri,
+                parts.headers,
+            )
+            .await;
+            Handled { response, endpoint: matched, execution, calls }
+        }
+    }
+}
+
+/// The test-only route that blocks a worker (`telemetry.debug_endpoints`).
+const DEBUG_BLOCK: &str = "/_fanout/debug/block/";
+
+/// Blocks this runtime worker on purpose, as a buggy handler would: what the stall detector
+/// exists to catch. Only reachable with `telemetry.debug_endpoints: true`.
+fn block_worker(duration: Duration) -> Response<Body> {
+    std::thread::sleep(duration);
+    let mut response =
+        Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{\"blocked\":true}")));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
