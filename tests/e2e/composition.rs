@@ -1,6 +1,6 @@
 //! The success path: grouped bodies from concurrent backends and the contract's headers.
 
-use crate::support::{Gateway, config, get_json};
+use crate::support::{Config, Gateway, config, get_json};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -79,7 +79,8 @@ async fn head_is_answered_and_base_path_and_forwarded_query_reach_backends() {
     let endpoint = "  - route: GET /p/{id}\n    forward_query: [locale]\n    calls:\n      \
                     user: { backend: b, path: \"/u/{id}\" }\n      \
                     hits: { backend: b, path: \"/search?q={id}\" }\n";
-    let yaml = config(&[("b", &server)], endpoint).replace(&server.url(), &format!("{}/v1/", server.url()));
+    let yaml =
+        Config::new(&[("b", &server)], endpoint).backend("b", &format!("url: {}/v1/", server.url())).render();
     let gateway = Gateway::start(&yaml);
 
     let (status, _, body) = get_json(&format!("{}/p/7?locale=en+US&debug=1&locale=fr", gateway.url)).await;
@@ -99,10 +100,10 @@ async fn h2c_is_served_and_spoken_to_backends_that_ask_for_it() {
     let server =
         MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/x", json!({"ok": true}))])).await.unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      h1: { backend: plain, path: /x }\n      h2: { backend: h2, path: /x }\n";
-    let yaml = config(&[("plain", &server)], endpoint).replace(
-        "endpoints:\n",
-        &format!("  h2: {{ url: \"{}\", http2: true }}\nendpoints:\n", server.url()),
-    );
+    let yaml = Config::new(&[("plain", &server)], endpoint)
+        .backend("h2", &format!("url: {}", server.url()))
+        .backend("h2", "http2: true")
+        .render();
     let gateway = Gateway::start(&yaml);
 
     let h2_client = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
@@ -125,8 +126,7 @@ async fn requests_beyond_max_in_flight_are_shed_with_503() {
     .await
     .unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      x: { backend: b, path: /x }\n";
-    let yaml = config(&[("b", &server)], endpoint)
-        .replace("  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  max_in_flight: 1\n");
+    let yaml = Config::new(&[("b", &server)], endpoint).server("max_in_flight: 1").render();
     let gateway = Gateway::start(&yaml);
 
     let first = tokio::spawn(crate::support::client().get(format!("{}/page", gateway.url)).send());

@@ -4,7 +4,7 @@
 //! listener has the public one's head limits, first-request deadline and its own connection cap.
 //! HTTP/1.1 is spoken over raw sockets, h2 with hand-written frames.
 
-use crate::support::{Gateway, MANY_SOCKETS, config, raw_status, wait_until};
+use crate::support::{Config, Gateway, MANY_SOCKETS, config, raw_status, wait_until};
 use futures_util::StreamExt;
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// A gateway with one route (`GET /page` → a backend answering after `latency`) and the
-/// test config's server settings plus `server` (YAML lines, two-space indented).
+/// test config's server settings plus those in `server` (YAML lines, one setting each).
 async fn gateway(server: &str, latency: Duration) -> (Gateway, MockServer) {
     let backend = MockServer::spawn(ServiceSpec::new(vec![
         RouteSpec::json("/x", json!({"ok": true})).latency(latency),
@@ -30,12 +30,12 @@ async fn gateway(server: &str, latency: Duration) -> (Gateway, MockServer) {
     };
     let endpoint =
         format!("  - route: GET /page\n    calls:\n      x: {{ backend: b, path: /x{timeout} }}\n");
-    let mut yaml = config(&[("b", &backend)], &endpoint);
-    if server.contains("header_read_timeout") {
-        yaml = yaml.replace("  header_read_timeout: 2s\n", "");
-    }
-    let yaml = yaml.replace("backends:\n", &format!("{server}backends:\n"));
-    (Gateway::start(&yaml), backend)
+    let config = server
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .fold(Config::new(&[("b", &backend)], &endpoint), |config, setting| config.server(setting));
+    (Gateway::start(&config.render()), backend)
 }
 
 const GET: &[u8] = b"GET /nothing-here HTTP/1.1\r\nHost: gw\r\n\r\n";

@@ -3,7 +3,7 @@
 //! other origins get nothing; preflights are answered before routing; without `cors` no CORS
 //! header is ever sent.
 
-use crate::support::{Gateway, client, config};
+use crate::support::{Config, Gateway, client};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use reqwest::Method;
 use serde_json::json;
@@ -12,12 +12,16 @@ const SHOP: &str = "https://shop.example.com";
 
 async fn gateway(cors: Option<&str>) -> (Gateway, MockServer) {
     let backend = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r", json!({}))])).await.unwrap();
-    let mut yaml =
-        config(&[("b", &backend)], "  - route: GET /page\n    calls:\n      a: { backend: b, path: /r }\n");
+    let mut config = Config::new(
+        &[("b", &backend)],
+        "  - route: GET /page\n    calls:\n      a: { backend: b, path: /r }\n",
+    );
     if let Some(cors) = cors {
-        yaml = yaml.replace("server:\n", &format!("server:\n  cors:\n{cors}"));
+        // `cors` is the section's lines, indented as under `server:`.
+        let lines: Vec<&str> = cors.lines().map(|line| line.strip_prefix("  ").unwrap_or(line)).collect();
+        config = config.server(&format!("cors:\n{}", lines.join("\n")));
     }
-    (Gateway::start(&yaml), backend)
+    (Gateway::start(&config.render()), backend)
 }
 
 fn header<'h>(response: &'h reqwest::Response, name: &str) -> Option<&'h str> {

@@ -1,7 +1,7 @@
 //! Lifecycle: a client that goes away cancels its backend calls; SIGTERM drains in-flight
 //! requests while `/readyz` turns 503, then the process exits 0.
 
-use crate::support::{Gateway, client, config, wait_until};
+use crate::support::{Config, Gateway, client, wait_until};
 use mockend::{Behavior, MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
 use std::time::Duration;
@@ -15,7 +15,10 @@ async fn a_client_that_disconnects_cancels_its_backend_calls() {
     .unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      \
                     a: { backend: hang, path: /h/1, timeout: 30s }\n      b: { backend: hang, path: /h/2, timeout: 30s }\n";
-    let yaml = config(&[("hang", &hang)], endpoint).replace("shutdown_grace: 5s", "request_timeout: 60s");
+    let yaml = Config::new(&[("hang", &hang)], endpoint)
+        .server_default("shutdown_grace")
+        .server("request_timeout: 60s")
+        .render();
     let gateway = Gateway::start(&yaml);
 
     let request = client().get(format!("{}/page", gateway.url)).timeout(Duration::from_millis(300)).send();
@@ -47,8 +50,10 @@ async fn drains_in_flight_requests_and_exits_zero(runtime: &str) {
     .await
     .unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      s: { backend: slow, path: /s, required: true, timeout: 3s }\n";
-    let yaml = config(&[("slow", &slow)], endpoint)
-        .replace("server:\n", &format!("server:\n  runtime: {runtime}\n  request_timeout: 5s\n"));
+    let yaml = Config::new(&[("slow", &slow)], endpoint)
+        .server(&format!("runtime: {runtime}"))
+        .server("request_timeout: 5s")
+        .render();
     let mut gateway = Gateway::start(&yaml);
     let http = client();
     assert_eq!(http.get(format!("{}/healthz", gateway.admin)).send().await.unwrap().status(), 200);

@@ -2,7 +2,7 @@
 //! answer past the endpoint's `max_response_body`, nor copy the shared body per element; the
 //! call that would pass the cap fails with `too_large` and the rest of the answer stands.
 
-use crate::support::{Gateway, config, get_json};
+use crate::support::{Config, Gateway, config, get_json, replace_once};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
 
@@ -76,7 +76,7 @@ async fn the_endpoint_cap_fails_an_optional_call_in_errors_and_a_required_one_wi
     // 20 × 60 KB = 1.2 MB: over a 1 MiB endpoint cap, under the server-wide default.
     let optional = endpoint("    max_response_body: 1MiB\n", false);
     let required =
-        endpoint("    max_response_body: 1MiB\n", true).replace("/carts/{id}\n", "/required/{id}\n");
+        replace_once(&endpoint("    max_response_body: 1MiB\n", true), "/carts/{id}\n", "/required/{id}\n");
     let yaml = config(&[("carts", &carts), ("catalog", &catalog)], &format!("{optional}{required}"));
     let gateway = Gateway::start(&yaml);
 
@@ -91,8 +91,9 @@ async fn the_endpoint_cap_fails_an_optional_call_in_errors_and_a_required_one_wi
     assert_eq!(body["error"], "too_large");
 
     // The server-wide default applies to endpoints that set none.
-    let server_cap = config(&[("carts", &carts), ("catalog", &catalog)], &endpoint("", false))
-        .replace("server:\n", "server:\n  max_response_body: 1MiB\n");
+    let server_cap = Config::new(&[("carts", &carts), ("catalog", &catalog)], &endpoint("", false))
+        .server("max_response_body: 1MiB")
+        .render();
     let gateway = Gateway::start(&server_cap);
     let (_, _, body) = get_json(&format!("{}/carts/1", gateway.url)).await;
     assert_eq!(body["_errors"]["items"]["error"], "too_large");

@@ -3,7 +3,7 @@
 //! headers, problem answers), refuses a bad config like `check`, and the admin port serves the
 //! document of the config serving now.
 
-use crate::support::{Gateway, client, config, run_fanout};
+use crate::support::{Gateway, client, config, replace_once, run_fanout};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -95,8 +95,11 @@ async fn the_document_describes_parameters_calls_errors_and_headers() {
 #[tokio::test]
 async fn a_bad_config_gets_no_document_and_exit_2() {
     let users = users().await;
-    let yaml = config(&[("users", &users)], ENDPOINTS)
-        .replace("backend: users, path: \"/posts", "backend: nope, path: \"/posts");
+    let yaml = replace_once(
+        &config(&[("users", &users)], ENDPOINTS),
+        "backend: users, path: \"/posts",
+        "backend: nope, path: \"/posts",
+    );
     let output = run_fanout(&["openapi"], &yaml);
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stdout.is_empty());

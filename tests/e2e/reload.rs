@@ -3,7 +3,7 @@
 //! finish on the old plan; an invalid config is rejected with every error logged and the old
 //! plan keeps serving; listener changes are logged, not applied.
 
-use crate::support::{Gateway, client, samples, temp_dir, wait_until};
+use crate::support::{Gateway, client, replace_once, samples, temp_dir, wait_until};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -201,8 +201,11 @@ async fn an_invalid_config_is_rejected_with_every_error_and_the_old_plan_keeps_s
     let url = format!("{}/page/9", gateway.url);
     let before = admin_json(&gateway, "/readyz").await;
 
-    let broken =
-        shaped(&a, &b, "v2", "nowhere", "/two/{id}", "off").replace("config_poll: off", "config_poll: soon");
+    let broken = replace_once(
+        &shaped(&a, &b, "v2", "nowhere", "/two/{id}", "off"),
+        "config_poll: off",
+        "config_poll: soon",
+    );
     replace(gateway.config_file(), &broken);
     gateway.signal("HUP");
     assert!(
@@ -227,8 +230,11 @@ async fn an_invalid_config_is_rejected_with_every_error_and_the_old_plan_keeps_s
 async fn a_listener_change_is_logged_as_needing_a_restart_and_the_rest_applies() {
     let (a, b) = backends().await;
     let gateway = Gateway::start(&shaped(&a, &b, "v1", "a", "/one/{id}", "off"));
-    let moved = shaped(&a, &b, "v2", "b", "/two/{id}", "off")
-        .replace("listen: 127.0.0.1:0\n  admin", "listen: 127.0.0.1:1\n  admin");
+    let moved = replace_once(
+        &shaped(&a, &b, "v2", "b", "/two/{id}", "off"),
+        "listen: 127.0.0.1:0\n  admin",
+        "listen: 127.0.0.1:1\n  admin",
+    );
     replace(gateway.config_file(), &moved);
     gateway.signal("HUP");
 
@@ -254,7 +260,8 @@ async fn a_listener_change_is_logged_as_needing_a_restart_and_the_rest_applies()
 async fn secrets_from_the_environment_never_reach_logs_or_the_version() {
     let (a, b) = backends().await;
     let with_key = |yaml: String| {
-        yaml.replace(
+        replace_once(
+            &yaml,
             &format!("  a:\n    url: {}\n", a.url()),
             &format!("  a:\n    url: {}\n    headers: {{ x-api-key: \"${{API_KEY}}\" }}\n", a.url()),
         )
@@ -271,9 +278,12 @@ async fn secrets_from_the_environment_never_reach_logs_or_the_version() {
     );
 
     // A reload whose secret-filled values are invalid: the errors show the text as written.
-    let broken = yaml.replace("    calls:\n", "    timeout: \"${BAD_TIMEOUT}\"\n    calls:\n");
-    let broken = broken
-        .replace(&format!("url: {}\n    headers", a.url()), "url: \"http://ann:${API_KEY}@a\"\n    headers");
+    let broken = replace_once(&yaml, "    calls:\n", "    timeout: \"${BAD_TIMEOUT}\"\n    calls:\n");
+    let broken = replace_once(
+        &broken,
+        &format!("url: {}\n    headers", a.url()),
+        "url: \"http://ann:${API_KEY}@a\"\n    headers",
+    );
     replace(first.config_file(), &broken);
     first.signal("HUP");
     assert!(

@@ -1,7 +1,7 @@
 //! `server.runtime: per_core`: one worker thread per core, each with its own listening socket
 //! and runtime, serving pages concurrently over many connections.
 
-use crate::support::{Gateway, config, wait_until};
+use crate::support::{Config, Gateway, wait_until};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
 use std::time::Duration;
@@ -22,7 +22,7 @@ async fn per_core_serves_pages_from_a_worker_per_core() {
             .await
             .unwrap();
     let endpoint = "  - route: GET /page/{id}\n    calls:\n      r: { backend: b, path: \"/r/{id}\" }\n";
-    let yaml = config(&[("b", &backend)], endpoint).replace("server:\n", "server:\n  runtime: per_core\n");
+    let yaml = Config::new(&[("b", &backend)], endpoint).server("runtime: per_core").render();
     let gateway = Gateway::start(&yaml);
     let cores = std::thread::available_parallelism().map_or(1, usize::from).min(downstream::MAX_WORKERS);
     let expected = if cores > 1 { cores } else { 0 };

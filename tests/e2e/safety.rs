@@ -2,7 +2,7 @@
 //! be forwarded, request limits, and malformed HTTP that must never produce a 5xx or kill the
 //! process.
 
-use crate::support::{Gateway, client, config, get_json, raw_exchange, raw_get, raw_status};
+use crate::support::{Config, Gateway, client, config, get_json, raw_exchange, raw_get, raw_status};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
 use std::time::Duration;
@@ -86,10 +86,9 @@ async fn only_listed_end_to_end_headers_reach_backends_with_the_request_id() {
 
     let backend_wins = "  - route: GET /own\n    forward_headers: [authorization]\n    calls:\n      \
                         a: { backend: keyed, path: \"/items/1\" }\n";
-    let keyed_yaml = config(&[("keyed", &a)], backend_wins).replace(
-        &format!("url: {}\n", a.url()),
-        &format!("url: {}\n    headers: {{ authorization: \"Bearer backend\" }}\n", a.url()),
-    );
+    let keyed_yaml = Config::new(&[("keyed", &a)], backend_wins)
+        .backend("keyed", "headers: { authorization: \"Bearer backend\" }")
+        .render();
     let keyed = Gateway::start(&keyed_yaml);
     let before = a.requests().len();
     let response = client().get(format!("{}/own", keyed.url)).bearer_auth("client").send().await.unwrap();

@@ -66,15 +66,115 @@ pub fn run_fanout_with_env(args: &[&str], yaml: &str, env: &[(&str, &str)]) -> s
 
 /// A config with `backends` (name, server) and the given `endpoints:` YAML list.
 pub fn config(backends: &[(&str, &MockServer)], endpoints: &str) -> String {
-    let mut yaml = String::from(
-        "server:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  shutdown_grace: 5s\n  header_read_timeout: 2s\nbackends:\n",
-    );
-    for (name, server) in backends {
-        yaml.push_str(&format!("  {name}:\n    url: {}\n", server.url()));
+    Config::new(backends, endpoints).render()
+}
+
+/// A test's gateway config, built by section: each setting lands in its section by
+/// construction. (Editing generated YAML with `String::replace` runs the test on another config
+/// when the text it looks for has changed: nothing checks that it matched.)
+pub struct Config {
+    /// `server:` settings, each `key: value` (a value may span lines, indented under it).
+    server: Vec<String>,
+    telemetry: Vec<String>,
+    /// Each backend's name and settings (`url` first).
+    backends: Vec<(String, Vec<String>)>,
+    endpoints: String,
+}
+
+impl Config {
+    /// Listeners on ephemeral ports, a 5 s shutdown grace, a 2 s head deadline, `backends` (name,
+    /// server) and the `endpoints:` YAML list.
+    pub fn new(backends: &[(&str, &MockServer)], endpoints: &str) -> Self {
+        let server = [
+            "listen: 127.0.0.1:0",
+            "admin_listen: 127.0.0.1:0",
+            "shutdown_grace: 5s",
+            "header_read_timeout: 2s",
+        ];
+        Config {
+            server: server.map(str::to_owned).to_vec(),
+            telemetry: Vec::new(),
+            backends: backends
+                .iter()
+                .map(|(name, server)| ((*name).to_owned(), vec![format!("url: {}", server.url())]))
+                .collect(),
+            endpoints: endpoints.to_owned(),
+        }
     }
-    yaml.push_str("endpoints:\n");
-    yaml.push_str(endpoints);
-    yaml
+
+    /// Sets a `server:` setting (`"max_in_flight: 1"`), replacing the one with its key if any.
+    pub fn server(mut self, setting: &str) -> Self {
+        set(&mut self.server, setting);
+        self
+    }
+
+    /// Removes the `server:` setting `key`, so that its default applies.
+    pub fn server_default(mut self, key: &str) -> Self {
+        let before = self.server.len();
+        self.server.retain(|setting| key_of(setting) != key);
+        assert_eq!(self.server.len() + 1, before, "no server setting {key} to remove");
+        self
+    }
+
+    /// Sets a `telemetry:` setting.
+    pub fn telemetry(mut self, setting: &str) -> Self {
+        set(&mut self.telemetry, setting);
+        self
+    }
+
+    /// Sets a setting of the backend `name` (`"url: …"`, `"http2: true"`), adding the backend if
+    /// it is not there yet.
+    pub fn backend(mut self, name: &str, setting: &str) -> Self {
+        match self.backends.iter_mut().find(|(known, _)| known == name) {
+            Some((_, settings)) => set(settings, setting),
+            None => self.backends.push((name.to_owned(), vec![setting.to_owned()])),
+        }
+        self
+    }
+
+    /// The YAML text.
+    pub fn render(&self) -> String {
+        let section = |name: &str, settings: &[String], indent: &str| {
+            let mut text = format!("{name}:\n");
+            for setting in settings {
+                for line in setting.lines() {
+                    text.push_str(&format!("{indent}{line}\n"));
+                }
+            }
+            text
+        };
+        let mut yaml = section("server", &self.server, "  ");
+        if !self.telemetry.is_empty() {
+            yaml.push_str(&section("telemetry", &self.telemetry, "  "));
+        }
+        yaml.push_str("backends:\n");
+        for (name, settings) in &self.backends {
+            yaml.push_str(&section(&format!("  {name}"), settings, "    "));
+        }
+        yaml.push_str("endpoints:\n");
+        yaml.push_str(&self.endpoints);
+        yaml
+    }
+}
+
+/// The key of a `key: value` setting.
+fn key_of(setting: &str) -> &str {
+    setting.split(':').next().unwrap_or_default().trim()
+}
+
+/// Puts `setting` in `settings`, in place of the one with the same key if any.
+fn set(settings: &mut Vec<String>, setting: &str) {
+    match settings.iter_mut().find(|known| key_of(known) == key_of(setting)) {
+        Some(known) => *known = setting.to_owned(),
+        None => settings.push(setting.to_owned()),
+    }
+}
+
+/// `text` with its one occurrence of `from` replaced by `to`; fails the test when `from` occurs
+/// any other number of times (a replacement that matches nothing would change nothing).
+pub fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(text.matches(from).count(), 1, "{from:?} should occur once in:\n{text}");
+    text.replacen(from, to, 1)
 }
 
 impl Gateway {

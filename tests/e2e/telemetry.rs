@@ -3,7 +3,7 @@
 //! lines written before the process exits, and a stalled stdout costing log lines (counted),
 //! never requests.
 
-use crate::support::{Gateway, client, config, get_json, samples};
+use crate::support::{Config, Gateway, client, config, get_json, samples};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
 
@@ -177,8 +177,10 @@ async fn a_stalled_stdout_costs_log_lines_counted_never_requests() {
 async fn a_blocked_worker_is_reported_with_the_request_that_blocked_it() {
     let ok = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r", json!({}))])).await.unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      a: { backend: ok, path: /r }\n";
-    let yaml = config(&[("ok", &ok)], endpoint)
-        .replace("backends:\n", "telemetry:\n  stall_warning: 50ms\n  debug_endpoints: true\nbackends:\n");
+    let yaml = Config::new(&[("ok", &ok)], endpoint)
+        .telemetry("stall_warning: 50ms")
+        .telemetry("debug_endpoints: true")
+        .render();
     let gateway = Gateway::start(&yaml);
 
     let fine =

@@ -1,7 +1,7 @@
 //! OpenTelemetry traces over real sockets: a small OTLP/HTTP receiver in the test decodes what
 //! the real binary exports; a backend records the `traceparent` it receives.
 
-use crate::support::{Gateway, client, config};
+use crate::support::{Config, Gateway, client, config};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use mockend::{MockServer, RouteSpec, ServiceSpec};
@@ -72,8 +72,8 @@ async fn spans_are_exported_with_parents_attributes_and_propagated_context() {
     let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
     let b = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/b", json!({}))])).await.unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n      two: { backend: b, path: /b }\n";
-    let yaml = config(&[("a", &a), ("b", &b)], endpoint)
-        .replace("backends:\n", &format!("telemetry:\n  otlp_endpoint: {otlp}\nbackends:\n"));
+    let yaml =
+        Config::new(&[("a", &a), ("b", &b)], endpoint).telemetry(&format!("otlp_endpoint: {otlp}")).render();
     let mut gateway = Gateway::start(&yaml);
 
     let response = client().get(format!("{}/page", gateway.url)).send().await.unwrap();
@@ -149,16 +149,19 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Sends one request without trace context, one with a sampled and one with an unsampled
-/// `traceparent` to a gateway exporting to a fresh receiver at `sampling_ratio: 0` (plus
-/// `extra` telemetry keys); returns the spans exported and the backend.
+/// `traceparent` to a gateway exporting to a fresh receiver at `sampling_ratio: 0` (plus an
+/// `extra` telemetry setting, if not empty); returns the spans exported and the backend.
 async fn three_requests_at_ratio_zero(extra: &str) -> (Vec<Span>, MockServer) {
     let (otlp, spans) = receiver().await;
     let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n";
-    let yaml = config(&[("a", &a)], endpoint).replace(
-        "backends:\n",
-        &format!("telemetry:\n  otlp_endpoint: {otlp}\n  sampling_ratio: 0\n{extra}backends:\n"),
-    );
+    let mut config = Config::new(&[("a", &a)], endpoint)
+        .telemetry(&format!("otlp_endpoint: {otlp}"))
+        .telemetry("sampling_ratio: 0");
+    if !extra.is_empty() {
+        config = config.telemetry(extra);
+    }
+    let yaml = config.render();
     let mut gateway = Gateway::start(&yaml);
     for traceparent in [None, Some(SAMPLED), Some(UNSAMPLED)] {
         let mut request = client().get(format!("{}/page", gateway.url));
@@ -188,7 +191,7 @@ fn traceparents_seen(backend: &MockServer) -> Vec<String> {
 
 #[tokio::test]
 async fn a_clients_sampled_flag_is_followed_only_when_trusted() {
-    let (spans, a) = three_requests_at_ratio_zero("  trust_client_sampling: true\n").await;
+    let (spans, a) = three_requests_at_ratio_zero("trust_client_sampling: true").await;
     let traces: std::collections::HashSet<String> = spans.iter().map(|s| hex(&s.trace_id)).collect();
     assert_eq!(traces.len(), 1, "only the caller-sampled request is exported: {traces:?}");
     assert!(traces.contains(SAMPLED_TRACE));
@@ -249,8 +252,7 @@ async fn clients_cannot_invent_methods_or_span_names() {
     let (otlp, spans) = receiver().await;
     let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n";
-    let yaml = config(&[("a", &a)], endpoint)
-        .replace("backends:\n", &format!("telemetry:\n  otlp_endpoint: {otlp}\nbackends:\n"));
+    let yaml = Config::new(&[("a", &a)], endpoint).telemetry(&format!("otlp_endpoint: {otlp}")).render();
     let mut gateway = Gateway::start(&yaml);
     let invented = format!("X{}", "M".repeat(20_000));
     let request = format!("{invented} /nowhere HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
@@ -282,12 +284,13 @@ async fn with_tracing_on_a_stall_names_its_request_whether_sampled_or_not() {
     let (otlp, _spans) = receiver().await;
     let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n";
-    let yaml = config(&[("a", &a)], endpoint).replace(
-        "backends:\n",
-        &format!(
-            "telemetry:\n  otlp_endpoint: {otlp}\n  sampling_ratio: 0\n  trust_client_sampling: true\n  stall_warning: 50ms\n  debug_endpoints: true\nbackends:\n"
-        ),
-    );
+    let yaml = Config::new(&[("a", &a)], endpoint)
+        .telemetry(&format!("otlp_endpoint: {otlp}"))
+        .telemetry("sampling_ratio: 0")
+        .telemetry("trust_client_sampling: true")
+        .telemetry("stall_warning: 50ms")
+        .telemetry("debug_endpoints: true")
+        .render();
     let gateway = Gateway::start(&yaml);
     let block = |id: &'static str, traceparent: Option<&'static str>| {
         let mut request =
