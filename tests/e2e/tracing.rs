@@ -14,28 +14,47 @@ use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Starts an OTLP/HTTP receiver on 127.0.0.1:0; returns its base URL and the spans received.
-async fn receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
+/// What an OTLP receiver got: the spans of every export, and whatever it could not take (a
+/// wrong path, a body that is not an export). The receiver's tasks record problems rather than
+/// assert: a panic there would be swallowed; the test asserts on them ([`spans_of`]).
+#[derive(Default)]
+struct Received {
+    spans: Vec<Span>,
+    problems: Vec<String>,
+}
+
+/// Starts an OTLP/HTTP receiver on 127.0.0.1:0; returns its base URL and what it receives.
+async fn receiver() -> (String, Arc<Mutex<Received>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let spans = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&spans);
+    let received = Arc::new(Mutex::new(Received::default()));
+    let sink = Arc::clone(&received);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let sink = Arc::clone(&sink);
             let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
                 let sink = Arc::clone(&sink);
                 async move {
-                    assert_eq!(request.uri().path(), "/v1/traces");
-                    let body = request.into_body().collect().await.unwrap().to_bytes();
-                    let export = ExportTraceServiceRequest::decode(body).unwrap();
-                    for resource in export.resource_spans {
-                        for scope in resource.scope_spans {
-                            sink.lock().unwrap().extend(scope.spans);
+                    let path = request.uri().path().to_owned();
+                    let body = request.into_body().collect().await.map(|body| body.to_bytes());
+                    let export = body
+                        .map_err(|e| e.to_string())
+                        .and_then(|body| ExportTraceServiceRequest::decode(body).map_err(|e| e.to_string()));
+                    let mut received = sink.lock().unwrap();
+                    match export {
+                        Ok(_) if path != "/v1/traces" => {
+                            received.problems.push(format!("an export to {path}"))
                         }
+                        Ok(export) => {
+                            let spans = export.resource_spans.into_iter().flat_map(|r| r.scope_spans);
+                            received.spans.extend(spans.flat_map(|scope| scope.spans));
+                        }
+                        Err(error) => received.problems.push(format!("an undecodable export: {error}")),
                     }
                     let mut response = http::Response::new(Full::new(Bytes::new()));
-                    response.headers_mut().insert("content-type", "application/x-protobuf".parse().unwrap());
+                    response
+                        .headers_mut()
+                        .insert("content-type", http::HeaderValue::from_static("application/x-protobuf"));
                     Ok::<_, std::convert::Infallible>(response)
                 }
             });
@@ -45,7 +64,14 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Span>>>) {
             );
         }
     });
-    (url, spans)
+    (url, received)
+}
+
+/// The spans received so far, once the receiver is known to have had no problem.
+fn spans_of(received: &Mutex<Received>) -> Vec<Span> {
+    let received = received.lock().unwrap();
+    assert!(received.problems.is_empty(), "the OTLP receiver got {:?}", received.problems);
+    received.spans.clone()
 }
 
 fn attribute(span: &Span, key: &str) -> Option<AnyValue> {
@@ -68,7 +94,7 @@ fn number(span: &Span, key: &str) -> i64 {
 
 #[tokio::test]
 async fn spans_are_exported_with_parents_attributes_and_propagated_context() {
-    let (otlp, spans) = receiver().await;
+    let (otlp, received) = receiver().await;
     let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
     let b = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/b", json!({}))])).await.unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n      two: { backend: b, path: /b }\n";
@@ -90,8 +116,9 @@ async fn spans_are_exported_with_parents_attributes_and_propagated_context() {
     gateway.terminate();
     assert_eq!(gateway.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
     let flushed =
-        crate::support::wait_until(Duration::from_secs(5), || spans.lock().unwrap().len() >= 6).await;
-    let spans = spans.lock().unwrap().clone();
+        crate::support::wait_until(Duration::from_secs(5), || received.lock().unwrap().spans.len() >= 6)
+            .await;
+    let spans = spans_of(&received);
     assert!(flushed, "spans were not flushed at shutdown: {} received", spans.len());
 
     let servers: Vec<&Span> = spans.iter().filter(|s| s.kind == SpanKind::Server as i32).collect();
@@ -152,7 +179,7 @@ fn hex(bytes: &[u8]) -> String {
 /// `traceparent` to a gateway exporting to a fresh receiver at `sampling_ratio: 0` (plus an
 /// `extra` telemetry setting, if not empty); returns the spans exported and the backend.
 async fn three_requests_at_ratio_zero(extra: &str) -> (Vec<Span>, MockServer) {
-    let (otlp, spans) = receiver().await;
+    let (otlp, received) = receiver().await;
     let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n";
     let mut config = Config::new(&[("a", &a)], endpoint)
@@ -172,8 +199,8 @@ async fn three_requests_at_ratio_zero(extra: &str) -> (Vec<Span>, MockServer) {
     }
     gateway.terminate();
     assert_eq!(gateway.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
-    crate::support::wait_until(Duration::from_secs(3), || spans.lock().unwrap().len() >= 2).await;
-    let spans = spans.lock().unwrap().clone();
+    crate::support::wait_until(Duration::from_secs(3), || received.lock().unwrap().spans.len() >= 2).await;
+    let spans = spans_of(&received);
     (spans, a)
 }
 
@@ -249,7 +276,7 @@ async fn without_export_the_clients_trace_context_reaches_every_backend_unchange
 
 #[tokio::test]
 async fn clients_cannot_invent_methods_or_span_names() {
-    let (otlp, spans) = receiver().await;
+    let (otlp, received) = receiver().await;
     let a = MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/a", json!({}))])).await.unwrap();
     let endpoint = "  - route: GET /page\n    calls:\n      one: { backend: a, path: /a }\n";
     let yaml = Config::new(&[("a", &a)], endpoint).telemetry(&format!("otlp_endpoint: {otlp}")).render();
@@ -263,7 +290,7 @@ async fn clients_cannot_invent_methods_or_span_names() {
     assert_eq!(crate::support::raw_status(&answer), Some(405));
     gateway.terminate();
     assert_eq!(gateway.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
-    crate::support::wait_until(Duration::from_secs(3), || spans.lock().unwrap().len() >= 2).await;
+    crate::support::wait_until(Duration::from_secs(3), || received.lock().unwrap().spans.len() >= 2).await;
 
     let lines: Vec<_> = gateway.json_logs().into_iter().filter(|l| l["message"] == "request").collect();
     assert_eq!(lines.len(), 2);
@@ -271,7 +298,7 @@ async fn clients_cannot_invent_methods_or_span_names() {
         assert_eq!(line["span"]["http.request.method"], "_OTHER", "{line}");
         assert!(line.to_string().len() < 2_000, "a log line of {} bytes", line.to_string().len());
     }
-    let spans = spans.lock().unwrap().clone();
+    let spans = spans_of(&received);
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&"HTTP"), "an unmatched route has one fixed span name: {names:?}");
