@@ -10,6 +10,14 @@
 //! and what changed is logged. The `server` and `telemetry` sections are read at start only:
 //! their changes are logged as needing a restart (listener addresses cannot move), and the new
 //! plan keeps the running values.
+//!
+//! One config version goes through four values, each the input of the next, each with a
+//! reason to exist: [`config::Loaded`] (the file read and checked: the tree as written, its
+//! version, the validated settings; what `fanout check` stops at), [`Candidate`] (compiled
+//! into a [`Plan`], not serving yet: the metric handles can only be made once the recorder is
+//! installed, after `check` and `openapi` have returned), [`Serving`] (the plan with its
+//! metric handles: what a request holds to its end) and [`Live`] (the one `Serving` now, swapped
+//! whole by a reload).
 
 use crate::config::{self, ConfigErrors, Version};
 use crate::plan::Plan;
