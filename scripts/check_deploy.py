@@ -6,12 +6,12 @@ Run through scripts/check_deploy.sh (which installs the tools first), from the r
 
 Steps (each failure names the file or object and what to fix, then exits 1):
   1. hadolint on deploy/Dockerfile; any finding fails.
-  2. The `cargo build` command of the Dockerfile stage the runtime image copies `fanout` from:
-     exactly one, identical to any `cargo build` in the stages it derives from (the cached
-     dependency layer), a release build of `--bin fanout`. The dependency stage's COPY and
-     stub-making RUN lines are replayed in a temporary directory, where `cargo fetch --locked`
-     must load the workspace. Then the build line is run as is from the repository root, so CI
-     compiles what the image ships (`--skip-build` reuses target/release/fanout).
+  2. The build: the Dockerfile stage the runtime image copies `fanout` from, and every stage it
+     derives from (the cached dependency layer), build with scripts/build_release.sh and with
+     no other cargo command. The dependency stage's COPY and stub-making RUN lines are replayed
+     in a temporary directory, where `cargo fetch --locked` must load the workspace. Then the
+     script is run here, so CI compiles what the image ships (`--skip-build` reuses
+     target/release/fanout).
   3. `kubectl kustomize` renders base, overlay and load test; `kubernetes-validate --strict`
      validates each for several Kubernetes versions (first proving, on a copy with a typo'd
      field, that the validator does reject unknown fields).
@@ -31,11 +31,11 @@ Steps (each failure names the file or object and what to fix, then exits 1):
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import queue
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -55,6 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".tools" / "venv" / "bin"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 FANOUT = ROOT / "target" / "release" / "fanout"
+# The release build, shared by the image and CI.
+BUILD_SCRIPT = "scripts/build_release.sh"
 # Gateway kustomizations (each renders a fanout Deployment + Service + ConfigMap) and the load test.
 GATEWAYS = {"base": ROOT / "deploy" / "base", "overlay": ROOT / "deploy" / "overlays" / "example"}
 LOADTEST = ROOT / "deploy" / "loadtest"
@@ -122,23 +124,14 @@ def dockerfile_stages(text: str) -> list[dict[str, Any]]:
     return stages
 
 
-def cargo_builds(stage: dict[str, Any]) -> list[str]:
-    """Every `cargo build ...` command in the stage's RUN instructions (shell-split on && ; ||)."""
-    found = []
-    for word, args in stage["instructions"]:
-        if word != "RUN":
-            continue
-        args = re.sub(r"--mount=\S+\s*", "", args)
-        for segment in re.split(r"&&|\|\||;", args):
-            segment = segment.strip()
-            if re.match(r"^cargo\s+build(\s|$)", segment):
-                found.append(" ".join(segment.split()))
-    return found
+def builds(stage: dict[str, Any]) -> list[str]:
+    """The stage's RUN instructions that build: run the build script or call cargo."""
+    return [args for word, args in stage["instructions"] if word == "RUN" and (BUILD_SCRIPT in args or re.search(r"\bcargo\b", args))]
 
 
-def check_dockerfile_build() -> tuple[str, list[str], list[dict[str, Any]]]:
-    """Returns the build command, the image's default CMD and the stages the build stage
-    derives from (the dependency cache)."""
+def check_dockerfile_build() -> tuple[list[str], list[dict[str, Any]]]:
+    """Returns the image's default CMD and the stages the build stage derives from (the
+    dependency cache), once every one of them builds with the build script only."""
     text = DOCKERFILE.read_text()
     stages = dockerfile_stages(text)
     if not stages:
@@ -156,28 +149,19 @@ def check_dockerfile_build() -> tuple[str, list[str], list[dict[str, Any]]]:
     by_name = {s["name"]: s for s in stages}
     if source[0] not in by_name:
         fail(f"{DOCKERFILE}: COPY --from={source[0]}: no such stage")
-    build = by_name[source[0]]
-    commands = cargo_builds(build)
-    if len(commands) != 1:
-        fail(f"{DOCKERFILE}: stage `{build['name']}` must have exactly one `cargo build` line, found {len(commands)}: {commands}")
-    command = commands[0]
-    words = shlex.split(command)
-    bin_index = words.index("--bin") if "--bin" in words else -1
-    if "--release" not in words or "--locked" not in words or words[bin_index + 1 : bin_index + 2] != ["fanout"] or bin_index < 0:
-        fail(f"{DOCKERFILE}: `{command}` must be a --release --locked build of --bin fanout")
     if not source[1].endswith("target/release/fanout"):
         fail(f"{DOCKERFILE}: the image copies {source[1]}, not the release build's target/release/fanout")
-    # The stages the build stage derives from (the dependency cache) must build the same way,
-    # or the cached dependencies are compiled again in the build stage.
+    build = by_name[source[0]]
     ancestors = []
     parent = by_name.get(build["base"])
     while parent is not None:
         ancestors.insert(0, parent)
-        for other in cargo_builds(parent):
-            if other != command:
-                fail(f"{DOCKERFILE}: stage `{parent['name']}` runs `{other}`, the build stage `{command}`: "
-                     "the dependency layer must use the same command, or it caches nothing")
         parent = by_name.get(parent["base"])
+    for stage in [*ancestors, build]:
+        found = builds(stage)
+        if len(found) != 1 or not re.match(rf"^sh {re.escape(BUILD_SCRIPT)}(\s|$)", found[0]) or re.search(r"\bcargo\b", found[0]):
+            fail(f"{DOCKERFILE}: stage `{stage['name']}` must build with one `RUN sh {BUILD_SCRIPT}` and no other cargo command "
+                 f"(found {found}): the image and CI then build alike, and the dependency layer caches what the build stage needs")
     cmd_default: list[str] = []
     for word, args in runtime["instructions"]:
         if word == "CMD":
@@ -185,7 +169,35 @@ def check_dockerfile_build() -> tuple[str, list[str], list[dict[str, Any]]]:
                 cmd_default = json.loads(args)
             except json.JSONDecodeError:
                 fail(f"{DOCKERFILE}: CMD must be in JSON (exec) form: {args}")
-    return command, cmd_default, ancestors
+    return cmd_default, ancestors
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps `path` (relative to the repository root) out of the build
+    context: the last pattern matching it or a directory above it decides, `!` re-includes."""
+    ignore = ROOT / ".dockerignore"
+    patterns = [line.strip() for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")] if ignore.exists() else []
+    parts = Path(path).parts
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.replace("**/", "")) for c in candidates):
+            ignored = not negated
+    return ignored
+
+
+def check_copies_in_context(stages: list[dict[str, Any]]) -> None:
+    """Every source a COPY takes from the build context is in it (not in .dockerignore)."""
+    for stage in stages:
+        for word, args in stage["instructions"]:
+            if word != "COPY" or "--from" in args:
+                continue
+            for source in [a for a in args.split() if not a.startswith("--")][:-1]:
+                if dockerignored(source):
+                    fail(f"{DOCKERFILE}: stage `{stage['name']}` copies {source}, which .dockerignore keeps out of the build context")
+    ok("every file the Dockerfile copies is in the build context (.dockerignore)")
 
 
 def check_dependency_stage(stages: list[dict[str, Any]], tmp: Path) -> None:
@@ -217,7 +229,7 @@ def check_dependency_stage(stages: list[dict[str, Any]], tmp: Path) -> None:
                         shutil.copytree(origin, into, dirs_exist_ok=True)
                     else:
                         shutil.copy2(origin, into)
-            elif word == "RUN" and not re.search(r"\bcargo\b", args):
+            elif word == "RUN" and BUILD_SCRIPT not in args:
                 result = subprocess.run(["sh", "-c", re.sub(r"--mount=\S+\s*", "", args)], cwd=workdir,
                                         text=True, capture_output=True)
                 if result.returncode != 0:
@@ -239,15 +251,15 @@ def step_hadolint() -> None:
     ok("no findings")
 
 
-def step_build(command: str, skip: bool) -> None:
-    step(f"build what the image builds, here: {command}")
+def step_build(skip: bool) -> None:
+    step(f"build what the image builds, here: sh {BUILD_SCRIPT}")
     if skip:
         print("    skipped (--skip-build): using the existing target/release/fanout", flush=True)
     else:
         started = time.monotonic()
-        result = subprocess.run(shlex.split(command), cwd=ROOT)
+        result = subprocess.run(["sh", BUILD_SCRIPT], cwd=ROOT)
         if result.returncode != 0:
-            fail(f"`{command}` failed (exit {result.returncode})")
+            fail(f"`sh {BUILD_SCRIPT}` failed (exit {result.returncode})")
         ok(f"built in {time.monotonic() - started:.0f}s")
     if not FANOUT.is_file():
         fail(f"{FANOUT} does not exist after the build")
@@ -617,7 +629,7 @@ def loadtest_checks(docs: list[dict[str, Any]], gateway_docs: list[dict[str, Any
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--skip-build", action="store_true", help="reuse target/release/fanout instead of running the Dockerfile's cargo build")
+    parser.add_argument("--skip-build", action="store_true", help=f"reuse target/release/fanout instead of running {BUILD_SCRIPT}")
     options = parser.parse_args()
     started = time.monotonic()
     try:
@@ -625,10 +637,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="check-deploy-") as tmpdir:
             tmp = Path(tmpdir)
             step("the Dockerfile's stages")
-            command, cmd_default, deps_stages = check_dockerfile_build()
-            ok(f"one build line, shared with the dependency stage: {command}")
+            cmd_default, deps_stages = check_dockerfile_build()
+            ok(f"every build stage runs sh {BUILD_SCRIPT}, as CI does")
+            check_copies_in_context(dockerfile_stages(DOCKERFILE.read_text()))
             check_dependency_stage(deps_stages, tmp)
-            step_build(command, options.skip_build)
+            step_build(options.skip_build)
             step("render and validate (kubectl kustomize | kubernetes-validate --strict)")
             rendered = {name: render(path) for name, path in GATEWAYS.items()}
             rendered["loadtest"] = render(LOADTEST)

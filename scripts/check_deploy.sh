@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks deploy/ end to end, from a fresh clone: hadolint on deploy/Dockerfile; the Dockerfile's
-# own `cargo build` line, run here; base, overlay and load-test manifests rendered with
-# kubectl kustomize and validated with kubernetes-validate --strict; the rendered gateway
+# Checks deploy/ end to end, from a fresh clone: hadolint on deploy/Dockerfile; the image's
+# build (scripts/build_release.sh, which both Dockerfile stages run), run here; base, overlay
+# and load-test manifests rendered with kubectl kustomize and validated with
+# kubernetes-validate --strict; the rendered gateway
 # configs through `fanout check`; probe/port/grace consistency between manifests and config;
 # and the built binary answering the probe paths, then exiting 0 on SIGTERM.
 # The steps live in scripts/check_deploy.py. Usage: scripts/check_deploy.sh [--skip-build]
