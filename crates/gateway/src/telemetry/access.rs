@@ -26,6 +26,9 @@ use std::time::Duration;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 
+/// Span name of one inbound request.
+pub const REQUEST_SPAN: &str = "request";
+
 /// What one request's line says.
 #[derive(Debug)]
 pub struct RequestLine<'a> {
@@ -77,7 +80,7 @@ impl RequestLine<'_> {
                 method: self.method,
                 request_id: self.request_id,
                 trace_id: self.trace_id,
-                name: crate::telemetry::request::REQUEST_SPAN,
+                name: REQUEST_SPAN,
             },
         };
         let mut buffer = BUFFER.try_with(Cell::take).unwrap_or_default();

@@ -11,7 +11,7 @@ use crate::endpoint::X_REQUEST_ID;
 use crate::handle::{Handle, Handled, Scope};
 use crate::reload::Live;
 use crate::respond::{self, SERVER_TIMING};
-use crate::telemetry::access::{self, RequestLine};
+use crate::telemetry::access::{self, REQUEST_SPAN, RequestLine};
 use crate::telemetry::{otel, stall, trace_context};
 use http::{Method, Request, Response};
 use std::convert::Infallible;
@@ -22,8 +22,6 @@ use std::task::{Context, Poll};
 use tower::Service;
 use tracing::{Instrument, field};
 
-/// Span name of one inbound request.
-pub const REQUEST_SPAN: &str = "request";
 /// The exported name of a request span that matched no route: one fixed name, so clients
 /// cannot invent span names (OpenTelemetry semantic conventions' fallback).
 pub const UNMATCHED_SPAN_NAME: &str = "HTTP";
