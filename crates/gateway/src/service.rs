@@ -5,9 +5,10 @@
 //! 2. with `server.cors`: `Timing-Allow-Origin` for a shared answer, then tower-http's CORS
 //!    layer ([`crate::cors`]): preflights are answered here, before anything is counted, shed
 //!    or routed;
-//! 3. [`RequestTelemetry`] (`telemetry/request.rs`): sampling, the `request` span, the stall
-//!    watch, `Server-Timing`, request metrics and the `request` log line — outside every layer
-//!    that can refuse a request, so refusals are observed as answers;
+//! 3. [`RequestTelemetry`] ([`request_telemetry`]): sampling, the `request` span, the stall
+//!    watch, `Server-Timing`, request metrics and the `request` log line (with the wiring of
+//!    [`crate::telemetry`]) — outside every layer that can refuse a request, so refusals are
+//!    observed as answers;
 //! 4. [`LoadShed`] ([`load_shed`]): at most `max_in_flight` at once (503 + `Retry-After`),
 //!    before a request costs anything more;
 //! 5. [`RequestLimits`] ([`request_limits`]): 414, 400 for any `Transfer-Encoding` body, 413,
@@ -20,6 +21,7 @@
 pub mod load_shed;
 pub mod request_id;
 pub mod request_limits;
+pub mod request_telemetry;
 pub mod router;
 
 use crate::Body;
@@ -27,11 +29,11 @@ use crate::config::ServerSettings;
 use crate::cors;
 use crate::handle::Handle;
 use crate::reload::Live;
-use crate::telemetry::request::RequestTelemetry;
 use http::{Request, Response};
 use load_shed::LoadShed;
 use request_id::{RequestIds, SetRequestId};
 use request_limits::RequestLimits;
+use request_telemetry::RequestTelemetry;
 use router::Router;
 use std::convert::Infallible;
 use std::sync::Arc;

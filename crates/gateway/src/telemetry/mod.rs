@@ -2,14 +2,13 @@
 //! (production) or pretty text (development), filtered by `RUST_LOG` when set, else by
 //! `telemetry.log_level`, the per-request line in [`access`], every line written to stdout
 //! through the non-blocking [`writer`] — OpenTelemetry traces in [`otel`], W3C trace context
-//! from clients in [`trace_context`], Prometheus metrics in [`metrics`], the runtime stall
-//! detector in [`stall`], and the layer of the inbound stack that observes each request in
-//! [`request`].
+//! from clients in [`trace_context`], Prometheus metrics in [`metrics`] and the runtime stall
+//! detector in [`stall`]. The layer of the inbound stack that uses them for each request is
+//! `service/request_telemetry.rs`.
 
 pub mod access;
 pub mod metrics;
 pub mod otel;
-pub mod request;
 pub mod stall;
 pub mod trace_context;
 pub mod writer;
