@@ -23,7 +23,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEMO_GATEWAY=http://127.0.0.1:8080
+# The demo started by scripts/with_demo.sh (its URLs when it picked free ports, else make run's).
+DEMO_GATEWAY=${FANOUT_DEMO_GATEWAY:-http://127.0.0.1:8080}
 GATEWAY=${GATEWAY:-$DEMO_GATEWAY}
 GATEWAY=${GATEWAY%/}
 ENDPOINT=${ENDPOINT:-/api/products/42}
@@ -62,10 +63,10 @@ if [ -z "${BASELINE:-}" ]; then
     if [[ "$ENDPOINT" =~ $id_re ]]; then
       id=${BASH_REMATCH[2]}
       case "${BASH_REMATCH[1]}" in
-        api/products) BASELINE=http://127.0.0.1:7101/products/$id ;;
-        api/carts) BASELINE=http://127.0.0.1:7106/carts/$id ;;
-        bench) BASELINE=http://127.0.0.1:7101/bench/$id ;;
-        timed) BASELINE=http://127.0.0.1:7105/timed/$id ;; # the slowest (25 ms) of its five calls
+        api/products) BASELINE=${FANOUT_DEMO_CATALOG:-http://127.0.0.1:7101}/products/$id ;;
+        api/carts) BASELINE=${FANOUT_DEMO_CARTS:-http://127.0.0.1:7106}/carts/$id ;;
+        bench) BASELINE=${FANOUT_DEMO_CATALOG:-http://127.0.0.1:7101}/bench/$id ;;
+        timed) BASELINE=${FANOUT_DEMO_RECOMMENDATIONS:-http://127.0.0.1:7105}/timed/$id ;; # the slowest (25 ms) of its five calls
       esac
     fi
     [ "$BASELINE" != none ] || echo "load: no default baseline for $ENDPOINT: set BASELINE=URL to compare" >&2

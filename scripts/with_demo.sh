@@ -2,8 +2,13 @@
 # Builds and starts the demo: the simulated backends (demo/backends.yaml) and the gateway
 # (demo/fanout.yaml), waits until both answer, then
 #   - with a command: runs it, stops the demo, and exits with the command's status
-#     (`scripts/with_demo.sh scripts/load.sh`: what CI uses to check things against the demo);
-#   - without one: prints what to try and serves until Ctrl-C (`make run`).
+#     (`scripts/with_demo.sh scripts/load.sh`: what CI uses to check things against the demo).
+#     The demo then listens on free ports, so that two checks, or a demo left running, never
+#     collide: its configs are copied to target/demo/ with the ports replaced, and the command
+#     finds the URLs in FANOUT_DEMO_GATEWAY, FANOUT_DEMO_ADMIN and FANOUT_DEMO_<SERVICE>
+#     (FANOUT_DEMO_CATALOG, …);
+#   - without one: serves on the ports of demo/*.yaml (8080, 9901, 7101–7107), prints what to
+#     try and serves until Ctrl-C (`make run`).
 # FANOUT_BUILD=release uses release binaries (default: debug).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,24 +31,50 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-# With a command, the servers log to files so their lines do not mix with its output.
+# The demo's ports: the gateway, its admin listener, then the services in demo/backends.yaml.
+fixed=(8080 9901 7101 7102 7103 7104 7105 7106 7107)
+services=(CATALOG PRICING INVENTORY REVIEWS RECOMMENDATIONS CARTS SELLERS)
 logs=target/demo
 mkdir -p "$logs"
-if [ $# -gt 0 ]; then exec 3>"$logs/mockend.log" 4>"$logs/fanout.log"; else exec 3>&1 4>&1; fi
-"$bin/mockend" --config demo/backends.yaml >&3 2>&1 &
+config=demo/fanout.yaml
+backends=demo/backends.yaml
+ports=("${fixed[@]}")
+if [ $# -gt 0 ]; then
+  # With a command: free ports (bound and released here; the demo binds them a moment later),
+  # and the servers log to files so their lines do not mix with the command's output.
+  read -r -a ports <<<"$(python3 -c '
+import socket
+sockets = [socket.socket() for _ in range(9)]
+for s in sockets:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in sockets))
+')"
+  moves=()
+  for i in "${!fixed[@]}"; do moves+=(-e "s/127\.0\.0\.1:${fixed[$i]}\b/127.0.0.1:${ports[$i]}/g"); done
+  config=$logs/fanout.yaml
+  backends=$logs/backends.yaml
+  sed "${moves[@]}" demo/fanout.yaml >"$config"
+  sed "${moves[@]}" demo/backends.yaml >"$backends"
+  exec 3>"$logs/mockend.log" 4>"$logs/fanout.log"
+else
+  exec 3>&1 4>&1
+fi
+export FANOUT_DEMO_GATEWAY=http://127.0.0.1:${ports[0]} FANOUT_DEMO_ADMIN=http://127.0.0.1:${ports[1]}
+for i in "${!services[@]}"; do export "FANOUT_DEMO_${services[$i]}=http://127.0.0.1:${ports[$((i + 2))]}"; done
+"$bin/mockend" --config "$backends" >&3 2>&1 &
 pids+=($!)
-"$bin/fanout" serve --config demo/fanout.yaml >&4 2>&1 &
+"$bin/fanout" serve --config "$config" >&4 2>&1 &
 pids+=($!)
 
 ready=
 for _ in $(seq 1 100); do
-  if curl -sf http://127.0.0.1:9901/readyz >/dev/null 2>&1 && curl -sf http://127.0.0.1:7101/bench/1 >/dev/null 2>&1; then
+  if curl -sf "$FANOUT_DEMO_ADMIN/readyz" >/dev/null 2>&1 && curl -sf "$FANOUT_DEMO_CATALOG/bench/1" >/dev/null 2>&1; then
     ready=1
     break
   fi
   sleep 0.1
 done
-[ -n "$ready" ] || { echo "the demo did not start (ports 8080, 9901, 7101-7107 busy? logs: $logs)" >&2; exit 1; }
+[ -n "$ready" ] || { echo "the demo did not start (ports ${ports[*]} busy? logs: $logs)" >&2; exit 1; }
 
 if [ $# -gt 0 ]; then
   status=0
