@@ -1,7 +1,7 @@
 //! Degraded answers: optional calls that fail give 200 with `_errors`; required calls that fail
 //! give 502 / 504 problem+json naming the call.
 
-use crate::support::{Gateway, client, config, get_json};
+use crate::support::{Config, Gateway, client, config, get_json};
 use mockend::{Behavior, MockServer, RouteSpec, ServiceSpec};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -237,4 +237,44 @@ async fn compressed_bodies_are_never_decompressed() {
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(body["_errors"]["z"]["error"], "invalid_body", "{body}");
     assert!(body.get("z").is_none());
+}
+
+#[tokio::test]
+async fn a_backend_at_its_max_in_flight_gets_no_more_calls_they_fail_at_once_as_overloaded() {
+    let ids = spawn(RouteSpec::json("/ids", json!({"ids": [0, 1, 2, 3, 4]}))).await;
+    let slow =
+        spawn(RouteSpec::json("/el/{n}", json!({"n": "{n}"})).latency(Duration::from_millis(800))).await;
+    let endpoint = "  - route: GET /page\n    calls:\n      \
+                    ids: { backend: ids, path: /ids }\n      \
+                    els: { backend: slow, path: \"/el/{ids.ids[*]}\", concurrency: 5, timeout: 1500ms }\n  \
+                    - route: GET /one\n    calls:\n      \
+                    one: { backend: slow, path: /el/9, required: true, timeout: 1500ms }\n";
+    let yaml =
+        Config::new(&[("ids", &ids), ("slow", &slow)], endpoint).backend("slow", "max_in_flight: 2").render();
+    let gateway = Gateway::start(&yaml);
+
+    let (status, headers, body) = get_json(&format!("{}/page", gateway.url)).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-fanout-complete"], "false");
+    assert_eq!(slow.requests().len(), 2, "only max_in_flight requests reached the backend");
+    assert!(slow.peak_in_flight() <= 2, "peak {}", slow.peak_in_flight());
+    let elements = body["els"].as_array().unwrap();
+    assert_eq!(elements.iter().filter(|e| !e.is_null()).count(), 2, "{body}");
+    let overloaded: Vec<&serde_json::Value> =
+        (0..5).filter_map(|i| body["_errors"].get(format!("els[{i}]"))).collect();
+    assert_eq!(overloaded.len(), 3, "{body}");
+    assert!(overloaded.iter().all(|entry| entry["error"] == "overloaded"), "{body}");
+
+    // A required call refused by the bulkhead: 502, answered while the backend's two requests
+    // are still in flight (it does not wait for a slot).
+    let page = tokio::spawn(client().get(format!("{}/page", gateway.url)).send());
+    assert!(crate::support::wait_until(Duration::from_secs(5), || slow.requests().len() == 4).await);
+    let (status, _, body) = get_json(&format!("{}/one", gateway.url)).await;
+    let answered = Instant::now();
+    assert_eq!((status, &body["error"]), (502, &json!("overloaded")), "{body}");
+    let in_flight =
+        slow.requests().into_iter().skip(2).filter(|r| r.completed.is_none_or(|done| done > answered));
+    assert_eq!(in_flight.count(), 2, "answered only once a slot was free");
+    assert_eq!(page.await.unwrap().unwrap().status(), 200);
 }

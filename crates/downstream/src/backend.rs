@@ -9,6 +9,7 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, Uri};
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Everything needed to build a [`Backend`], already validated by the config layer.
 #[derive(Debug, Clone)]
@@ -29,6 +30,9 @@ pub struct BackendSettings {
     pub max_idle_connections: usize,
     /// PEM certificates trusted for this backend besides the system's roots (https only).
     pub ca_file: Option<PathBuf>,
+    /// The most requests in flight to this backend at once (the bulkhead); a call beyond them
+    /// fails at once with `overloaded`.
+    pub max_in_flight: usize,
 }
 
 /// Why a backend could not be built.
@@ -67,6 +71,9 @@ pub struct Backend {
     pub(crate) headers: HeaderMap,
     pub(crate) max_response_body: usize,
     pub(crate) client: Client,
+    /// One permit per request in flight (the bulkhead), `max_in_flight` of them.
+    pub(crate) in_flight: Semaphore,
+    pub(crate) max_in_flight: usize,
 }
 
 impl Backend {
@@ -97,6 +104,8 @@ impl Backend {
             headers: settings.headers,
             max_response_body: settings.max_response_body,
             client,
+            in_flight: Semaphore::new(settings.max_in_flight.min(Semaphore::MAX_PERMITS)),
+            max_in_flight: settings.max_in_flight,
         })
     }
 
@@ -114,6 +123,11 @@ impl Backend {
     /// The largest response body accepted from it.
     pub fn max_response_body(&self) -> usize {
         self.max_response_body
+    }
+
+    /// The most requests in flight to it at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
     }
 
     /// The base URL calls are made against.

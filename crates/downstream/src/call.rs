@@ -114,10 +114,14 @@ pub enum CallError {
         /// The endpoint's limit.
         max: usize,
     },
+    /// The backend already had its `max_in_flight` requests in flight (the bulkhead): the call
+    /// was not sent.
+    #[error("the backend already has {0} requests in flight (its max_in_flight)")]
+    Overloaded(usize),
 }
 
 /// Every error kind [`CallError::kind`] can return, in the contract's order.
-pub const ERROR_KINDS: [&str; 9] = [
+pub const ERROR_KINDS: [&str; 10] = [
     "timeout",
     "cancelled",
     "connect",
@@ -127,11 +131,12 @@ pub const ERROR_KINDS: [&str; 9] = [
     "dependency_failed",
     "invalid_reference",
     "fanout_limit",
+    "overloaded",
 ];
 
 impl CallError {
     /// The contract's error kind: `timeout`, `cancelled`, `connect`, `status`, `invalid_body`,
-    /// `too_large`, `dependency_failed`, `invalid_reference` or `fanout_limit`.
+    /// `too_large`, `dependency_failed`, `invalid_reference`, `fanout_limit` or `overloaded`.
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Timeout(_) => "timeout",
@@ -143,6 +148,7 @@ impl CallError {
             CallError::DependencyFailed(_) => "dependency_failed",
             CallError::InvalidReference(_) => "invalid_reference",
             CallError::FanoutLimit { .. } => "fanout_limit",
+            CallError::Overloaded(_) => "overloaded",
         }
     }
 
@@ -187,6 +193,10 @@ impl<'a> CallRequest<'a> {
     /// ([`limited`]), and it is dropped when the last caller is.
     pub(crate) async fn exchange(mut self) -> Exchanged {
         let backend = self.backend;
+        // The bulkhead: held until the answer is in (or the call is dropped).
+        let Ok(_in_flight) = backend.in_flight.try_acquire() else {
+            return (None, Err(CallError::Overloaded(backend.max_in_flight)));
+        };
         let uri = match self.uri() {
             Ok(uri) => uri,
             Err(error) => return (None, Err(error)),
@@ -299,6 +309,7 @@ mod tests {
             CallError::DependencyFailed(String::new()),
             CallError::InvalidReference(String::new()),
             CallError::FanoutLimit { len: 2, max: 1 },
+            CallError::Overloaded(1),
         ];
         assert_eq!(every.map(|e| e.kind()), ERROR_KINDS);
     }

@@ -124,6 +124,7 @@ fn settings(url: &str) -> BackendSettings {
         connect_timeout: Duration::from_secs(2),
         max_idle_connections: 8,
         ca_file: None,
+        max_in_flight: 64,
     }
 }
 

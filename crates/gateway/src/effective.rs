@@ -51,6 +51,7 @@ pub fn settings(plan: &Plan) -> Value {
             "name": backend.name(),
             "url": shown_url(backend.base_url()),
             "max_response_body": backend.max_response_body(),
+            "max_in_flight": backend.max_in_flight(),
         })).collect::<Vec<_>>(),
         "endpoints": plan.endpoints.iter().map(|endpoint| json!({
             "route": &*endpoint.route,

@@ -219,7 +219,8 @@ fn error_entry<'a>(error: &'a CallError, outcome: &CallOutcome) -> ErrorEntry<'a
         CallError::Timeout(_)
         | CallError::Cancelled
         | CallError::TooLarge(_)
-        | CallError::FanoutLimit { .. } => (None, None),
+        | CallError::FanoutLimit { .. }
+        | CallError::Overloaded(_) => (None, None),
     };
     ErrorEntry {
         error: error.kind(),

@@ -38,6 +38,8 @@ pub const BACKEND_TIMEOUT: &str = "1s";
 pub const BACKEND_MAX_RESPONSE_BODY: &str = "4MiB";
 /// `backends.NAME.max_idle_connections`
 pub const MAX_IDLE_CONNECTIONS: usize = 128;
+/// `backends.NAME.max_in_flight`
+pub const BACKEND_MAX_IN_FLIGHT: usize = 1024;
 /// `endpoints[i].concurrency`
 pub const CONCURRENCY: usize = 16;
 /// `endpoints[i].max_fanout`
@@ -55,7 +57,7 @@ mod tests {
     }
 
     /// The defaults above by the docs' section heading and key.
-    const DOCUMENTED: [(&str, &str, Shown); 20] = [
+    const DOCUMENTED: [(&str, &str, Shown); 21] = [
         ("server", "listen", Shown::Text(LISTEN)),
         ("server", "admin_listen", Shown::Text(ADMIN_LISTEN)),
         ("server", "request_timeout", Shown::Text(REQUEST_TIMEOUT)),
@@ -74,6 +76,7 @@ mod tests {
         ("backends.NAME", "timeout", Shown::Text(BACKEND_TIMEOUT)),
         ("backends.NAME", "max_response_body", Shown::Text(BACKEND_MAX_RESPONSE_BODY)),
         ("backends.NAME", "max_idle_connections", Shown::Count(MAX_IDLE_CONNECTIONS)),
+        ("backends.NAME", "max_in_flight", Shown::Count(BACKEND_MAX_IN_FLIGHT)),
         ("endpoints[i]", "concurrency", Shown::Count(CONCURRENCY)),
         ("endpoints[i]", "max_fanout", Shown::Count(MAX_FANOUT)),
     ];

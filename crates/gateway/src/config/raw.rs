@@ -92,6 +92,7 @@ pub struct RawBackend {
     pub http2: Flag,
     pub max_idle_connections: Option<Text>,
     pub ca_file: Option<Text>,
+    pub max_in_flight: Option<Text>,
 }
 
 /// `endpoints[i]:` — one aggregated route. `calls` stays untyped so each call is checked on its

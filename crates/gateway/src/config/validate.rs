@@ -299,6 +299,7 @@ fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -
             defaults::MAX_IDLE_CONNECTIONS,
         ),
         ca_file: raw.ca_file.map(|Text(file)| file.into()),
+        max_in_flight: c.count("max_in_flight", raw.max_in_flight, defaults::BACKEND_MAX_IN_FLIGHT),
     };
     if settings.ca_file.is_some() && !settings.base_url.starts_with("https://") {
         c.error("ca_file", "only https:// backends use a ca_file");
