@@ -39,6 +39,9 @@ pub fn json_key(name: &str) -> Box<[u8]> {
     key.into_boxed_slice()
 }
 
+/// [`json_key`] of [`crate::names::ERRORS_KEY`], written once (a test holds the two together).
+const ERRORS_MEMBER: &[u8] = b"\"_errors\":";
+
 /// Builds the response object in call order; errors go to a trailing `_errors` object.
 #[derive(Debug)]
 pub struct BodyBuilder {
@@ -104,9 +107,7 @@ impl BodyBuilder {
             if self.body.len() > 1 {
                 self.body.push(b',');
             }
-            self.body.push(b'"');
-            self.body.extend_from_slice(crate::names::ERRORS_KEY.as_bytes());
-            self.body.extend_from_slice(b"\":");
+            self.body.extend_from_slice(ERRORS_MEMBER);
             self.body.extend_from_slice(&self.errors);
             self.body.push(b'}');
         }
@@ -153,6 +154,11 @@ mod tests {
                 "reviews": {"error": "status", "elapsed_ms": 4, "status": 503, "detail": "x\"y"}
             }})
         );
+    }
+
+    #[test]
+    fn the_errors_member_is_the_reserved_key() {
+        assert_eq!(&*json_key(crate::names::ERRORS_KEY), ERRORS_MEMBER);
     }
 
     #[test]

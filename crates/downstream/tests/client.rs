@@ -151,9 +151,8 @@ async fn call(backend: &Backend, timeout: Duration) -> Result<Bytes, CallError> 
     let graph = Graph::new(vec![vec![]]).unwrap();
     let mut request = Some(request);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let execution = execute(&graph, &[false], false, usize::MAX, deadline, |_, _| match request.take() {
-        Some(request) => Step::Call(request),
-        None => Step::Fail(CallError::Cancelled),
+    let execution = execute(&graph, &[false], false, usize::MAX, deadline, |_, _| {
+        Step::Call(request.take().expect("prepared once"))
     })
     .await;
     match execution.outcomes.into_iter().next().flatten().unwrap().result? {
