@@ -25,7 +25,18 @@ if msg=$(GATEWAY=http://127.0.0.1:9 bash scripts/load.sh 2>&1); then
 fi
 grep -q 'make run' <<<"$msg" || { echo "check_load: FAIL: unexpected message: $msg" >&2; exit 1; }
 
-echo "check_load: closed loop, then fixed rate, against the demo"
+echo "check_load: closed loop, then fixed rate, against the demo (its fixed gateway port held meanwhile)"
+# A demo left running (make run) holds 8080; here a listener stands in for it: a demo started for
+# a check must pick free ports and not collide with it. (If 8080 is taken already, the point is made.)
+python3 -c '
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 8080))
+s.listen()
+time.sleep(600)
+' 2>/dev/null &
+holder=$!
+trap 'kill "$holder" 2>/dev/null || true' EXIT
 bash scripts/with_demo.sh bash -c '
   set -euo pipefail
   MODE=closed CONNECTIONS=16 bash scripts/load.sh
