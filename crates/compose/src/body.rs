@@ -18,6 +18,9 @@ pub struct ErrorEntry<'a> {
     /// A human-readable reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<&'a str>,
+    /// Attempts made, for a call to a backend with retries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 /// Writes the JSON list `[a,b,c]` of already-validated JSON elements.
@@ -141,9 +144,16 @@ mod tests {
     fn errors_follow_the_bodies() {
         let mut b = BodyBuilder::with_capacity(16);
         b.push_raw(&json_key("user"), b"{}");
-        let timeout = ErrorEntry { error: "timeout", elapsed_ms: 300, status: None, detail: None };
+        let timeout =
+            ErrorEntry { error: "timeout", elapsed_ms: 300, status: None, detail: None, attempts: None };
         b.push_error(&json_key("orders"), &timeout);
-        let status = ErrorEntry { error: "status", elapsed_ms: 4, status: Some(503), detail: Some("x\"y") };
+        let status = ErrorEntry {
+            error: "status",
+            elapsed_ms: 4,
+            status: Some(503),
+            detail: Some("x\"y"),
+            attempts: Some(3),
+        };
         b.push_error(&json_key("reviews"), &status);
         assert!(b.has_errors());
         let value = parse(&b.finish());
@@ -151,7 +161,7 @@ mod tests {
             value,
             json!({"user": {}, "_errors": {
                 "orders": {"error": "timeout", "elapsed_ms": 300},
-                "reviews": {"error": "status", "elapsed_ms": 4, "status": 503, "detail": "x\"y"}
+                "reviews": {"error": "status", "elapsed_ms": 4, "status": 503, "detail": "x\"y", "attempts": 3}
             }})
         );
     }
@@ -165,7 +175,8 @@ mod tests {
     fn only_errors_or_nothing_is_still_valid_json() {
         let mut b = BodyBuilder::with_capacity(0);
         assert!(!b.has_errors());
-        let entry = ErrorEntry { error: "connect", elapsed_ms: 1, status: None, detail: None };
+        let entry =
+            ErrorEntry { error: "connect", elapsed_ms: 1, status: None, detail: None, attempts: None };
         b.push_error(&json_key("a"), &entry);
         assert_eq!(parse(&b.finish()), json!({"_errors": {"a": {"error": "connect", "elapsed_ms": 1}}}));
         assert_eq!(parse(&BodyBuilder::with_capacity(0).finish()), json!({}));

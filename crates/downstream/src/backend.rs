@@ -4,6 +4,7 @@
 //! was configured with.
 
 use crate::client::Client;
+use crate::policy::{BreakerSettings, CircuitState, Policies, RetrySettings};
 use crate::tls::{self, TlsError};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, Uri};
@@ -33,6 +34,10 @@ pub struct BackendSettings {
     /// The most requests in flight to this backend at once (the bulkhead); a call beyond them
     /// fails at once with `overloaded`.
     pub max_in_flight: usize,
+    /// Retries (`retry`); none: one attempt per call.
+    pub retry: Option<RetrySettings>,
+    /// The circuit breaker (`circuit_breaker`); none: calls always go through.
+    pub circuit_breaker: Option<BreakerSettings>,
 }
 
 /// Why a backend could not be built.
@@ -74,6 +79,8 @@ pub struct Backend {
     /// One permit per request in flight (the bulkhead), `max_in_flight` of them.
     pub(crate) in_flight: Semaphore,
     pub(crate) max_in_flight: usize,
+    /// Retry and circuit breaker.
+    pub(crate) policies: Policies,
 }
 
 impl Backend {
@@ -94,7 +101,9 @@ impl Backend {
         let tls = tls::for_target(&target, settings.ca_file.as_deref())?;
         let client =
             Client::new(target, tls, settings.http2, settings.connect_timeout, settings.max_idle_connections);
+        let policies = Policies::new(&settings.name, settings.retry, settings.circuit_breaker);
         Ok(Self {
+            policies,
             name: settings.name.into(),
             path_prefix: uri.path().trim_end_matches('/').into(),
             base_url: settings.base_url.into(),
@@ -128,6 +137,21 @@ impl Backend {
     /// The most requests in flight to it at once.
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight
+    }
+
+    /// Its retry policy, if any.
+    pub fn retry(&self) -> Option<&RetrySettings> {
+        self.policies.retry()
+    }
+
+    /// Its circuit breaker's settings, if it has one.
+    pub fn circuit_breaker(&self) -> Option<&BreakerSettings> {
+        self.policies.breaker()
+    }
+
+    /// Its circuit breaker's state now, if it has one.
+    pub fn circuit_state(&self) -> Option<CircuitState> {
+        self.policies.circuit_state()
     }
 
     /// The base URL calls are made against.

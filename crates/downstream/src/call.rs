@@ -1,10 +1,12 @@
 //! One backend call: build the request, send it on the backend's pool, read the body as a
 //! stream up to the backend's limit, check that it is JSON, and classify every failure into
 //! one of the contract's error kinds. Each call runs in its own `backend_call` span and is
-//! bounded by `min(call timeout, time left before the endpoint deadline)`.
+//! bounded by `min(call timeout, time left before the endpoint deadline)`; on a backend with
+//! resilience policies the timeout bounds each attempt instead ([`crate::policy`]).
 
 use crate::backend::Backend;
 use crate::output::Output;
+use crate::policy::Attempted;
 use bytes::Bytes;
 use futures_util::{FutureExt, future};
 use http::header::HOST;
@@ -67,6 +69,9 @@ pub struct CallOutcome {
     pub result: Result<Output, CallError>,
     /// Time from the start of the call to its end.
     pub elapsed: Duration,
+    /// Attempts made (more than one when retried; 0 for a call never sent, and for a call over
+    /// a list).
+    pub attempts: u32,
     /// For a call over a list: the elements that failed, by index.
     pub element_errors: Vec<(usize, CallError)>,
 }
@@ -74,7 +79,7 @@ pub struct CallOutcome {
 impl CallOutcome {
     /// The outcome of a call that was never sent.
     pub fn failed(error: CallError) -> Self {
-        Self { result: Err(error), elapsed: Duration::ZERO, element_errors: Vec::new() }
+        Self { result: Err(error), elapsed: Duration::ZERO, attempts: 0, element_errors: Vec::new() }
     }
 }
 
@@ -118,10 +123,14 @@ pub enum CallError {
     /// was not sent.
     #[error("the backend already has {0} requests in flight (its max_in_flight)")]
     Overloaded(usize),
+    /// The backend's circuit breaker is open (or half-open with every trial call taken): the
+    /// call was not sent. Holds the time until trial calls go through.
+    #[error("the backend's circuit breaker is open")]
+    CircuitOpen(Duration),
 }
 
 /// Every error kind [`CallError::kind`] can return, in the contract's order.
-pub const ERROR_KINDS: [&str; 10] = [
+pub const ERROR_KINDS: [&str; 11] = [
     "timeout",
     "cancelled",
     "connect",
@@ -132,11 +141,13 @@ pub const ERROR_KINDS: [&str; 10] = [
     "invalid_reference",
     "fanout_limit",
     "overloaded",
+    "circuit_open",
 ];
 
 impl CallError {
     /// The contract's error kind: `timeout`, `cancelled`, `connect`, `status`, `invalid_body`,
-    /// `too_large`, `dependency_failed`, `invalid_reference`, `fanout_limit` or `overloaded`.
+    /// `too_large`, `dependency_failed`, `invalid_reference`, `fanout_limit`, `overloaded` or
+    /// `circuit_open`.
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Timeout(_) => "timeout",
@@ -149,6 +160,7 @@ impl CallError {
             CallError::InvalidReference(_) => "invalid_reference",
             CallError::FanoutLimit { .. } => "fanout_limit",
             CallError::Overloaded(_) => "overloaded",
+            CallError::CircuitOpen(_) => "circuit_open",
         }
     }
 
@@ -180,6 +192,7 @@ impl<'a> CallRequest<'a> {
                     http.response.status_code = field::Empty,
                     error.r#type = field::Empty,
                     duration_ms = field::Empty,
+                    attempts = field::Empty,
                 )
             };
         }
@@ -189,17 +202,34 @@ impl<'a> CallRequest<'a> {
         }
     }
 
-    /// The backend exchange itself, unbounded: every caller awaits it under its own limit
-    /// ([`limited`]), and it is dropped when the last caller is.
-    pub(crate) async fn exchange(mut self) -> Exchanged {
-        let backend = self.backend;
-        // The bulkhead: held until the answer is in (or the call is dropped).
-        let Ok(_in_flight) = backend.in_flight.try_acquire() else {
-            return (None, Err(CallError::Overloaded(backend.max_in_flight)));
-        };
+    /// How long a caller waits for [`Self::exchange`] besides the endpoint deadline: the call's
+    /// timeout, or `None` on a backend with policies, whose exchange bounds each attempt itself.
+    pub(crate) fn limit(&self) -> Option<Duration> {
+        self.backend.policies.are_off().then_some(self.timeout)
+    }
+
+    /// The backend exchange itself: unbounded without policies (every caller awaits it under
+    /// its own limit, [`limited`]), else the attempts the policies allow before `deadline`. It
+    /// is dropped when the last caller is.
+    pub(crate) async fn exchange(mut self, deadline: Instant) -> Exchanged {
         let uri = match self.uri() {
             Ok(uri) => uri,
-            Err(error) => return (None, Err(error)),
+            Err(error) => return Exchanged { status: None, result: Err(error), attempts: 0 },
+        };
+        let policies = &self.backend.policies;
+        if policies.are_off() {
+            let (status, result) = self.attempt(uri).await;
+            return Exchanged { status, result, attempts: 1 };
+        }
+        policies.run(self.timeout, deadline, || self.attempt(uri.clone())).await
+    }
+
+    /// One request to the backend and its checked body.
+    async fn attempt(&self, uri: Uri) -> Attempted {
+        let backend = self.backend;
+        // The bulkhead: held until the answer is in (or the attempt is dropped).
+        let Ok(_in_flight) = backend.in_flight.try_acquire() else {
+            return (None, Err(CallError::Overloaded(backend.max_in_flight)));
         };
         let (forwarded, header_set, propagate) = (self.headers, self.header_set, self.propagate);
         // Written into the map the client hands out (on HTTP/1.1, the one the connection's last
@@ -254,11 +284,18 @@ impl<'a> CallRequest<'a> {
     }
 }
 
-/// What a backend exchange gives: the response status when one came, and the checked body
-/// or why the call failed.
-pub type Exchanged = (Option<u16>, Result<Bytes, CallError>);
+/// What a backend exchange gives.
+#[derive(Debug, Clone)]
+pub struct Exchanged {
+    /// The last attempt's response status, when one came.
+    pub status: Option<u16>,
+    /// The checked body, or why the call failed.
+    pub result: Result<Bytes, CallError>,
+    /// Attempts made.
+    pub attempts: u32,
+}
 
-/// Awaits `exchange` under `min(timeout, deadline)` inside `span`, and records the outcome on
+/// Awaits `exchange` under `min(limit, deadline)` inside `span`, and records the outcome on
 /// the span. The clock starts at the first poll, not at creation (a list's requests are
 /// created at once and sent `concurrency` at a time). Built from combinators rather than as an
 /// `async fn`, which would hold `exchange` twice (argument and awaited future): the call's
@@ -266,28 +303,33 @@ pub type Exchanged = (Option<u16>, Result<Bytes, CallError>);
 pub(crate) fn limited(
     span: tracing::Span,
     exchange: impl Future<Output = Exchanged>,
-    timeout: Duration,
+    limit: Option<Duration>,
     deadline: Instant,
 ) -> impl Future<Output = CallOutcome> {
     future::lazy(move |_| {
         let started = Instant::now();
-        let own_limit = started + timeout;
+        let own_limit = limit.map_or(deadline, |limit| started + limit);
         timeout_at(own_limit.min(deadline), exchange).instrument(span.clone()).map(move |timed| {
-            let (status, result) = match timed {
-                Ok(exchanged) => exchanged,
-                Err(_) if deadline < own_limit => (None, Err(CallError::Cancelled)),
-                Err(_) => (None, Err(CallError::Timeout(timeout))),
+            let Exchanged { status, result, attempts } = match (timed, limit) {
+                (Ok(exchanged), _) => exchanged,
+                (Err(_), Some(limit)) if own_limit <= deadline => {
+                    Exchanged { status: None, result: Err(CallError::Timeout(limit)), attempts: 1 }
+                }
+                (Err(_), _) => Exchanged { status: None, result: Err(CallError::Cancelled), attempts: 1 },
             };
             let elapsed = started.elapsed();
             if let Some(status) = status {
                 span.record("http.response.status_code", i64::from(status));
             }
             span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+            if attempts > 1 {
+                span.record("attempts", attempts);
+            }
             if let Err(error) = &result {
                 span.record("error.type", error.kind());
                 tracing::debug!(parent: &span, error.kind = error.kind(), %error, "backend call failed");
             }
-            CallOutcome { result: result.map(Output::Body), elapsed, element_errors: Vec::new() }
+            CallOutcome { result: result.map(Output::Body), elapsed, attempts, element_errors: Vec::new() }
         })
     })
     .flatten()
@@ -310,6 +352,7 @@ mod tests {
             CallError::InvalidReference(String::new()),
             CallError::FanoutLimit { len: 2, max: 1 },
             CallError::Overloaded(1),
+            CallError::CircuitOpen(Duration::ZERO),
         ];
         assert_eq!(every.map(|e| e.kind()), ERROR_KINDS);
     }

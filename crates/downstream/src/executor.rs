@@ -43,8 +43,8 @@ pub struct FanOut<R> {
     pub fail_on_element_error: bool,
 }
 
-/// What the executor needs of a request: the key identical requests share, its span and
-/// timeout, and the backend exchange itself. [`CallRequest`] is the one fanout sends; the
+/// What the executor needs of a request: the key identical requests share, its span, how long
+/// a caller waits for it, and the backend exchange itself. [`CallRequest`] is the one fanout sends; the
 /// executor's own tests use stand-ins whose exchange only waits, so its scheduling, sharing,
 /// limits and cancellation are checked on tokio's paused clock.
 pub trait Request<'a>: Send + 'a {
@@ -52,10 +52,11 @@ pub trait Request<'a>: Send + 'a {
     fn key(&self) -> RequestKey;
     /// The call's span ([`limited`] records the outcome on it).
     fn span(&self) -> tracing::Span;
-    /// The call's own timeout.
-    fn timeout(&self) -> std::time::Duration;
-    /// The exchange, unbounded: every caller awaits it under its own limit.
-    fn exchange(self) -> impl Future<Output = Exchanged> + Send + 'a;
+    /// How long a caller waits for the exchange besides the endpoint deadline (the call's
+    /// timeout); `None` when the exchange bounds itself (attempts under resilience policies).
+    fn limit(&self) -> Option<std::time::Duration>;
+    /// The exchange: every caller awaits it under its own limit.
+    fn exchange(self, deadline: Instant) -> impl Future<Output = Exchanged> + Send + 'a;
 }
 
 impl<'a> Request<'a> for CallRequest<'a> {
@@ -68,12 +69,12 @@ impl<'a> Request<'a> for CallRequest<'a> {
         CallRequest::span(self)
     }
 
-    fn timeout(&self) -> std::time::Duration {
-        self.timeout
+    fn limit(&self) -> Option<std::time::Duration> {
+        CallRequest::limit(self)
     }
 
-    fn exchange(self) -> impl Future<Output = Exchanged> + Send + 'a {
-        CallRequest::exchange(self)
+    fn exchange(self, deadline: Instant) -> impl Future<Output = Exchanged> + Send + 'a {
+        CallRequest::exchange(self, deadline)
     }
 }
 
@@ -193,7 +194,7 @@ async fn gather(
     if result.is_err() {
         budget.give_back(taken);
     }
-    CallOutcome { result, elapsed: started.elapsed(), element_errors }
+    CallOutcome { result, elapsed: started.elapsed(), attempts: 0, element_errors }
 }
 
 /// Requests in flight or done during one execution, by backend and URL, so identical requests
@@ -216,18 +217,18 @@ impl<'a> Dedup<'a> {
         request: R,
         deadline: Instant,
     ) -> impl Future<Output = CallOutcome> + Send + 'a {
-        let (span, timeout) = (request.span(), request.timeout());
+        let (span, limit) = (request.span(), request.limit());
         let Some(requests) = &self.requests else {
-            return Either::Left(limited(span, request.exchange(), timeout, deadline));
+            return Either::Left(limited(span, request.exchange(deadline), limit, deadline));
         };
         let key = request.key();
         let exchange = requests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(key)
-            .or_insert_with(|| request.exchange().boxed().shared())
+            .or_insert_with(|| request.exchange(deadline).boxed().shared())
             .clone();
-        Either::Right(limited(span, exchange, timeout, deadline))
+        Either::Right(limited(span, exchange, limit, deadline))
     }
 
     /// Counts a single call's body against the budget, or fails it with `too_large`.

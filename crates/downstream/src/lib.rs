@@ -2,13 +2,15 @@
 //! of a request): one keep-alive pool per backend ([`Backend`]), one call with its
 //! timeout, body cap and tracing span ([`call`]), and the executor that runs an endpoint's
 //! call graph — dependent calls, lists, shared identical requests — inside the inbound
-//! request's future ([`execute`]).
+//! request's future ([`execute`]); the per-backend resilience policies (retry with a budget,
+//! circuit breaker) that a call's attempts run under ([`policy`]).
 
 mod backend;
 mod call;
 mod client;
 mod executor;
 mod output;
+pub mod policy;
 mod tls;
 
 pub use backend::{Backend, BackendError, BackendSettings};

@@ -125,6 +125,8 @@ fn settings(url: &str) -> BackendSettings {
         max_idle_connections: 8,
         ca_file: None,
         max_in_flight: 64,
+        retry: None,
+        circuit_breaker: None,
     }
 }
 

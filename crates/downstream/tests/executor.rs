@@ -66,18 +66,19 @@ impl<'a> Request<'a> for Standin {
         tracing::Span::none()
     }
 
-    fn timeout(&self) -> Duration {
-        self.timeout
+    fn limit(&self) -> Option<Duration> {
+        Some(self.timeout)
     }
 
-    async fn exchange(self) -> Exchanged {
+    async fn exchange(self, _deadline: Instant) -> Exchanged {
         self.log.exchanges.fetch_add(1, Ordering::SeqCst);
         let now = self.log.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.log.most_in_flight.fetch_max(now, Ordering::SeqCst);
         let mut in_flight = InFlight { log: Arc::clone(&self.log), finished: false };
         tokio::time::sleep(self.takes).await;
         in_flight.finished = true;
-        (Some(200), self.answer.map(|text| Bytes::from_static(text.as_bytes())))
+        let result = self.answer.map(|text| Bytes::from_static(text.as_bytes()));
+        Exchanged { status: Some(200), result, attempts: 1 }
     }
 }
 

@@ -46,7 +46,13 @@ pub fn body(data: &[u8]) {
 /// Finishes `answer` (with an `_errors` entry) and checks that it reads back with `value`
 /// under `raw`.
 fn splices_as(mut answer: BodyBuilder, value: &Value) {
-    let entry = ErrorEntry { error: "timeout", elapsed_ms: 1, status: None, detail: Some("x\"\n") };
+    let entry = ErrorEntry {
+        error: "timeout",
+        elapsed_ms: 1,
+        status: None,
+        detail: Some("x\"\n"),
+        attempts: Some(2),
+    };
     answer.push_error(&json_key("late"), &entry);
     let document = answer.finish();
     match serde_json::from_slice::<Value>(&document) {

@@ -52,6 +52,26 @@ pub fn settings(plan: &Plan) -> Value {
             "url": shown_url(backend.base_url()),
             "max_response_body": backend.max_response_body(),
             "max_in_flight": backend.max_in_flight(),
+            "retry": backend.retry().map(|r| json!({
+                "attempts": r.attempts,
+                "backoff": ms(r.backoff),
+                "max_backoff": ms(r.max_backoff),
+                "on": r.on.items(),
+                "min_time_left": r.min_time_left.map(ms),
+                "budget": {
+                    "ratio": r.budget.ratio,
+                    "min_per_second": r.budget.min_per_second,
+                    "window": ms(r.budget.window),
+                },
+            })),
+            "circuit_breaker": backend.circuit_breaker().map(|b| json!({
+                "window": ms(b.window),
+                "min_calls": b.min_calls,
+                "failure_rate": b.failure_rate,
+                "open_for": ms(b.open_for),
+                "half_open_calls": b.half_open_calls,
+                "on": b.on.items(),
+            })),
         })).collect::<Vec<_>>(),
         "endpoints": plan.endpoints.iter().map(|endpoint| json!({
             "route": &*endpoint.route,

@@ -340,6 +340,11 @@ fn components() -> Value {
                     "elapsed_ms": { "type": "integer", "minimum": 0 },
                     "status": { "type": "integer", "description": "The backend's status, for `status` errors." },
                     "detail": { "type": "string" },
+                    "attempts": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "Attempts made, for a call to a backend with `retry`.",
+                    },
                 },
                 "additionalProperties": false,
             },

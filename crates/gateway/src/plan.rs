@@ -117,15 +117,23 @@ fn may_repeat(calls: &[CallConfig]) -> bool {
 }
 
 impl EndpointPlan {
-    /// The longest call `index` can take: its timeout, times the number of waves a list of
-    /// `max_fanout` elements needs at its `concurrency` when it fans out.
+    /// The longest call `index` can take: its timeout (with retries: every attempt's, plus the
+    /// longest backoffs), times the number of waves a list of `max_fanout` elements needs at
+    /// its `concurrency` when it fans out.
     pub fn worst_case(&self, index: usize) -> Duration {
         let Some(call) = self.calls.get(index) else { return Duration::ZERO };
+        let one = match call.backend.retry() {
+            None => call.timeout,
+            Some(retry) => {
+                call.timeout.saturating_mul(retry.attempts)
+                    + retry.max_backoff.saturating_mul(retry.attempts.saturating_sub(1))
+            }
+        };
         let waves = match call.template.fan_out() {
             Some(_) => self.max_fanout.div_ceil(call.concurrency.max(1)),
             None => 1,
         };
-        call.timeout.saturating_mul(u32::try_from(waves).unwrap_or(u32::MAX))
+        one.saturating_mul(u32::try_from(waves).unwrap_or(u32::MAX))
     }
 
     /// For a call over a list whose longest possible result (`max_fanout` bodies of the
@@ -235,6 +243,12 @@ impl Plan {
                 }
                 if call.template.fan_out().is_some() {
                     let _ = write!(out, " per element, {} at once", call.concurrency);
+                }
+                if let Some(retry) = call.backend.retry() {
+                    let _ = write!(out, " up to {} attempts", retry.attempts);
+                }
+                if call.backend.circuit_breaker().is_some() {
+                    let _ = write!(out, " behind a circuit breaker");
                 }
                 out.push('\n');
                 if let Some(most) = endpoint.list_exceeding_cap(index) {

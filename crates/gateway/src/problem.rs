@@ -85,7 +85,9 @@ impl ErrorAnswer {
                 "a required call failed (status, connect, invalid_body, too_large, …)".to_owned()
             }
             ErrorAnswer::Overloaded => {
-                "more requests in flight than server.max_in_flight (`Retry-After`)".to_owned()
+                "more requests in flight than server.max_in_flight, or a required call's backend has \
+                its circuit breaker open (`Retry-After`: the seconds until it lets calls through)"
+                    .to_owned()
             }
             ErrorAnswer::GatewayTimeout => {
                 "a required call timed out or the endpoint deadline passed".to_owned()
@@ -149,7 +151,9 @@ impl Problem<'_> {
             Problem::BodyTooLarge(_) => ErrorAnswer::ContentTooLarge,
             Problem::UriTooLong(_) => ErrorAnswer::UriTooLong,
             Problem::BadParameter { .. } | Problem::ChunkedBody => ErrorAnswer::BadRequest,
-            Problem::Overloaded => ErrorAnswer::Overloaded,
+            Problem::Overloaded | Problem::RequiredCallFailed { error: CallError::CircuitOpen(_), .. } => {
+                ErrorAnswer::Overloaded
+            }
             Problem::RequiredCallFailed { error, .. } if error.is_timeout() => ErrorAnswer::GatewayTimeout,
             Problem::RequiredCallFailed { .. } => ErrorAnswer::BadGateway,
         }
@@ -202,6 +206,12 @@ impl Problem<'_> {
             Problem::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Problem::RequiredCallFailed { error: CallError::CircuitOpen(wait), .. } => {
+                // Whole seconds, rounded up: a client retrying then finds the breaker letting
+                // trial calls through.
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            }
             Problem::ChunkedBody => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
@@ -244,6 +254,24 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_required_call_behind_an_open_breaker_is_503_with_the_wait_as_retry_after() {
+        for (wait, seconds) in
+            [(Duration::from_millis(4200), "5"), (Duration::from_secs(3), "3"), (Duration::ZERO, "1")]
+        {
+            let open = CallError::CircuitOpen(wait);
+            let response = Problem::RequiredCallFailed { call: "user", error: &open }.response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()["retry-after"], seconds, "{wait:?}");
+            let body = json_of(response).await;
+            assert_eq!(body["error"], "circuit_open");
+            assert_eq!(
+                body["detail"],
+                "required call \"user\" failed: the backend's circuit breaker is open"
+            );
+        }
+    }
+
     #[test]
     fn the_catalog_has_one_answer_per_status_and_every_problem_is_in_it() {
         let statuses: Vec<u16> = ErrorAnswer::ALL.iter().map(|answer| answer.status().as_u16()).collect();
@@ -260,6 +288,7 @@ mod tests {
             Problem::Overloaded,
             Problem::RequiredCallFailed { call: "a", error: &status },
             Problem::RequiredCallFailed { call: "a", error: &timeout },
+            Problem::RequiredCallFailed { call: "a", error: &CallError::CircuitOpen(Duration::ZERO) },
         ];
         for problem in &problems {
             assert!(ErrorAnswer::ALL.contains(&problem.answer()), "{problem:?}");

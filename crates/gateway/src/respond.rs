@@ -66,7 +66,10 @@ pub fn compose(endpoint: &EndpointPlan, execution: &Execution, mut spare: Header
                 Ok(placed)
             });
         for (index, error) in &element_errors {
-            body.push_error(&json_key(&format!("{}[{index}]", call.name)), &error_entry(error, outcome));
+            body.push_error(
+                &json_key(&format!("{}[{index}]", call.name)),
+                &error_entry(call, error, outcome),
+            );
         }
         match result {
             Ok(Placed::Raw(Output::Body(bytes))) => body.push_raw(&call.key, bytes),
@@ -74,7 +77,7 @@ pub fn compose(endpoint: &EndpointPlan, execution: &Execution, mut spare: Header
             Ok(Placed::Text(text)) => body.push_raw(&call.key, &text),
             Ok(Placed::Fields(fields)) => flat.extend(fields),
             Err(error) if call.required => return required_failed(call, &error),
-            Err(error) => body.push_error(&call.key, &error_entry(&error, outcome)),
+            Err(error) => body.push_error(&call.key, &error_entry(call, &error, outcome)),
         }
     }
     for (name, value) in &flat {
@@ -209,7 +212,7 @@ fn required_failed(call: &CallPlan, error: &CallError) -> Answer {
     Answer { response: Problem::RequiredCallFailed { call: &call.name, error }.response(), partial: false }
 }
 
-fn error_entry<'a>(error: &'a CallError, outcome: &CallOutcome) -> ErrorEntry<'a> {
+fn error_entry<'a>(call: &CallPlan, error: &'a CallError, outcome: &CallOutcome) -> ErrorEntry<'a> {
     let (status, detail) = match error {
         CallError::Status(code) => (Some(*code), None),
         CallError::Connect(reason) | CallError::InvalidBody(reason) | CallError::InvalidReference(reason) => {
@@ -220,13 +223,15 @@ fn error_entry<'a>(error: &'a CallError, outcome: &CallOutcome) -> ErrorEntry<'a
         | CallError::Cancelled
         | CallError::TooLarge(_)
         | CallError::FanoutLimit { .. }
-        | CallError::Overloaded(_) => (None, None),
+        | CallError::Overloaded(_)
+        | CallError::CircuitOpen(_) => (None, None),
     };
     ErrorEntry {
         error: error.kind(),
         elapsed_ms: u64::try_from(outcome.elapsed.as_millis()).unwrap_or(u64::MAX),
         status,
         detail,
+        attempts: (call.backend.retry().is_some() && outcome.attempts > 0).then_some(outcome.attempts),
     }
 }
 

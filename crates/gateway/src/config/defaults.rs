@@ -40,6 +40,30 @@ pub const BACKEND_MAX_RESPONSE_BODY: &str = "4MiB";
 pub const MAX_IDLE_CONNECTIONS: usize = 128;
 /// `backends.NAME.max_in_flight`
 pub const BACKEND_MAX_IN_FLIGHT: usize = 1024;
+/// `backends.NAME.retry.attempts`
+pub const RETRY_ATTEMPTS: usize = 3;
+/// `backends.NAME.retry.backoff`
+pub const RETRY_BACKOFF: &str = "10ms";
+/// `backends.NAME.retry.max_backoff`
+pub const RETRY_MAX_BACKOFF: &str = "100ms";
+/// `backends.NAME.retry.on` (and `circuit_breaker.on` unless `retry.on` is set)
+pub const RETRY_ON: &str = "[connect, timeout, 502, 503, 504]";
+/// `backends.NAME.retry.budget.ratio`
+pub const RETRY_BUDGET_RATIO: &str = "0.2";
+/// `backends.NAME.retry.budget.min_per_second`
+pub const RETRY_BUDGET_MIN_PER_SECOND: usize = 10;
+/// `backends.NAME.retry.budget.window`
+pub const RETRY_BUDGET_WINDOW: &str = "10s";
+/// `backends.NAME.circuit_breaker.window`
+pub const BREAKER_WINDOW: &str = "10s";
+/// `backends.NAME.circuit_breaker.min_calls`
+pub const BREAKER_MIN_CALLS: usize = 20;
+/// `backends.NAME.circuit_breaker.failure_rate`
+pub const BREAKER_FAILURE_RATE: &str = "50%";
+/// `backends.NAME.circuit_breaker.open_for`
+pub const BREAKER_OPEN_FOR: &str = "5s";
+/// `backends.NAME.circuit_breaker.half_open_calls`
+pub const BREAKER_HALF_OPEN_CALLS: usize = 3;
 /// `endpoints[i].concurrency`
 pub const CONCURRENCY: usize = 16;
 /// `endpoints[i].max_fanout`
@@ -57,7 +81,7 @@ mod tests {
     }
 
     /// The defaults above by the docs' section heading and key.
-    const DOCUMENTED: [(&str, &str, Shown); 21] = [
+    const DOCUMENTED: [(&str, &str, Shown); 33] = [
         ("server", "listen", Shown::Text(LISTEN)),
         ("server", "admin_listen", Shown::Text(ADMIN_LISTEN)),
         ("server", "request_timeout", Shown::Text(REQUEST_TIMEOUT)),
@@ -77,6 +101,18 @@ mod tests {
         ("backends.NAME", "max_response_body", Shown::Text(BACKEND_MAX_RESPONSE_BODY)),
         ("backends.NAME", "max_idle_connections", Shown::Count(MAX_IDLE_CONNECTIONS)),
         ("backends.NAME", "max_in_flight", Shown::Count(BACKEND_MAX_IN_FLIGHT)),
+        ("backends.NAME.retry", "attempts", Shown::Count(RETRY_ATTEMPTS)),
+        ("backends.NAME.retry", "backoff", Shown::Text(RETRY_BACKOFF)),
+        ("backends.NAME.retry", "max_backoff", Shown::Text(RETRY_MAX_BACKOFF)),
+        ("backends.NAME.retry", "on", Shown::Text(RETRY_ON)),
+        ("backends.NAME.retry", "budget.ratio", Shown::Text(RETRY_BUDGET_RATIO)),
+        ("backends.NAME.retry", "budget.min_per_second", Shown::Count(RETRY_BUDGET_MIN_PER_SECOND)),
+        ("backends.NAME.retry", "budget.window", Shown::Text(RETRY_BUDGET_WINDOW)),
+        ("backends.NAME.circuit_breaker", "window", Shown::Text(BREAKER_WINDOW)),
+        ("backends.NAME.circuit_breaker", "min_calls", Shown::Count(BREAKER_MIN_CALLS)),
+        ("backends.NAME.circuit_breaker", "failure_rate", Shown::Text(BREAKER_FAILURE_RATE)),
+        ("backends.NAME.circuit_breaker", "open_for", Shown::Text(BREAKER_OPEN_FOR)),
+        ("backends.NAME.circuit_breaker", "half_open_calls", Shown::Count(BREAKER_HALF_OPEN_CALLS)),
         ("endpoints[i]", "concurrency", Shown::Count(CONCURRENCY)),
         ("endpoints[i]", "max_fanout", Shown::Count(MAX_FANOUT)),
     ];

@@ -93,6 +93,42 @@ pub struct RawBackend {
     pub max_idle_connections: Option<Text>,
     pub ca_file: Option<Text>,
     pub max_in_flight: Option<Text>,
+    pub retry: Option<RawRetry>,
+    pub circuit_breaker: Option<RawBreaker>,
+}
+
+/// `backends.NAME.retry:` — retries with a budget; every key has a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: Option<Text>,
+    pub backoff: Option<Text>,
+    pub max_backoff: Option<Text>,
+    pub on: Option<Vec<Text>>,
+    pub min_time_left: Option<Text>,
+    #[serde(default)]
+    pub budget: RawBudget,
+}
+
+/// `backends.NAME.retry.budget:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    pub ratio: Option<Text>,
+    pub min_per_second: Option<Text>,
+    pub window: Option<Text>,
+}
+
+/// `backends.NAME.circuit_breaker:`; every key has a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub window: Option<Text>,
+    pub min_calls: Option<Text>,
+    pub failure_rate: Option<Text>,
+    pub open_for: Option<Text>,
+    pub half_open_calls: Option<Text>,
+    pub on: Option<Vec<Text>>,
 }
 
 /// `endpoints[i]:` — one aggregated route. `calls` stays untyped so each call is checked on its

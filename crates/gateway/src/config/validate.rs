@@ -282,6 +282,10 @@ fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -
             }
         }
     }
+    let retry = raw.retry.map(|retry| policies::retry(&mut c, retry));
+    let circuit_breaker = raw
+        .circuit_breaker
+        .map(|breaker| policies::circuit_breaker(&mut c, breaker, retry.as_ref().map(|r| &r.on)));
     let settings = BackendSettings {
         name: name.to_owned(),
         base_url,
@@ -300,6 +304,8 @@ fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -
         ),
         ca_file: raw.ca_file.map(|Text(file)| file.into()),
         max_in_flight: c.count("max_in_flight", raw.max_in_flight, defaults::BACKEND_MAX_IN_FLIGHT),
+        retry,
+        circuit_breaker,
     };
     if settings.ca_file.is_some() && !settings.base_url.starts_with("https://") {
         c.error("ca_file", "only https:// backends use a ca_file");
@@ -725,6 +731,7 @@ impl Checker<'_> {
     }
 }
 
+mod policies;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

@@ -1,7 +1,9 @@
 //! Prometheus metrics on the admin port's `/metrics`: request and backend-call duration
 //! histograms (OpenTelemetry semantic-convention names, buckets from 0.5 ms to 10 s), requests
 //! in flight, open connections, backend errors by kind, partial answers per route, log lines
-//! dropped by the log writer, and the process's resident memory. Label values come from config (route templates, backend names)
+//! dropped by the log writer, and the process's resident memory; and the resilience policies'
+//! own metrics, which the `downstream` crate records ([`downstream::policy`]: retries, breaker
+//! states and transitions), described here. Label values come from config (route templates, backend names)
 //! and fixed sets (status classes, error kinds), never from request data, so cardinality is
 //! bounded. Handles are created once from the plan ([`PlanMetrics`]): recording is an atomic
 //! update, with no key lookup or allocation per request. Without an installed [`Exporter`] the
@@ -14,6 +16,7 @@ use ::metrics::{
 };
 use ::metrics::{gauge, histogram};
 use downstream::ERROR_KINDS;
+use downstream::policy::{CIRCUIT_STATE, CIRCUIT_TRANSITIONS, RETRIES};
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 use std::time::Duration;
 
@@ -77,6 +80,9 @@ impl Exporter {
         describe_counter!(CONFIG_RELOADS, "Config reloads, by result: applied, unchanged, rejected.");
         describe_gauge!(CONFIG_RELOAD_OK, "1 unless the last config reload was rejected.");
         describe_counter!(LOG_LINES_DROPPED, "Log lines dropped because the log writer's buffer was full.");
+        describe_counter!(RETRIES, "Backend call retries, by outcome: sent, or refused by the retry budget.");
+        describe_gauge!(CIRCUIT_STATE, "Each backend's circuit breaker: 0 closed, 1 half-open, 2 open.");
+        describe_counter!(CIRCUIT_TRANSITIONS, "Circuit breaker state changes, by the state entered.");
         gauge!(CONFIG_RELOAD_OK).set(1.0);
         counter!(LOG_LINES_DROPPED).absolute(super::dropped_log_lines());
         Ok(Self { handle })
@@ -117,8 +123,14 @@ struct BackendMetrics {
 }
 
 impl PlanMetrics {
-    /// Creates every handle the plan's routes and backends can need.
+    /// Creates every handle the plan's routes and backends can need, and shows each circuit
+    /// breaker's state from the start (the breakers update it as it changes).
     pub fn new(plan: &Plan) -> Self {
+        for backend in &plan.backends {
+            if let Some(state) = backend.circuit_state() {
+                gauge!(CIRCUIT_STATE, "backend" => backend.name().to_owned()).set(state.gauge());
+            }
+        }
         Self {
             routes: plan.endpoints.iter().map(|e| RouteMetrics::new(&e.route)).collect(),
             unmatched: RouteMetrics::new(UNMATCHED),

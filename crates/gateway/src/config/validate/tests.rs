@@ -86,7 +86,7 @@ fn every_mistake_is_reported_with_its_key_path() {
         "telemetry.log_format: unknown variant `xml`, expected `json` or `pretty`",
         "backends.users.timeout: invalid duration \"250\": time unit needed, for example 250sec or 250ms (write e.g. 250ms, 2s, 1m)",
         "backends.users.ca_file: only https:// backends use a ca_file",
-        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`, `max_in_flight`",
+        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`, `max_in_flight`, `retry`, `circuit_breaker`",
         "backends.bad name: invalid backend name \"bad name\": use letters, digits, - and _ (not leading _)",
         "endpoints[0].forward_headers[0]: \"connection\" is a hop-by-hop header and is never forwarded",
         "endpoints[0].forward_headers[1]: \"x_custom\": header names with \"_\" are never forwarded (proxies treat them inconsistently)",
@@ -534,5 +534,69 @@ fn the_runtime_mode_is_work_stealing_unless_per_core_is_asked_for() {
     assert_eq!(
         errors_of(tree),
         ["server.runtime: unknown variant `percore`, expected `work_stealing` or `per_core`"]
+    );
+}
+
+#[test]
+fn resilience_policies_are_off_unless_configured_and_take_defaults_key_by_key() {
+    use downstream::policy::Failures;
+    let settings = validate(valid_tree()).unwrap();
+    assert!(
+        settings.backends.iter().all(|b| b.settings.retry.is_none() && b.settings.circuit_breaker.is_none())
+    );
+
+    let mut tree = valid_tree();
+    tree["backends"]["users"]["retry"] =
+        json!({"attempts": 4, "on": ["5xx", "connect"], "budget": {"ratio": "0.1"}});
+    tree["backends"]["users"]["circuit_breaker"] = json!({"failure_rate": "25%", "open_for": "2s"});
+    tree["backends"]["orders"]["circuit_breaker"] = json!({});
+    let settings = validate(tree).unwrap();
+    let retry = settings.backends[0].settings.retry.as_ref().unwrap();
+    assert_eq!(
+        (retry.attempts, retry.backoff, retry.max_backoff),
+        (4, Duration::from_millis(10), Duration::from_millis(100))
+    );
+    assert_eq!(retry.on.items(), ["connect", "5xx"]);
+    assert_eq!(
+        (retry.budget.ratio, retry.budget.min_per_second, retry.budget.window),
+        (0.1, 10, Duration::from_secs(10))
+    );
+    assert_eq!(retry.min_time_left, None);
+    let breaker = settings.backends[0].settings.circuit_breaker.as_ref().unwrap();
+    assert_eq!(
+        (breaker.failure_rate, breaker.open_for, breaker.min_calls),
+        (0.25, Duration::from_secs(2), 20)
+    );
+    assert_eq!(breaker.on, retry.on, "a breaker counts the failures its backend retries");
+    let breaker = settings.backends[1].settings.circuit_breaker.as_ref().unwrap();
+    assert_eq!((breaker.window, breaker.half_open_calls), (Duration::from_secs(10), 3));
+    assert_eq!(breaker.on, Failures::transient(), "without retry: the transient failures");
+}
+
+#[test]
+fn bad_policy_values_are_reported_with_their_key_paths() {
+    let mut tree = valid_tree();
+    tree["backends"]["users"]["retry"] = json!({
+        "attempts": 1, "backoff": "50ms", "max_backoff": "10ms", "on": ["connect", "reset", 200],
+        "budget": {"ratio": 2, "min_per_second": -1, "window": "0s"}
+    });
+    tree["backends"]["orders"]["retry"] = json!({"on": []});
+    tree["backends"]["orders"]["circuit_breaker"] =
+        json!({"failure_rate": "150%", "min_calls": 0, "half_open_calls": "x"});
+    assert_eq!(
+        errors_of(tree),
+        [
+            "backends.users.retry.attempts: 1 must be from 2 (one retry) to 10",
+            "backends.users.retry.max_backoff: 10ms is shorter than retry.backoff (50ms)",
+            "backends.users.retry.budget.ratio: \"2\" must be a number from 0 to 1",
+            "backends.users.retry.budget.min_per_second: \"-1\" must be a whole number from 0 to 1000000",
+            "backends.users.retry.budget.window: duration \"0s\" must be at least 1ms",
+            "backends.users.retry.on[1]: \"reset\" is not a failure (write connect, timeout, invalid_body, a status from 300 to 599, or 3xx, 4xx, 5xx)",
+            "backends.users.retry.on[2]: \"200\" is not a failure (write connect, timeout, invalid_body, a status from 300 to 599, or 3xx, 4xx, 5xx)",
+            "backends.orders.retry.on: list at least one failure (e.g. [connect, timeout, 503])",
+            "backends.orders.circuit_breaker.min_calls: \"0\" must be a whole number from 1 to 10000000",
+            "backends.orders.circuit_breaker.failure_rate: \"150%\" must be a share above 0 and at most 100% (write e.g. 50% or 0.5)",
+            "backends.orders.circuit_breaker.half_open_calls: \"x\" must be a whole number from 1 to 10000000",
+        ]
     );
 }

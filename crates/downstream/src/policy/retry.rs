@@ -1,0 +1,169 @@
+//! Retries (`backends.X.retry`): how many attempts, the backoff before each (exponential with
+//! full jitter), which failures are retried, and the budget that keeps retries to a share of
+//! the backend's recent calls (Finagle's and Linkerd's retry budgets), so a failing backend
+//! gets at most `1 + ratio` times its load, never `attempts` times.
+
+use super::failures::Failures;
+use super::window::Window;
+use std::cell::Cell;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// `backends.X.retry`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySettings {
+    /// Attempts in all, the first included (2 or more).
+    pub attempts: u32,
+    /// The backoff ceiling before the first retry; it doubles for each further retry.
+    pub backoff: Duration,
+    /// The largest backoff ceiling.
+    pub max_backoff: Duration,
+    /// Which failures are retried.
+    pub on: Failures,
+    /// An attempt starts only when at least this much time is left before the endpoint
+    /// deadline; `None`: the call's own timeout (an attempt is never started that could not
+    /// run to its timeout).
+    pub min_time_left: Option<Duration>,
+    /// How many retries the backend may get.
+    pub budget: BudgetSettings,
+}
+
+/// `backends.X.retry.budget`, validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetSettings {
+    /// Retries allowed per call made, over the window (0.2: one retry per five calls).
+    pub ratio: f64,
+    /// Retries allowed per second of window whatever the traffic, so a backend with few calls
+    /// can still be retried.
+    pub min_per_second: u32,
+    /// The sliding window calls and retries are counted over.
+    pub window: Duration,
+}
+
+/// The retry policy of one backend, with its budget.
+#[derive(Debug)]
+pub(crate) struct Retry {
+    pub(crate) settings: RetrySettings,
+    /// Calls (first attempts) and retries over the budget's window.
+    counts: Mutex<Window>,
+}
+
+impl Retry {
+    pub(crate) fn new(settings: RetrySettings) -> Self {
+        let counts = Mutex::new(Window::new(settings.budget.window, Instant::now()));
+        Self { settings, counts }
+    }
+
+    /// Counts a call (its first attempt) into the budget.
+    pub(crate) fn deposit(&self, now: Instant) {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner).add(now, [1, 0]);
+    }
+
+    /// Takes one retry (or hedge) from the budget; false when it is spent.
+    pub(crate) fn withdraw(&self, now: Instant) -> bool {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let [calls, retries] = counts.totals(now);
+        let budget = &self.settings.budget;
+        let reserve = f64::from(budget.min_per_second) * budget.window.as_secs_f64();
+        let allowed = budget.ratio * calls as f64 + reserve;
+        if (retries + 1) as f64 > allowed {
+            return false;
+        }
+        counts.add(now, [0, 1]);
+        true
+    }
+
+    /// The wait before retry number `retry` (1 for the first): uniformly drawn from zero to
+    /// `min(max_backoff, backoff × 2^(retry-1))` ("full jitter": retries of many callers that
+    /// failed together spread out instead of arriving together again).
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
+        ceiling(&self.settings, retry).mul_f64(unit())
+    }
+}
+
+/// The backoff ceiling before retry number `retry`.
+fn ceiling(settings: &RetrySettings, retry: u32) -> Duration {
+    let doubled = settings.backoff.saturating_mul(1 << retry.saturating_sub(1).min(20));
+    doubled.min(settings.max_backoff)
+}
+
+thread_local! {
+    /// This thread's xorshift state, seeded from the process's random hasher keys.
+    static RNG: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()) | 1);
+}
+
+/// A number in `[0, 1)` for jitter (not for anything secret).
+fn unit() -> f64 {
+    RNG.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn settings(ratio: f64, min_per_second: u32) -> RetrySettings {
+        RetrySettings {
+            attempts: 3,
+            backoff: 10 * MS,
+            max_backoff: 100 * MS,
+            on: Failures::transient(),
+            min_time_left: None,
+            budget: BudgetSettings { ratio, min_per_second, window: Duration::from_secs(10) },
+        }
+    }
+
+    #[test]
+    fn backoff_ceilings_double_up_to_the_maximum() {
+        let settings = settings(0.2, 10);
+        let ceilings: Vec<Duration> = (1..=6).map(|retry| ceiling(&settings, retry)).collect();
+        assert_eq!(ceilings, [10 * MS, 20 * MS, 40 * MS, 80 * MS, 100 * MS, 100 * MS]);
+        assert_eq!(ceiling(&settings, u32::MAX), 100 * MS);
+        let retry = Retry::new(settings);
+        for _ in 0..1000 {
+            let wait = retry.backoff(2);
+            assert!(wait < 20 * MS, "{wait:?}");
+        }
+        // Full jitter: the waits spread over the whole range.
+        let waits: Vec<Duration> = (0..1000).map(|_| retry.backoff(1)).collect();
+        assert!(waits.iter().any(|w| *w < 2 * MS) && waits.iter().any(|w| *w > 8 * MS));
+    }
+
+    #[test]
+    fn the_budget_is_a_share_of_recent_calls_plus_a_reserve() {
+        let retry = Retry::new(settings(0.2, 0));
+        let now = Instant::now();
+        for _ in 0..10 {
+            retry.deposit(now);
+        }
+        // 20 % of 10 calls: two retries.
+        assert!(retry.withdraw(now));
+        assert!(retry.withdraw(now));
+        assert!(!retry.withdraw(now));
+        for _ in 0..5 {
+            retry.deposit(now);
+        }
+        assert!(retry.withdraw(now), "15 calls allow a third retry");
+        assert!(!retry.withdraw(now));
+        // Once the calls have left the window, so has the budget they gave.
+        assert!(!retry.withdraw(now + Duration::from_secs(11)));
+    }
+
+    #[test]
+    fn the_reserve_allows_retries_without_traffic() {
+        // 1 per second over a 10 s window: 10 retries with no calls at all.
+        let retry = Retry::new(settings(0.0, 1));
+        let now = Instant::now();
+        assert_eq!((0..20).filter(|_| retry.withdraw(now)).count(), 10);
+    }
+}

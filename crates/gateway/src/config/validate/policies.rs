@@ -1,0 +1,147 @@
+//! Checking a backend's resilience policies (`retry`, `circuit_breaker`): every key has a
+//! default ([`super::defaults`]), and every bad value is reported with its key path.
+
+use super::Checker;
+use super::defaults;
+use crate::config::raw::{RawBreaker, RawRetry, Text};
+use downstream::policy::{BreakerSettings, BudgetSettings, Failures, RetrySettings};
+
+/// The most attempts a call may make (gRPC's retry policy caps `maxAttempts` at 5; ten leaves
+/// room for hedging-like use without letting one call multiply a backend's load unboundedly).
+const MAX_ATTEMPTS: usize = 10;
+
+/// `backends.NAME.retry`.
+pub(super) fn retry(c: &mut Checker<'_>, raw: RawRetry) -> RetrySettings {
+    let attempts = c.count("retry.attempts", raw.attempts.clone(), defaults::RETRY_ATTEMPTS);
+    if !(2..=MAX_ATTEMPTS).contains(&attempts) && !c.reported("retry.attempts") {
+        c.error("retry.attempts", format!("{attempts} must be from 2 (one retry) to {MAX_ATTEMPTS}"));
+    }
+    let backoff = c.duration("retry.backoff", raw.backoff, defaults::RETRY_BACKOFF);
+    let max_backoff = c.duration("retry.max_backoff", raw.max_backoff, defaults::RETRY_MAX_BACKOFF);
+    if max_backoff < backoff && !c.reported("retry.backoff") && !c.reported("retry.max_backoff") {
+        c.error("retry.max_backoff", format!("{max_backoff:?} is shorter than retry.backoff ({backoff:?})"));
+    }
+    let min_time_left = raw.min_time_left.map(|t| c.duration("retry.min_time_left", Some(t), ""));
+    let budget = BudgetSettings {
+        ratio: fraction(c, "retry.budget.ratio", raw.budget.ratio, defaults::RETRY_BUDGET_RATIO),
+        min_per_second: whole(
+            c,
+            "retry.budget.min_per_second",
+            raw.budget.min_per_second,
+            defaults::RETRY_BUDGET_MIN_PER_SECOND,
+        ),
+        window: c.duration("retry.budget.window", raw.budget.window, defaults::RETRY_BUDGET_WINDOW),
+    };
+    RetrySettings {
+        attempts: u32::try_from(attempts).unwrap_or(2),
+        backoff,
+        max_backoff,
+        on: failures(c, "retry.on", raw.on.as_deref(), None),
+        min_time_left,
+        budget,
+    }
+}
+
+/// `backends.NAME.circuit_breaker`; its failures default to `retry_on`, the backend's retry
+/// list when it has one.
+pub(super) fn circuit_breaker(
+    c: &mut Checker<'_>,
+    raw: RawBreaker,
+    retry_on: Option<&Failures>,
+) -> BreakerSettings {
+    let count = |c: &mut Checker<'_>, key: &str, value: Option<Text>, default: usize| {
+        u32::try_from(c.count(key, value, default).min(u32::MAX as usize)).unwrap_or(u32::MAX)
+    };
+    BreakerSettings {
+        window: c.duration("circuit_breaker.window", raw.window, defaults::BREAKER_WINDOW),
+        min_calls: count(c, "circuit_breaker.min_calls", raw.min_calls, defaults::BREAKER_MIN_CALLS),
+        failure_rate: failure_rate(c, raw.failure_rate),
+        open_for: c.duration("circuit_breaker.open_for", raw.open_for, defaults::BREAKER_OPEN_FOR),
+        half_open_calls: count(
+            c,
+            "circuit_breaker.half_open_calls",
+            raw.half_open_calls,
+            defaults::BREAKER_HALF_OPEN_CALLS,
+        ),
+        on: failures(c, "circuit_breaker.on", raw.on.as_deref(), retry_on),
+    }
+}
+
+/// An `on:` list, or `default` (else the transient failures) when absent.
+fn failures(c: &mut Checker<'_>, key: &str, items: Option<&[Text]>, default: Option<&Failures>) -> Failures {
+    let Some(items) = items else {
+        return default.cloned().unwrap_or_else(Failures::transient);
+    };
+    if items.is_empty() {
+        c.error(key, "list at least one failure (e.g. [connect, timeout, 503])");
+    }
+    let mut failures = Failures::default();
+    for (i, Text(item)) in items.iter().enumerate() {
+        if let Err(message) = failures.add(item.trim()) {
+            c.error(&format!("{key}[{i}]"), message);
+        }
+    }
+    failures
+}
+
+/// A number from 0 to 1.
+fn fraction(c: &mut Checker<'_>, key: &str, value: Option<Text>, default: &str) -> f64 {
+    let text = value.map_or_else(|| default.to_owned(), |t| t.0);
+    match text.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => ratio,
+        _ => {
+            c.error(key, format!("{text:?} must be a number from 0 to 1"));
+            0.0
+        }
+    }
+}
+
+/// A whole number from 0 to 1,000,000.
+fn whole(c: &mut Checker<'_>, key: &str, value: Option<Text>, default: usize) -> u32 {
+    let Some(Text(text)) = value else { return u32::try_from(default).unwrap_or_default() };
+    match text.trim().parse::<u32>() {
+        Ok(n) if n <= 1_000_000 => n,
+        _ => {
+            c.error(key, format!("{text:?} must be a whole number from 0 to 1000000"));
+            0
+        }
+    }
+}
+
+/// `failure_rate`: a percentage (`50%`) or a fraction (`0.5`), above 0 and at most 1.
+fn failure_rate(c: &mut Checker<'_>, value: Option<Text>) -> f64 {
+    let text = value.map_or_else(|| defaults::BREAKER_FAILURE_RATE.to_owned(), |t| t.0);
+    let trimmed = text.trim();
+    let rate = match trimmed.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => trimmed.parse::<f64>(),
+    };
+    match rate {
+        Ok(rate) if rate > 0.0 && rate <= 1.0 => rate,
+        _ => {
+            c.error(
+                "circuit_breaker.failure_rate",
+                format!("{text:?} must be a share above 0 and at most 100% (write e.g. 50% or 0.5)"),
+            );
+            1.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_default_list_is_the_one_applied() {
+        let items: Vec<Text> = defaults::RETRY_ON
+            .trim_matches(['[', ']'])
+            .split(',')
+            .map(|item| Text(item.trim().to_owned()))
+            .collect();
+        let mut errors = crate::config::ConfigErrors::default();
+        let mut c = Checker { errors: &mut errors, prefix: "backends.b" };
+        assert_eq!(failures(&mut c, "retry.on", Some(&items), None), Failures::transient());
+        assert!(errors.is_empty());
+    }
+}
