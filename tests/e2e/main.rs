@@ -14,6 +14,7 @@ mod lifecycle;
 mod limits;
 mod openapi;
 mod reload;
+mod resilience;
 mod runtime;
 mod safety;
 mod support;

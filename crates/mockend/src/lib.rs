@@ -17,6 +17,7 @@
 //!         body: { id: "{id}", name: "Hoodie" }
 //!       - { path: /broken, behavior: reset }  # normal | hang | reset | garbage
 //!       - { path: /flaky, error_rate: 0.1, error_status: 503 }
+//!       - { path: /down, fail_first: 50, error_status: 503 }  # then answers normally
 //!       - { path: /huge, body_size: 10485760 }
 //! ```
 //!

@@ -1,6 +1,7 @@
 //! Routes compiled from specs (validated, bodies prepared) and the
 //! per-request decision of what to answer.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +26,8 @@ struct Route {
     body: Body,
     error_rate: f64,
     error_status: StatusCode,
+    /// Requests still to fail before the route answers normally.
+    fail_first: AtomicU64,
     behavior: Behavior,
     location: Option<HeaderValue>,
 }
@@ -71,7 +74,9 @@ impl Routes {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        if route.error_rate > 0.0 && rng::unit() < route.error_rate {
+        let failing =
+            route.fail_first.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok();
+        if failing || (route.error_rate > 0.0 && rng::unit() < route.error_rate) {
             return Outcome::Respond(route.error_status, body::simulated_error(), None);
         }
         match route.behavior {
@@ -104,6 +109,7 @@ impl Route {
             body: Body::compile(&spec.path, &spec.body, spec.body_size),
             error_rate: spec.error_rate,
             error_status: status(spec.error_status)?,
+            fail_first: AtomicU64::new(spec.fail_first),
             behavior: spec.behavior,
             location: spec
                 .location

@@ -37,6 +37,10 @@ pub struct RouteSpec {
     /// Status of simulated errors; 500 by default.
     #[serde(default = "default_error_status")]
     pub error_status: u16,
+    /// The first this many requests to the route are answered with `error_status` (after
+    /// their latency), whatever `error_rate` says: a backend that is down, then comes back.
+    #[serde(default)]
+    pub fail_first: u64,
     /// How the route answers; `normal` by default.
     #[serde(default)]
     pub behavior: Behavior,
@@ -120,6 +124,7 @@ impl RouteSpec {
             body_size: None,
             error_rate: 0.0,
             error_status: default_error_status(),
+            fail_first: 0,
             behavior: Behavior::Normal,
             location: None,
         }
@@ -183,6 +188,14 @@ impl RouteSpec {
     #[must_use]
     pub fn error_rate(mut self, rate: f64, status: u16) -> Self {
         self.error_rate = rate;
+        self.error_status = status;
+        self
+    }
+
+    /// Answers the first `count` requests with `status` instead.
+    #[must_use]
+    pub fn fail_first(mut self, count: u64, status: u16) -> Self {
+        self.fail_first = count;
         self.error_status = status;
         self
     }

@@ -186,6 +186,17 @@ async fn error_rate_fails_about_that_fraction() {
 }
 
 #[tokio::test]
+async fn fail_first_fails_that_many_requests_then_answers_normally() {
+    let server = spawn(vec![RouteSpec::json("/d", json!({"ok": true})).fail_first(3, 503)]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(get(&server, "/d").await.status);
+    }
+    assert_eq!(statuses, [503, 503, 503, 200, 200]);
+    assert_eq!(get(&server, "/d").await.json(), json!({"ok": true}));
+}
+
+#[tokio::test]
 async fn reset_aborts_the_connection_without_a_response() {
     let server = spawn(vec![
         RouteSpec::new("/r").behavior(Behavior::Reset).latency(Duration::from_millis(20)),

@@ -102,24 +102,25 @@ async fn the_timeout_bounds_each_attempt_and_attempts_run_out() {
 async fn no_attempt_starts_without_its_timeout_left_before_the_deadline() {
     let policies = Policies::new("b", Some(retry(5)), None);
     let hang = (Duration::from_secs(60), Ok("{}"));
-    // Attempt 1 ends at 50 ms; attempt 2 starts by 60 ms and ends by 110 ms; a third would need
-    // 50 ms more, which a 130 ms deadline does not leave.
+    // Attempt 1 ends at 50 ms; attempt 2 starts by 60 ms and ends by 110 ms; attempt 3 would
+    // start at 100 ms or later and need 50 ms more, which a 140 ms deadline never leaves.
     let (exchanged, started, took) =
-        run(&policies, 50 * MS, 130 * MS, &[hang.clone(), hang.clone(), hang]).await;
+        run(&policies, 50 * MS, 140 * MS, &[hang.clone(), hang.clone(), hang]).await;
     assert_eq!(exchanged.result.unwrap_err(), CallError::Timeout(50 * MS));
     assert_eq!((exchanged.attempts, started), (2, 2));
     assert!(took <= 110 * MS, "{took:?}");
 
-    // With a smaller min_time_left, the third attempt starts and the deadline cuts it.
+    // With min_time_left 5 ms, attempt 3 (starting by 130 ms) always starts, and the deadline
+    // cuts it before its own timeout.
     let mut settings = retry(5);
     settings.min_time_left = Some(5 * MS);
     let policies = Policies::new("b", Some(settings), None);
     let hang = (Duration::from_secs(60), Ok("{}"));
     let (exchanged, started, took) =
-        run(&policies, 50 * MS, 130 * MS, &[hang.clone(), hang.clone(), hang]).await;
+        run(&policies, 50 * MS, 140 * MS, &[hang.clone(), hang.clone(), hang]).await;
     assert_eq!(exchanged.result.unwrap_err(), CallError::Cancelled);
     assert_eq!(started, 3);
-    assert_eq!(took, 130 * MS);
+    assert_eq!(took, 140 * MS);
 }
 
 #[tokio::test(start_paused = true)]

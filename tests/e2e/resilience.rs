@@ -1,0 +1,179 @@
+//! The resilience policies end to end: the real binary against mock backends that fail on
+//! purpose (always, or the first N requests, or slowly), checked by what reached the backend,
+//! what the client got, the metrics and the log.
+
+use crate::support::{Config, Gateway, client, get_json, samples};
+use mockend::{MockServer, RouteSpec, ServiceSpec};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn spawn(route: RouteSpec) -> MockServer {
+    MockServer::spawn(ServiceSpec::new(vec![route])).await.unwrap()
+}
+
+/// One optional call `x` and one required call `r` to the backend `b`.
+const PAGES: &str = "  - route: GET /page\n    calls:\n      x: { backend: b, path: /x }\n  \
+                     - route: GET /required\n    calls:\n      r: { backend: b, path: /x, required: true }\n";
+
+async fn metric(gateway: &Gateway, series: &str) -> Option<f64> {
+    let text = client().get(format!("{}/metrics", gateway.admin)).send().await.unwrap().text().await.unwrap();
+    samples(&text).get(series).copied()
+}
+
+#[tokio::test]
+async fn a_transient_503_is_retried_and_the_answer_is_complete() {
+    let backend = spawn(RouteSpec::json("/x", json!({"ok": true})).fail_first(1, 503)).await;
+    let yaml = Config::new(&[("b", &backend)], PAGES).backend("b", "retry: {}").render();
+    let gateway = Gateway::start(&yaml);
+
+    let (status, headers, body) = get_json(&format!("{}/required", gateway.url)).await;
+
+    assert_eq!((status, &body), (200, &json!({"r": {"ok": true}})));
+    assert_eq!(headers["x-fanout-complete"], "true");
+    assert_eq!(backend.requests().len(), 2, "the 503, then the retry");
+    assert_eq!(
+        metric(&gateway, "fanout_backend_retries_total{backend=\"b\",outcome=\"sent\"}").await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn without_retry_the_same_503_fails_the_call() {
+    let backend = spawn(RouteSpec::json("/x", json!({"ok": true})).fail_first(1, 503)).await;
+    let gateway = Gateway::start(&Config::new(&[("b", &backend)], PAGES).render());
+
+    let (status, _, body) = get_json(&format!("{}/page", gateway.url)).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["_errors"]["x"],
+        json!({"error": "status", "status": 503, "elapsed_ms": body["_errors"]["x"]["elapsed_ms"]})
+    );
+    assert_eq!(backend.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn attempts_run_out_and_the_error_says_how_many_were_made() {
+    let backend = spawn(RouteSpec::new("/x").error_rate(1.0, 503)).await;
+    let yaml = Config::new(&[("b", &backend)], PAGES).backend("b", "retry: { attempts: 3 }").render();
+    let gateway = Gateway::start(&yaml);
+
+    let (_, _, body) = get_json(&format!("{}/page", gateway.url)).await;
+
+    let entry = &body["_errors"]["x"];
+    assert_eq!(
+        (&entry["error"], &entry["status"], &entry["attempts"]),
+        (&json!("status"), &json!(503), &json!(3)),
+        "{body}"
+    );
+    assert_eq!(backend.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_failure_not_in_the_list_is_not_retried() {
+    let backend = spawn(RouteSpec::new("/x").error_rate(1.0, 500)).await;
+    let yaml = Config::new(&[("b", &backend)], PAGES).backend("b", "retry: {}").render();
+    let gateway = Gateway::start(&yaml);
+
+    let (_, _, body) = get_json(&format!("{}/page", gateway.url)).await;
+
+    assert_eq!(body["_errors"]["x"]["attempts"], 1, "{body}");
+    assert_eq!(backend.requests().len(), 1, "500 is not in the default list");
+}
+
+#[tokio::test]
+async fn the_timeout_bounds_each_attempt_not_the_call() {
+    let backend = spawn(RouteSpec::json("/x", json!({})).latency(Duration::from_millis(400))).await;
+    let endpoints = "  - route: GET /page\n    timeout: 2s\n    calls:\n      \
+                     x: { backend: b, path: /x, timeout: 150ms }\n";
+    let yaml = Config::new(&[("b", &backend)], endpoints).backend("b", "retry: { attempts: 3 }").render();
+    let gateway = Gateway::start(&yaml);
+
+    let started = Instant::now();
+    let (_, _, body) = get_json(&format!("{}/page", gateway.url)).await;
+    let took = started.elapsed();
+
+    assert_eq!(
+        (&body["_errors"]["x"]["error"], &body["_errors"]["x"]["attempts"]),
+        (&json!("timeout"), &json!(3)),
+        "{body}"
+    );
+    assert_eq!(backend.requests().len(), 3);
+    // Three attempts of 150 ms and two backoffs of at most 10 and 20 ms; far under the 2 s
+    // deadline and under one attempt per 400 ms answer.
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_millis(1200), "{took:?}");
+}
+
+#[tokio::test]
+async fn the_budget_caps_retries_to_a_failing_backend() {
+    let backend = spawn(RouteSpec::new("/x").error_rate(1.0, 503)).await;
+    // No share of calls, a reserve of 1 retry per second over a 3 s window: three retries.
+    let retry = "retry: { attempts: 3, budget: { ratio: 0, min_per_second: 1, window: 3s } }";
+    let yaml = Config::new(&[("b", &backend)], PAGES).backend("b", retry).render();
+    let gateway = Gateway::start(&yaml);
+
+    let mut attempts = Vec::new();
+    for _ in 0..6 {
+        let (_, _, body) = get_json(&format!("{}/page", gateway.url)).await;
+        attempts.push(body["_errors"]["x"]["attempts"].as_u64().unwrap());
+    }
+
+    // Six calls and the three retries the budget allows, not the 12 that three attempts each
+    // would send.
+    assert_eq!(attempts.iter().sum::<u64>(), 9, "{attempts:?}");
+    assert_eq!(backend.requests().len(), 9);
+    let series =
+        |outcome: &str| format!("fanout_backend_retries_total{{backend=\"b\",outcome=\"{outcome}\"}}");
+    assert_eq!(metric(&gateway, &series("sent")).await, Some(3.0));
+    assert_eq!(metric(&gateway, &series("refused")).await, Some(5.0), "calls 2 to 6 each had one refused");
+}
+
+#[tokio::test]
+async fn an_open_breaker_fails_calls_at_once_then_lets_a_trial_through_and_closes() {
+    // Down for its first four requests, then healthy.
+    let backend = spawn(RouteSpec::json("/x", json!({"ok": true})).fail_first(4, 503)).await;
+    let breaker = "circuit_breaker: { min_calls: 4, failure_rate: 50%, open_for: 1s, half_open_calls: 1 }";
+    let yaml = Config::new(&[("b", &backend)], PAGES).backend("b", breaker).render();
+    let gateway = Gateway::start(&yaml);
+    let state = "fanout_circuit_breaker_state{backend=\"b\"}";
+    assert_eq!(metric(&gateway, state).await, Some(0.0), "shown closed from the start");
+
+    for _ in 0..4 {
+        let (_, _, body) = get_json(&format!("{}/page", gateway.url)).await;
+        assert_eq!(body["_errors"]["x"]["error"], "status", "{body}");
+    }
+    let opened = Instant::now();
+    assert_eq!(metric(&gateway, state).await, Some(2.0));
+
+    // Open: nothing reaches the backend; an optional call is listed, a required one is a 503.
+    let (_, _, body) = get_json(&format!("{}/page", gateway.url)).await;
+    assert_eq!(body["_errors"]["x"]["error"], "circuit_open", "{body}");
+    let response = client().get(format!("{}/required", gateway.url)).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let problem: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!((&problem["call"], &problem["error"]), (&json!("r"), &json!("circuit_open")), "{problem}");
+    assert_eq!(backend.requests().len(), 4);
+    // An open breaker does not make the gateway unready.
+    assert_eq!(client().get(format!("{}/readyz", gateway.admin)).send().await.unwrap().status(), 200);
+
+    // After open_for, one trial call goes through; it succeeds and the breaker closes.
+    tokio::time::sleep(Duration::from_secs(1).saturating_sub(opened.elapsed()) + Duration::from_millis(100))
+        .await;
+    let (status, _, body) = get_json(&format!("{}/required", gateway.url)).await;
+    assert_eq!((status, &body), (200, &json!({"r": {"ok": true}})));
+    assert_eq!(backend.requests().len(), 5);
+    assert_eq!(metric(&gateway, state).await, Some(0.0));
+    let transitions =
+        |to: &str| format!("fanout_circuit_breaker_transitions_total{{backend=\"b\",to=\"{to}\"}}");
+    for to in ["open", "half_open", "closed"] {
+        assert_eq!(metric(&gateway, &transitions(to)).await, Some(1.0), "{to}");
+    }
+    let changes: Vec<String> = gateway
+        .json_logs()
+        .iter()
+        .filter(|line| line["message"] == "circuit breaker changed state")
+        .map(|line| format!("{}→{}", line["from"].as_str().unwrap(), line["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(changes, ["closed→open", "open→half_open", "half_open→closed"]);
+}
