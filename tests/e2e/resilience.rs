@@ -177,3 +177,83 @@ async fn an_open_breaker_fails_calls_at_once_then_lets_a_trial_through_and_close
         .collect();
     assert_eq!(changes, ["closed→open", "open→half_open", "half_open→closed"]);
 }
+
+/// A chain a → b → c of 100 ms backends, each told the time left in `x-deadline-ms`.
+async fn chain() -> (Vec<MockServer>, String) {
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(
+            spawn(RouteSpec::json("/{step}", json!({"v": 1})).latency(Duration::from_millis(100))).await,
+        );
+    }
+    let endpoints = "  - route: GET /chain\n    timeout: 1s\n    calls:\n      \
+                     a: { backend: a, path: /a }\n      \
+                     b: { backend: b, path: \"/b?after={a.v}\" }\n      \
+                     c: { backend: c, path: \"/c?after={b.v}\" }\n";
+    let mut config = Config::new(&[("a", &servers[0]), ("b", &servers[1]), ("c", &servers[2])], endpoints)
+        .server("deadline_header: x-request-timeout-ms");
+    for name in ["a", "b", "c"] {
+        config = config.backend(name, "deadline_header: x-deadline-ms");
+    }
+    (servers, config.render())
+}
+
+/// The `x-deadline-ms` each backend of the chain received last, in order.
+fn told(servers: &[MockServer]) -> Vec<u64> {
+    servers
+        .iter()
+        .map(|server| {
+            let last = server.requests().pop().unwrap();
+            last.headers["x-deadline-ms"].to_str().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_backend_is_told_the_time_left_which_shrinks_along_a_chain() {
+    let (servers, yaml) = chain().await;
+    let gateway = Gateway::start(&yaml);
+
+    let (status, _, body) = get_json(&format!("{}/chain", gateway.url)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let left = told(&servers);
+    // 1 s less the safety margin, then ~100 ms less at each step.
+    assert!(left[0] <= 995 && left[0] >= 900, "{left:?}");
+    assert!(left[1] <= left[0] - 90 && left[2] <= left[1] - 90, "{left:?}");
+}
+
+#[tokio::test]
+async fn a_clients_budget_shortens_the_deadline_and_a_bad_one_is_a_400() {
+    let (servers, yaml) = chain().await;
+    let gateway = Gateway::start(&yaml);
+    let page = |budget: &'static str| {
+        client().get(format!("{}/chain", gateway.url)).header("x-request-timeout-ms", budget).send()
+    };
+
+    let started = Instant::now();
+    let response = page("150").await.unwrap();
+    let took = started.elapsed();
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    // a answers at ~100 ms; b is cut by the client's 150 ms, not the endpoint's 1 s; c never runs.
+    assert_eq!(body["a"], json!({"v": 1}), "{body}");
+    assert_eq!(body["_errors"]["b"]["error"], "cancelled", "{body}");
+    assert_eq!(body["_errors"]["c"]["error"], "dependency_failed", "{body}");
+    assert!(took < Duration::from_millis(700), "{took:?}");
+    let a_told: u64 = servers[0].requests()[0].headers["x-deadline-ms"].to_str().unwrap().parse().unwrap();
+    assert!(a_told <= 145, "{a_told}");
+
+    // A longer budget never lengthens the endpoint's own deadline.
+    let response = page("60000").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(told(&servers)[0] <= 995);
+
+    let response = page("soon").await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        problem["detail"],
+        "header x-request-timeout-ms must be one whole number of milliseconds (e.g. 800)"
+    );
+}

@@ -7,7 +7,7 @@ use crate::client::Client;
 use crate::policy::{BreakerSettings, CircuitState, Policies, RetrySettings};
 use crate::tls::{self, TlsError};
 use http::uri::{Authority, Scheme};
-use http::{HeaderMap, HeaderValue, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -38,6 +38,9 @@ pub struct BackendSettings {
     pub retry: Option<RetrySettings>,
     /// The circuit breaker (`circuit_breaker`); none: calls always go through.
     pub circuit_breaker: Option<BreakerSettings>,
+    /// The header each request carries the time its caller still waits in, in milliseconds
+    /// (`deadline_header`); none: not sent.
+    pub deadline_header: Option<HeaderName>,
 }
 
 /// Why a backend could not be built.
@@ -81,6 +84,7 @@ pub struct Backend {
     pub(crate) max_in_flight: usize,
     /// Retry and circuit breaker.
     pub(crate) policies: Policies,
+    pub(crate) deadline_header: Option<HeaderName>,
 }
 
 impl Backend {
@@ -104,6 +108,7 @@ impl Backend {
         let policies = Policies::new(&settings.name, settings.retry, settings.circuit_breaker);
         Ok(Self {
             policies,
+            deadline_header: settings.deadline_header,
             name: settings.name.into(),
             path_prefix: uri.path().trim_end_matches('/').into(),
             base_url: settings.base_url.into(),
@@ -152,6 +157,11 @@ impl Backend {
     /// Its circuit breaker's state now, if it has one.
     pub fn circuit_state(&self) -> Option<CircuitState> {
         self.policies.circuit_state()
+    }
+
+    /// The header it is told the time left in, if any.
+    pub fn deadline_header(&self) -> Option<&HeaderName> {
+        self.deadline_header.as_ref()
     }
 
     /// The base URL calls are made against.

@@ -15,7 +15,9 @@ mod tls;
 
 pub use backend::{Backend, BackendError, BackendSettings};
 pub use call::Exchanged;
-pub use call::{CallError, CallOutcome, CallRequest, ERROR_KINDS, ForwardHeaders, Propagate};
+pub use call::{
+    CallError, CallOutcome, CallRequest, DEADLINE_MARGIN, ERROR_KINDS, ForwardHeaders, Propagate,
+};
 pub use client::{IDLE_TIMEOUT, MAX_WORKERS, SWEEP_PERIOD, set_worker};
 pub use executor::{Execution, FanOut, Request, RequestKey, Step, execute};
 pub use output::{Budget, NULL, Output};

@@ -69,11 +69,11 @@ impl Policies {
         self.breaker.as_ref().map(|breaker| breaker.state(Instant::now()))
     }
 
-    /// Runs a call's attempts (each made by `attempt`) under the policies: each bounded by
-    /// `timeout` and `deadline`.
+    /// Runs a call's attempts under the policies: each made by `attempt(limit)` and bounded by
+    /// `limit`, `timeout` from its start or `deadline`, whichever comes first.
     pub(crate) async fn run<F, A>(&self, timeout: Duration, deadline: Instant, mut attempt: F) -> Exchanged
     where
-        F: FnMut() -> A,
+        F: FnMut(Instant) -> A,
         A: Future<Output = Attempted>,
     {
         if let Some(retry) = &self.retry {
@@ -99,7 +99,8 @@ impl Policies {
             };
             attempts += 1;
             let own_limit = Instant::now() + timeout;
-            let (status, result) = match timeout_at(own_limit.min(deadline), attempt()).await {
+            let limit = own_limit.min(deadline);
+            let (status, result) = match timeout_at(limit, attempt(limit)).await {
                 Ok(attempted) => attempted,
                 Err(_) if deadline < own_limit => (None, Err(CallError::Cancelled)),
                 Err(_) => (None, Err(CallError::Timeout(timeout))),

@@ -36,6 +36,7 @@ pub fn settings(plan: &Plan) -> Value {
             "config_poll": s.config_poll.map(ms),
             "cors": cors,
             "runtime": s.runtime,
+            "deadline_header": s.deadline_header.as_ref().map(http::HeaderName::as_str),
         },
         "telemetry": {
             "log_format": t.log_format,
@@ -52,6 +53,7 @@ pub fn settings(plan: &Plan) -> Value {
             "url": shown_url(backend.base_url()),
             "max_response_body": backend.max_response_body(),
             "max_in_flight": backend.max_in_flight(),
+            "deadline_header": backend.deadline_header().map(http::HeaderName::as_str),
             "retry": backend.retry().map(|r| json!({
                 "attempts": r.attempts,
                 "backoff": ms(r.backoff),

@@ -17,6 +17,7 @@ use http::header::{CONNECTION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri};
 use serde_json::Value;
 use std::cell::RefCell;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Route parameters kept on the stack (more go to the heap).
@@ -37,10 +38,13 @@ pub struct Served {
 
 /// Serves `endpoint` for a request with these raw route `params`, `uri` and `headers` (whose
 /// map, emptied, carries the answer's headers: hyper parses the connection's next request into
-/// the map of its last response, so the maps go round without allocating); `logged` when the
-/// request's log line is written.
+/// the map of its last response, so the maps go round without allocating), within the
+/// client's `budget` when it gave one and it is shorter than the endpoint's timeout; `logged`
+/// when the request's log line is written.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     endpoint: &EndpointPlan,
+    budget: Option<Duration>,
     metrics: &PlanMetrics,
     propagate: bool,
     logged: bool,
@@ -48,7 +52,7 @@ pub async fn serve(
     uri: &Uri,
     headers: HeaderMap,
 ) -> Served {
-    let deadline = Instant::now() + endpoint.timeout;
+    let deadline = Instant::now() + budget.map_or(endpoint.timeout, |budget| budget.min(endpoint.timeout));
     // matchit yields parameters in path order, the order templates index them by. Up to
     // STACK_PARAMS of them are kept on the stack.
     let (mut stack, heap): ([&str; STACK_PARAMS], Vec<&str>);

@@ -10,7 +10,8 @@
 //! - [`cors`]: `server.cors` (preflight, allowed origins, `Timing-Allow-Origin`).
 //! - [`service`]: the inbound stack, each layer named, outermost first (request id, CORS,
 //!   request telemetry, load shedding, limits, routing); [`handle`]: what its inner layers share.
-//! - [`endpoint`]: one endpoint request: check parameters, run the call graph.
+//! - [`endpoint`]: one endpoint request: check parameters, run the call graph, within the
+//!   client's budget when it gives one ([`deadline`]).
 //! - [`respond`]: compose the answer: grouped or flat, shaped or raw, `_errors`, headers.
 //! - [`openapi`]: the OpenAPI document of the configured endpoints; [`effective`]: the
 //!   effective settings as JSON (`fanout check --format json`).
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod cors;
+pub mod deadline;
 pub mod effective;
 pub mod endpoint;
 pub mod handle;

@@ -68,8 +68,9 @@ impl ErrorAnswer {
     pub fn when(self) -> String {
         match self {
             ErrorAnswer::BadRequest => {
-                "a route parameter cannot be placed into a backend URL, or the request has \
-                a Transfer-Encoding body (the connection is then closed)"
+                "a route parameter cannot be placed into a backend URL, the request has a \
+                Transfer-Encoding body (the connection is then closed), or its \
+                server.deadline_header is not a whole number of milliseconds"
                     .to_owned()
             }
             ErrorAnswer::NotFound => "no endpoint for this path".to_owned(),
@@ -121,6 +122,8 @@ pub enum Problem<'a> {
     },
     /// More requests in flight than `server.max_in_flight`.
     Overloaded,
+    /// The `server.deadline_header` is not one whole number of milliseconds.
+    BadDeadline(&'a str),
     /// A required call failed.
     RequiredCallFailed {
         /// The call's name.
@@ -150,7 +153,9 @@ impl Problem<'_> {
             Problem::MethodNotAllowed => ErrorAnswer::MethodNotAllowed,
             Problem::BodyTooLarge(_) => ErrorAnswer::ContentTooLarge,
             Problem::UriTooLong(_) => ErrorAnswer::UriTooLong,
-            Problem::BadParameter { .. } | Problem::ChunkedBody => ErrorAnswer::BadRequest,
+            Problem::BadParameter { .. } | Problem::ChunkedBody | Problem::BadDeadline(_) => {
+                ErrorAnswer::BadRequest
+            }
             Problem::Overloaded | Problem::RequiredCallFailed { error: CallError::CircuitOpen(_), .. } => {
                 ErrorAnswer::Overloaded
             }
@@ -175,6 +180,9 @@ impl Problem<'_> {
                 "Transfer-Encoding is not accepted: endpoints take no request body".to_owned()
             }
             Problem::Overloaded => "too many requests in flight; retry shortly".to_owned(),
+            Problem::BadDeadline(header) => {
+                format!("header {header} must be one whole number of milliseconds (e.g. 800)")
+            }
             Problem::RequiredCallFailed { call, error } => format!("required call {call:?} failed: {error}"),
         }
     }
@@ -286,6 +294,7 @@ mod tests {
             Problem::ChunkedBody,
             Problem::BadParameter { name: "id", reason: ParamError::Empty },
             Problem::Overloaded,
+            Problem::BadDeadline("x-request-timeout-ms"),
             Problem::RequiredCallFailed { call: "a", error: &status },
             Problem::RequiredCallFailed { call: "a", error: &timeout },
             Problem::RequiredCallFailed { call: "a", error: &CallError::CircuitOpen(Duration::ZERO) },

@@ -46,7 +46,7 @@ async fn run(
     let started = RefCell::new(0);
     let start = Instant::now();
     let exchanged = policies
-        .run(timeout, start + deadline, || {
+        .run(timeout, start + deadline, |_| {
             *started.borrow_mut() += 1;
             let (takes, answer) = script.borrow_mut().pop_front().unwrap_or((Duration::ZERO, Ok("{}")));
             async move {

@@ -26,6 +26,7 @@ pub struct RawServer {
     pub config_poll: Option<Text>,
     pub runtime: Option<RuntimeMode>,
     pub cors: Option<RawCors>,
+    pub deadline_header: Option<Text>,
 }
 
 /// How the server's threads share the work (`server.runtime`).
@@ -95,6 +96,7 @@ pub struct RawBackend {
     pub max_in_flight: Option<Text>,
     pub retry: Option<RawRetry>,
     pub circuit_breaker: Option<RawBreaker>,
+    pub deadline_header: Option<Text>,
 }
 
 /// `backends.NAME.retry:` — retries with a budget; every key has a default.

@@ -65,6 +65,9 @@ pub struct ServerSettings {
     pub cors: Option<CorsSettings>,
     /// How the server's threads share the work.
     pub runtime: RuntimeMode,
+    /// The request header a client gives its remaining budget in (milliseconds), which
+    /// shortens the endpoint deadline; none: not read.
+    pub deadline_header: Option<HeaderName>,
 }
 
 /// `server.cors:` with defaults applied.

@@ -148,6 +148,7 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
         cors: raw.cors.map(|cors| cors_settings(cors, &mut c)),
         config_poll: c.duration_or_off("config_poll", raw.config_poll, Some(defaults::CONFIG_POLL)),
         runtime: raw.runtime.unwrap_or_default(),
+        deadline_header: raw.deadline_header.and_then(|Text(name)| c.header_name("deadline_header", &name)),
     }
 }
 
@@ -306,6 +307,7 @@ fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -
         max_in_flight: c.count("max_in_flight", raw.max_in_flight, defaults::BACKEND_MAX_IN_FLIGHT),
         retry,
         circuit_breaker,
+        deadline_header: raw.deadline_header.and_then(|Text(name)| c.header_name("deadline_header", &name)),
     };
     if settings.ca_file.is_some() && !settings.base_url.starts_with("https://") {
         c.error("ca_file", "only https:// backends use a ca_file");

@@ -3,6 +3,7 @@
 //! and, only with `telemetry.debug_endpoints`, the route that blocks a worker on purpose.
 
 use crate::Body;
+use crate::deadline;
 use crate::endpoint::{self, Served};
 use crate::handle::{Handle, Handled, Scope};
 use crate::problem::Problem;
@@ -37,8 +38,19 @@ impl Handle for Router {
                 let response = Problem::MethodNotAllowed.response();
                 return Handled { response, endpoint: matched, execution: None, calls: None };
             }
+            let budget = match &plan.server.deadline_header {
+                None => None,
+                Some(header) => match deadline::client_budget(&parts.headers, header) {
+                    Ok(budget) => budget,
+                    Err(deadline::BadBudget) => {
+                        let response = Problem::BadDeadline(header.as_str()).response();
+                        return Handled { response, endpoint: matched, execution: None, calls: None };
+                    }
+                },
+            };
             let Served { response, execution, calls } = endpoint::serve(
                 endpoint,
+                budget,
                 scope.metrics,
                 scope.traced,
                 scope.logged,

@@ -86,7 +86,7 @@ fn every_mistake_is_reported_with_its_key_path() {
         "telemetry.log_format: unknown variant `xml`, expected `json` or `pretty`",
         "backends.users.timeout: invalid duration \"250\": time unit needed, for example 250sec or 250ms (write e.g. 250ms, 2s, 1m)",
         "backends.users.ca_file: only https:// backends use a ca_file",
-        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`, `max_in_flight`, `retry`, `circuit_breaker`",
+        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`, `max_in_flight`, `retry`, `circuit_breaker`, `deadline_header`",
         "backends.bad name: invalid backend name \"bad name\": use letters, digits, - and _ (not leading _)",
         "endpoints[0].forward_headers[0]: \"connection\" is a hop-by-hop header and is never forwarded",
         "endpoints[0].forward_headers[1]: \"x_custom\": header names with \"_\" are never forwarded (proxies treat them inconsistently)",
@@ -597,6 +597,27 @@ fn bad_policy_values_are_reported_with_their_key_paths() {
             "backends.orders.circuit_breaker.min_calls: \"0\" must be a whole number from 1 to 10000000",
             "backends.orders.circuit_breaker.failure_rate: \"150%\" must be a share above 0 and at most 100% (write e.g. 50% or 0.5)",
             "backends.orders.circuit_breaker.half_open_calls: \"x\" must be a whole number from 1 to 10000000",
+        ]
+    );
+}
+
+#[test]
+fn deadline_headers_are_header_names() {
+    let mut tree = valid_tree();
+    tree["server"]["deadline_header"] = json!("x-request-timeout-ms");
+    tree["backends"]["users"]["deadline_header"] = json!("X-Deadline-Ms");
+    let settings = validate(tree.clone()).unwrap();
+    assert_eq!(settings.server.deadline_header.unwrap(), "x-request-timeout-ms");
+    assert_eq!(settings.backends[0].settings.deadline_header.as_ref().unwrap(), "x-deadline-ms");
+    assert_eq!(settings.backends[1].settings.deadline_header, None);
+
+    tree["server"]["deadline_header"] = json!("bad name");
+    tree["backends"]["users"]["deadline_header"] = json!("connection");
+    assert_eq!(
+        errors_of(tree),
+        [
+            "server.deadline_header: invalid header name \"bad name\"",
+            "backends.users.deadline_header: \"connection\" is a hop-by-hop header and is never forwarded",
         ]
     );
 }
