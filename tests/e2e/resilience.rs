@@ -257,3 +257,53 @@ async fn a_clients_budget_shortens_the_deadline_and_a_bad_one_is_a_400() {
         "header x-request-timeout-ms must be one whole number of milliseconds (e.g. 800)"
     );
 }
+
+/// Sends `count` requests for `/page` at once, the i-th with `authorization(i)`; returns the
+/// bodies.
+async fn concurrent_pages(
+    gateway: &Gateway,
+    count: usize,
+    authorization: impl Fn(usize) -> String,
+) -> Vec<serde_json::Value> {
+    let http = client();
+    let pages = (0..count).map(|i| {
+        let request = http.get(format!("{}/page", gateway.url)).header("authorization", authorization(i));
+        async move { serde_json::from_slice(&request.send().await.unwrap().bytes().await.unwrap()).unwrap() }
+    });
+    futures_util::future::join_all(pages).await
+}
+
+#[tokio::test]
+async fn concurrent_identical_requests_share_one_backend_call_but_two_users_never_do() {
+    // Slow enough that all fifty requests arrive while the first is in flight.
+    let backend = spawn(RouteSpec::json("/x", json!({"ok": true})).latency(Duration::from_secs(1))).await;
+    let endpoints = "  - route: GET /page\n    forward_headers: [authorization]\n    calls:\n      \
+                     x: { backend: b, path: /x, timeout: 5s }\n";
+    let yaml = Config::new(&[("b", &backend)], endpoints).backend("b", "coalesce: true").render();
+    let gateway = Gateway::start(&yaml);
+
+    let bodies = concurrent_pages(&gateway, 50, |_| "Bearer same".to_owned()).await;
+    assert!(bodies.iter().all(|body| *body == json!({"x": {"ok": true}})), "{bodies:?}");
+    assert_eq!(backend.requests().len(), 1, "one backend request for fifty pages");
+    assert_eq!(metric(&gateway, "fanout_backend_coalesced_total{backend=\"b\"}").await, Some(49.0));
+
+    let bodies = concurrent_pages(&gateway, 50, |i| format!("Bearer user-{i}")).await;
+    assert!(bodies.iter().all(|body| *body == json!({"x": {"ok": true}})));
+    let requests = backend.requests();
+    assert_eq!(requests.len(), 51, "each user's token got its own request");
+    let mut tokens: Vec<&str> =
+        requests[1..].iter().map(|r| r.headers["authorization"].to_str().unwrap()).collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 50);
+}
+
+#[tokio::test]
+async fn without_coalesce_concurrent_pages_each_call_the_backend() {
+    let backend = spawn(RouteSpec::json("/x", json!({"ok": true})).latency(Duration::from_millis(300))).await;
+    let gateway = Gateway::start(&Config::new(&[("b", &backend)], PAGES).render());
+
+    concurrent_pages(&gateway, 10, |_| "Bearer same".to_owned()).await;
+
+    assert_eq!(backend.requests().len(), 10);
+}

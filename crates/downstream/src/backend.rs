@@ -4,11 +4,13 @@
 //! was configured with.
 
 use crate::client::Client;
+use crate::coalesce::Flights;
 use crate::policy::{BreakerSettings, CircuitState, Policies, RetrySettings};
 use crate::tls::{self, TlsError};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -41,6 +43,8 @@ pub struct BackendSettings {
     /// The header each request carries the time its caller still waits in, in milliseconds
     /// (`deadline_header`); none: not sent.
     pub deadline_header: Option<HeaderName>,
+    /// Share identical requests in flight from different inbound requests (`coalesce`).
+    pub coalesce: bool,
 }
 
 /// Why a backend could not be built.
@@ -85,6 +89,8 @@ pub struct Backend {
     /// Retry and circuit breaker.
     pub(crate) policies: Policies,
     pub(crate) deadline_header: Option<HeaderName>,
+    /// The exchanges in flight, with `coalesce`.
+    pub(crate) flights: Option<Arc<Flights>>,
 }
 
 impl Backend {
@@ -109,6 +115,7 @@ impl Backend {
         Ok(Self {
             policies,
             deadline_header: settings.deadline_header,
+            flights: settings.coalesce.then(Arc::default),
             name: settings.name.into(),
             path_prefix: uri.path().trim_end_matches('/').into(),
             base_url: settings.base_url.into(),
@@ -157,6 +164,11 @@ impl Backend {
     /// Its circuit breaker's state now, if it has one.
     pub fn circuit_state(&self) -> Option<CircuitState> {
         self.policies.circuit_state()
+    }
+
+    /// Whether identical requests in flight to it are shared across inbound requests.
+    pub fn coalesces(&self) -> bool {
+        self.flights.is_some()
     }
 
     /// The header it is told the time left in, if any.

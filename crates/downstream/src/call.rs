@@ -5,6 +5,7 @@
 //! resilience policies the timeout bounds each attempt instead ([`crate::policy`]).
 
 use crate::backend::Backend;
+use crate::coalesce::{FlightKey, Flights};
 use crate::output::Output;
 use crate::policy::Attempted;
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use http::header::HOST;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Uri};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, field};
@@ -31,7 +33,7 @@ pub struct CallRequest<'a> {
     /// The call's name in the endpoint (for spans and errors).
     pub name: &'a str,
     /// The backend to call.
-    pub backend: &'a Backend,
+    pub backend: &'a Arc<Backend>,
     /// The rendered, already-encoded path and query, starting with `/` (the backend's path
     /// prefix is added here).
     pub path_and_query: Bytes,
@@ -56,6 +58,15 @@ pub struct CallRequest<'a> {
 pub trait ForwardHeaders: Sync {
     /// Appends the headers of the endpoint's list `header_set` to `headers`.
     fn write(&self, header_set: usize, headers: &mut HeaderMap);
+}
+
+/// Forwarded headers already written out (what a coalesced request owns).
+impl ForwardHeaders for HeaderMap {
+    fn write(&self, _: usize, headers: &mut HeaderMap) {
+        for (name, value) in self {
+            headers.append(name, value.clone());
+        }
+    }
 }
 
 impl std::fmt::Debug for dyn ForwardHeaders + '_ {
@@ -221,6 +232,39 @@ impl<'a> CallRequest<'a> {
             Ok(uri) => uri,
             Err(error) => return Exchanged { status: None, result: Err(error), attempts: 0 },
         };
+        if let Some(flights) = &self.backend.flights {
+            return self.coalesced(flights, uri, deadline).await;
+        }
+        self.send(uri, deadline).await
+    }
+
+    /// The exchange shared with identical requests in flight ([`crate::coalesce`]): it owns
+    /// what it sends (the URL, the forwarded headers written out once, the backend).
+    async fn coalesced(&self, flights: &Arc<Flights>, uri: Uri, deadline: Instant) -> Exchanged {
+        let mut forwarded = HeaderMap::new();
+        self.headers.write(self.header_set, &mut forwarded);
+        let path_and_query = uri.path_and_query().map_or("", |p| p.as_str());
+        let key = FlightKey::new(Bytes::copy_from_slice(path_and_query.as_bytes()), &forwarded);
+        let (backend, timeout, propagate) = (Arc::clone(self.backend), self.timeout, self.propagate);
+        let exchange = async move {
+            let request = CallRequest {
+                name: "",
+                backend: &backend,
+                path_and_query: Bytes::new(),
+                headers: &forwarded,
+                header_set: 0,
+                timeout,
+                required: false,
+                element: None,
+                propagate,
+            };
+            request.send(uri, deadline).await
+        };
+        Flights::join(flights, &self.backend.name, key, exchange).await
+    }
+
+    /// Sends the request: one attempt, or the attempts its backend's policies allow.
+    async fn send(&self, uri: Uri, deadline: Instant) -> Exchanged {
         let policies = &self.backend.policies;
         if policies.are_off() {
             let limit = (Instant::now() + self.timeout).min(deadline);

@@ -8,7 +8,6 @@
 //! endpoint's [`Budget`] as they arrive: a call, or a list element, that would take the results
 //! past it fails the call with `too_large` before anything is copied.
 
-use crate::backend::Backend;
 use crate::call::{CallError, CallOutcome, CallRequest, Exchanged, limited};
 use crate::output::{Budget, NULL, Output};
 use bytes::Bytes;
@@ -17,7 +16,7 @@ use futures_util::future::{BoxFuture, Either, FutureExt, Shared};
 use futures_util::stream::{self, FuturesUnordered, Stream, StreamExt};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::time::Instant;
 
 /// What to do for one call once its dependencies are done (see [`execute`]). `R` is a request
@@ -61,7 +60,7 @@ pub trait Request<'a>: Send + 'a {
 
 impl<'a> Request<'a> for CallRequest<'a> {
     fn key(&self) -> RequestKey {
-        let backend = std::ptr::from_ref::<Backend>(self.backend) as usize;
+        let backend = Arc::as_ptr(self.backend) as usize;
         (backend, self.header_set, self.path_and_query.clone())
     }
 

@@ -3,11 +3,13 @@
 //! timeout, body cap and tracing span ([`call`]), and the executor that runs an endpoint's
 //! call graph — dependent calls, lists, shared identical requests — inside the inbound
 //! request's future ([`execute`]); the per-backend resilience policies (retry with a budget,
-//! circuit breaker) that a call's attempts run under ([`policy`]).
+//! circuit breaker) that a call's attempts run under ([`policy`]), and the sharing of identical
+//! requests across inbound requests (`coalesce`).
 
 mod backend;
 mod call;
 mod client;
+mod coalesce;
 mod executor;
 mod output;
 pub mod policy;
@@ -19,6 +21,7 @@ pub use call::{
     CallError, CallOutcome, CallRequest, DEADLINE_MARGIN, ERROR_KINDS, ForwardHeaders, Propagate,
 };
 pub use client::{IDLE_TIMEOUT, MAX_WORKERS, SWEEP_PERIOD, set_worker};
+pub use coalesce::COALESCED;
 pub use executor::{Execution, FanOut, Request, RequestKey, Step, execute};
 pub use output::{Budget, NULL, Output};
 pub use tls::TlsError;

@@ -128,6 +128,7 @@ fn settings(url: &str) -> BackendSettings {
         retry: None,
         circuit_breaker: None,
         deadline_header: None,
+        coalesce: false,
     }
 }
 
@@ -138,7 +139,7 @@ impl ForwardHeaders for NoHeaders {
     fn write(&self, _: usize, _: &mut HeaderMap) {}
 }
 
-async fn call(backend: &Backend, timeout: Duration) -> Result<Bytes, CallError> {
+async fn call(backend: &Arc<Backend>, timeout: Duration) -> Result<Bytes, CallError> {
     let request = CallRequest {
         name: "c",
         backend,
@@ -177,7 +178,7 @@ async fn reads_content_length_chunked_and_close_delimited_bodies() {
     for framing in framings {
         let shown = String::from_utf8_lossy(&framing).into_owned();
         let server = scripted(vec![Reply::SendThenClose(framing, Duration::ZERO)]).await;
-        let backend = Backend::new(settings(&server.url)).unwrap();
+        let backend = Arc::new(Backend::new(settings(&server.url)).unwrap());
         assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()), "{shown}");
     }
 }
@@ -189,7 +190,7 @@ async fn bodiless_statuses_fail_without_waiting_for_a_body() {
         Reply::Send(b"HTTP/1.1 304 Not Modified\r\ncontent-length: 11\r\n\r\n".to_vec()),
     ])
     .await;
-    let backend = Backend::new(settings(&server.url)).unwrap();
+    let backend = Arc::new(Backend::new(settings(&server.url)).unwrap());
     let started = std::time::Instant::now();
     assert!(matches!(call(&backend, SHORT).await, Err(CallError::InvalidBody(_))), "204 has no JSON body");
     assert_eq!(call(&backend, SHORT).await, Err(CallError::Status(304)));
@@ -199,7 +200,7 @@ async fn bodiless_statuses_fail_without_waiting_for_a_body() {
 #[tokio::test]
 async fn keeps_the_connection_for_the_next_call() {
     let server = scripted(vec![Reply::Send(ok_with_length(JSON))]).await;
-    let backend = Backend::new(settings(&server.url)).unwrap();
+    let backend = Arc::new(Backend::new(settings(&server.url)).unwrap());
     for _ in 0..3 {
         assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
     }
@@ -209,7 +210,7 @@ async fn keeps_the_connection_for_the_next_call() {
 #[tokio::test]
 async fn a_connection_the_backend_closed_while_idle_is_replaced() {
     let server = scripted(vec![Reply::SendThenClose(ok_with_length(JSON), Duration::from_millis(20))]).await;
-    let backend = Backend::new(settings(&server.url)).unwrap();
+    let backend = Arc::new(Backend::new(settings(&server.url)).unwrap());
     assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()), "the closed connection was used");
@@ -222,7 +223,7 @@ const PARKED: Duration = Duration::from_millis(1_200);
 #[tokio::test]
 async fn a_connection_parked_by_the_sweep_carries_the_next_call() {
     let server = scripted(vec![Reply::Send(ok_with_length(JSON))]).await;
-    let backend = Backend::new(settings(&server.url)).unwrap();
+    let backend = Arc::new(Backend::new(settings(&server.url)).unwrap());
     assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
     tokio::time::sleep(PARKED).await;
     backend.sweep_idle();
@@ -236,7 +237,7 @@ async fn a_connection_parked_by_the_sweep_carries_the_next_call() {
 #[tokio::test]
 async fn a_parked_connection_the_backend_closed_is_replaced() {
     let server = scripted(vec![Reply::SendThenClose(ok_with_length(JSON), Duration::from_millis(20))]).await;
-    let backend = Backend::new(settings(&server.url)).unwrap();
+    let backend = Arc::new(Backend::new(settings(&server.url)).unwrap());
     assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
     tokio::time::sleep(PARKED).await;
     backend.sweep_idle();
@@ -249,7 +250,7 @@ async fn a_parked_connection_the_backend_closed_is_replaced() {
 #[tokio::test(start_paused = true)]
 async fn the_sweep_closes_connections_idle_past_the_idle_timeout() {
     let server = scripted(vec![Reply::Send(ok_with_length(JSON))]).await;
-    let backend = Backend::new(settings(&server.url)).unwrap();
+    let backend = Arc::new(Backend::new(settings(&server.url)).unwrap());
     assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
     tokio::time::advance(downstream::IDLE_TIMEOUT - Duration::from_secs(1)).await;
     backend.sweep_idle();
@@ -268,7 +269,7 @@ async fn the_sweep_closes_connections_idle_past_the_idle_timeout() {
 #[tokio::test]
 async fn no_reuse_after_a_timeout_or_a_cancelled_call() {
     let server = scripted(vec![Reply::Hang, Reply::Hang, Reply::Send(ok_with_length(JSON))]).await;
-    let backend = Backend::new(settings(&server.url)).unwrap();
+    let backend = Arc::new(Backend::new(settings(&server.url)).unwrap());
     let timed_out = call(&backend, Duration::from_millis(100)).await;
     assert_eq!(timed_out, Err(CallError::Timeout(Duration::from_millis(100))));
     // Dropped from outside, as when the inbound request goes away.
@@ -291,7 +292,7 @@ async fn bodies_over_the_cap_fail_and_their_connection_is_dropped() {
         Reply::Send(ok_with_length(JSON)),
     ])
     .await;
-    let backend = Backend::new(settings(&server.url)).unwrap();
+    let backend = Arc::new(Backend::new(settings(&server.url)).unwrap());
     assert_eq!(call(&backend, SHORT).await, Err(CallError::TooLarge(1024)), "declared length");
     assert_eq!(call(&backend, SHORT).await, Err(CallError::TooLarge(1024)), "counted while streaming");
     assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
@@ -303,7 +304,7 @@ async fn a_refused_connection_is_a_connect_error_naming_the_cause() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let backend = Backend::new(settings(&url)).unwrap();
+    let backend = Arc::new(Backend::new(settings(&url)).unwrap());
     match call(&backend, SHORT).await {
         Err(CallError::Connect(reason)) => {
             assert!(reason.starts_with("connection failed: ") && reason.contains("refused"), "{reason}")
@@ -336,7 +337,7 @@ async fn speaks_h2c_to_http2_backends() {
             });
         }
     });
-    let backend = Backend::new(BackendSettings { http2: true, ..settings(&url) }).unwrap();
+    let backend = Arc::new(Backend::new(BackendSettings { http2: true, ..settings(&url) }).unwrap());
     let calls = (0..4).map(|_| call(&backend, SHORT));
     for answer in futures_util::future::join_all(calls).await {
         let body = answer.unwrap();
@@ -378,8 +379,11 @@ mod tls {
     }
 
     /// A backend for `server` trusting the CA in `ca_file` (read now: the file may go).
-    fn https(server: &MockServer, ca_file: TempFile) -> Backend {
-        Backend::new(BackendSettings { ca_file: Some(ca_file.0.clone()), ..settings(&server.url()) }).unwrap()
+    fn https(server: &MockServer, ca_file: TempFile) -> Arc<Backend> {
+        Arc::new(
+            Backend::new(BackendSettings { ca_file: Some(ca_file.0.clone()), ..settings(&server.url()) })
+                .unwrap(),
+        )
     }
 
     #[tokio::test]
@@ -399,7 +403,7 @@ mod tls {
         let pem = ca_file(&ca, "h2");
         let settings =
             BackendSettings { http2: true, ca_file: Some(pem.0.clone()), ..settings(&server.url()) };
-        let backend = Backend::new(settings).unwrap();
+        let backend = Arc::new(Backend::new(settings).unwrap());
         assert_eq!(call(&backend, SHORT).await.as_deref(), Ok(JSON.as_bytes()));
         assert_eq!(server.requests()[0].version, http::Version::HTTP_2);
     }

@@ -54,6 +54,7 @@ pub fn settings(plan: &Plan) -> Value {
             "max_response_body": backend.max_response_body(),
             "max_in_flight": backend.max_in_flight(),
             "deadline_header": backend.deadline_header().map(http::HeaderName::as_str),
+            "coalesce": backend.coalesces(),
             "retry": backend.retry().map(|r| json!({
                 "attempts": r.attempts,
                 "backoff": ms(r.backoff),

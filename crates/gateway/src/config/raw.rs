@@ -97,6 +97,8 @@ pub struct RawBackend {
     pub retry: Option<RawRetry>,
     pub circuit_breaker: Option<RawBreaker>,
     pub deadline_header: Option<Text>,
+    #[serde(default)]
+    pub coalesce: Flag,
 }
 
 /// `backends.NAME.retry:` — retries with a budget; every key has a default.

@@ -308,6 +308,7 @@ fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -
         retry,
         circuit_breaker,
         deadline_header: raw.deadline_header.and_then(|Text(name)| c.header_name("deadline_header", &name)),
+        coalesce: raw.coalesce.0,
     };
     if settings.ca_file.is_some() && !settings.base_url.starts_with("https://") {
         c.error("ca_file", "only https:// backends use a ca_file");

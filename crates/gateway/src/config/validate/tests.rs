@@ -86,7 +86,7 @@ fn every_mistake_is_reported_with_its_key_path() {
         "telemetry.log_format: unknown variant `xml`, expected `json` or `pretty`",
         "backends.users.timeout: invalid duration \"250\": time unit needed, for example 250sec or 250ms (write e.g. 250ms, 2s, 1m)",
         "backends.users.ca_file: only https:// backends use a ca_file",
-        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`, `max_in_flight`, `retry`, `circuit_breaker`, `deadline_header`",
+        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`, `max_in_flight`, `retry`, `circuit_breaker`, `deadline_header`, `coalesce`",
         "backends.bad name: invalid backend name \"bad name\": use letters, digits, - and _ (not leading _)",
         "endpoints[0].forward_headers[0]: \"connection\" is a hop-by-hop header and is never forwarded",
         "endpoints[0].forward_headers[1]: \"x_custom\": header names with \"_\" are never forwarded (proxies treat them inconsistently)",
