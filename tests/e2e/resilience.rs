@@ -307,3 +307,39 @@ async fn without_coalesce_concurrent_pages_each_call_the_backend() {
 
     assert_eq!(backend.requests().len(), 10);
 }
+
+#[tokio::test]
+async fn a_slow_request_is_hedged_and_the_fast_answer_wins() {
+    // /x: its first request takes 2 s, the rest answer at once.
+    let backend = MockServer::spawn(ServiceSpec::new(vec![
+        RouteSpec::json("/x", json!({"ok": true})).tail(0.0, 1, Duration::from_secs(2)),
+        RouteSpec::json("/warm", json!({})),
+    ]))
+    .await
+    .unwrap();
+    let endpoints = "  - route: GET /page\n    calls:\n      x: { backend: b, path: /x, timeout: 5s }\n  \
+                     - route: GET /warm\n    calls:\n      w: { backend: b, path: /warm }\n";
+    let yaml = Config::new(&[("b", &backend)], endpoints).backend("b", "hedge: { after: 100ms }").render();
+    let gateway = Gateway::start(&yaml);
+    // Hedges are capped at 5 % of the backend's calls: twenty calls allow one.
+    for _ in 0..20 {
+        assert_eq!(get_json(&format!("{}/warm", gateway.url)).await.0, 200);
+    }
+
+    let started = Instant::now();
+    let (status, _, body) = get_json(&format!("{}/page", gateway.url)).await;
+    let took = started.elapsed();
+
+    assert_eq!((status, &body), (200, &json!({"x": {"ok": true}})));
+    assert!(took < Duration::from_millis(1500), "answered by the hedge, not after 2 s: {took:?}");
+    let to_x = backend.requests().iter().filter(|r| r.path_and_query == "/x").count();
+    assert_eq!(to_x, 2, "the slow request and its hedge");
+    let series =
+        |outcome: &str| format!("fanout_backend_hedges_total{{backend=\"b\",outcome=\"{outcome}\"}}");
+    assert_eq!(metric(&gateway, &series("sent")).await, Some(1.0));
+    assert_eq!(metric(&gateway, &series("won")).await, Some(1.0));
+    assert!(
+        crate::support::wait_until(Duration::from_secs(3), || backend.cancelled() >= 1).await,
+        "the losing request is dropped"
+    );
+}

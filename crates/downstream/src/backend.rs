@@ -5,7 +5,7 @@
 
 use crate::client::Client;
 use crate::coalesce::Flights;
-use crate::policy::{BreakerSettings, CircuitState, Policies, RetrySettings};
+use crate::policy::{BreakerSettings, CircuitState, HedgeSettings, Policies, RetrySettings};
 use crate::tls::{self, TlsError};
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
@@ -40,6 +40,8 @@ pub struct BackendSettings {
     pub retry: Option<RetrySettings>,
     /// The circuit breaker (`circuit_breaker`); none: calls always go through.
     pub circuit_breaker: Option<BreakerSettings>,
+    /// Hedging (`hedge`); none: one request per attempt.
+    pub hedge: Option<HedgeSettings>,
     /// The header each request carries the time its caller still waits in, in milliseconds
     /// (`deadline_header`); none: not sent.
     pub deadline_header: Option<HeaderName>,
@@ -111,7 +113,8 @@ impl Backend {
         let tls = tls::for_target(&target, settings.ca_file.as_deref())?;
         let client =
             Client::new(target, tls, settings.http2, settings.connect_timeout, settings.max_idle_connections);
-        let policies = Policies::new(&settings.name, settings.retry, settings.circuit_breaker);
+        let policies =
+            Policies::new(&settings.name, settings.retry, settings.circuit_breaker, settings.hedge);
         Ok(Self {
             policies,
             deadline_header: settings.deadline_header,
@@ -159,6 +162,11 @@ impl Backend {
     /// Its circuit breaker's settings, if it has one.
     pub fn circuit_breaker(&self) -> Option<&BreakerSettings> {
         self.policies.breaker()
+    }
+
+    /// Its hedging settings, if it hedges.
+    pub fn hedge(&self) -> Option<&HedgeSettings> {
+        self.policies.hedge()
     }
 
     /// Its circuit breaker's state now, if it has one.

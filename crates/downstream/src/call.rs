@@ -209,6 +209,8 @@ impl<'a> CallRequest<'a> {
                     error.r#type = field::Empty,
                     duration_ms = field::Empty,
                     attempts = field::Empty,
+                    hedges = field::Empty,
+                    hedges_won = field::Empty,
                 )
             };
         }
@@ -230,7 +232,7 @@ impl<'a> CallRequest<'a> {
     pub(crate) async fn exchange(mut self, deadline: Instant) -> Exchanged {
         let uri = match self.uri() {
             Ok(uri) => uri,
-            Err(error) => return Exchanged { status: None, result: Err(error), attempts: 0 },
+            Err(error) => return Exchanged { attempts: 0, ..Exchanged::once(None, Err(error)) },
         };
         if let Some(flights) = &self.backend.flights {
             return self.coalesced(flights, uri, deadline).await;
@@ -269,7 +271,7 @@ impl<'a> CallRequest<'a> {
         if policies.are_off() {
             let limit = (Instant::now() + self.timeout).min(deadline);
             let (status, result) = self.attempt(uri, limit).await;
-            return Exchanged { status, result, attempts: 1 };
+            return Exchanged::once(status, result);
         }
         // Boxed: the loop's future (timers, the attempt, the last failure) would otherwise size
         // every call's future, and futures are copied as they move to the executor.
@@ -349,6 +351,24 @@ pub struct Exchanged {
     pub result: Result<Bytes, CallError>,
     /// Attempts made.
     pub attempts: u32,
+    /// Hedges sent and won.
+    pub hedges: Hedges,
+}
+
+impl Exchanged {
+    /// What one attempt, unhedged, gave.
+    pub fn once(status: Option<u16>, result: Result<Bytes, CallError>) -> Self {
+        Self { status, result, attempts: 1, hedges: Hedges::default() }
+    }
+}
+
+/// Hedges of one call ([`crate::policy`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hedges {
+    /// Hedges sent.
+    pub sent: u32,
+    /// Hedges whose good answer came first.
+    pub won: u32,
 }
 
 /// Awaits `exchange` under `min(limit, deadline)` inside `span`, and records the outcome on
@@ -366,12 +386,12 @@ pub(crate) fn limited(
         let started = Instant::now();
         let own_limit = limit.map_or(deadline, |limit| started + limit);
         timeout_at(own_limit.min(deadline), exchange).instrument(span.clone()).map(move |timed| {
-            let Exchanged { status, result, attempts } = match (timed, limit) {
+            let Exchanged { status, result, attempts, hedges } = match (timed, limit) {
                 (Ok(exchanged), _) => exchanged,
                 (Err(_), Some(limit)) if own_limit <= deadline => {
-                    Exchanged { status: None, result: Err(CallError::Timeout(limit)), attempts: 1 }
+                    Exchanged::once(None, Err(CallError::Timeout(limit)))
                 }
-                (Err(_), _) => Exchanged { status: None, result: Err(CallError::Cancelled), attempts: 1 },
+                (Err(_), _) => Exchanged::once(None, Err(CallError::Cancelled)),
             };
             let elapsed = started.elapsed();
             if let Some(status) = status {
@@ -380,6 +400,10 @@ pub(crate) fn limited(
             span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
             if attempts > 1 {
                 span.record("attempts", attempts);
+            }
+            if hedges.sent > 0 {
+                span.record("hedges", hedges.sent);
+                span.record("hedges_won", hedges.won);
             }
             if let Err(error) = &result {
                 span.record("error.type", error.kind());

@@ -128,7 +128,7 @@ mod tests {
         async move {
             started.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(100)).await;
-            Exchanged { status: Some(200), result: Ok(Bytes::from_static(b"{}")), attempts: 1 }
+            Exchanged::once(Some(200), Ok(Bytes::from_static(b"{}")))
         }
     }
 

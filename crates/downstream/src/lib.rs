@@ -16,10 +16,10 @@ pub mod policy;
 mod tls;
 
 pub use backend::{Backend, BackendError, BackendSettings};
-pub use call::Exchanged;
 pub use call::{
     CallError, CallOutcome, CallRequest, DEADLINE_MARGIN, ERROR_KINDS, ForwardHeaders, Propagate,
 };
+pub use call::{Exchanged, Hedges};
 pub use client::{IDLE_TIMEOUT, MAX_WORKERS, SWEEP_PERIOD, set_worker};
 pub use coalesce::COALESCED;
 pub use executor::{Execution, FanOut, Request, RequestKey, Step, execute};

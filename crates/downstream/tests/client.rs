@@ -127,6 +127,7 @@ fn settings(url: &str) -> BackendSettings {
         max_in_flight: 64,
         retry: None,
         circuit_breaker: None,
+        hedge: None,
         deadline_header: None,
         coalesce: false,
     }

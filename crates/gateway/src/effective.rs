@@ -5,6 +5,7 @@
 
 use crate::config::shown_url;
 use crate::plan::Plan;
+use downstream::policy::HedgeAfter;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -66,6 +67,15 @@ pub fn settings(plan: &Plan) -> Value {
                     "min_per_second": r.budget.min_per_second,
                     "window": ms(r.budget.window),
                 },
+            })),
+            "hedge": backend.hedge().map(|h| json!({
+                "after": match h.after {
+                    HedgeAfter::Quantile(q) => json!(format!("p{}", q * 100.0)),
+                    HedgeAfter::Fixed(delay) => json!(ms(delay)),
+                },
+                "min_delay": ms(h.min_delay),
+                "max_delay": ms(h.max_delay),
+                "max_extra": h.max_extra,
             })),
             "circuit_breaker": backend.circuit_breaker().map(|b| json!({
                 "window": ms(b.window),

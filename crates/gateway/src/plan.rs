@@ -247,6 +247,9 @@ impl Plan {
                 if let Some(retry) = call.backend.retry() {
                     let _ = write!(out, " up to {} attempts", retry.attempts);
                 }
+                if call.backend.hedge().is_some() {
+                    let _ = write!(out, " hedged");
+                }
                 if call.backend.circuit_breaker().is_some() {
                     let _ = write!(out, " behind a circuit breaker");
                 }

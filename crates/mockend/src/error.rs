@@ -48,8 +48,8 @@ pub enum MockError {
         /// The rejected code.
         status: u16,
     },
-    /// An error rate is not within 0.0..=1.0.
-    #[error("route {path:?}: error_rate {rate} is not within 0.0..=1.0")]
+    /// A rate (`error_rate`, `tail.rate`) is not within 0.0..=1.0.
+    #[error("route {path:?}: rate {rate} (error_rate or tail.rate) is not within 0.0..=1.0")]
     ErrorRate {
         /// Path of the route.
         path: String,

@@ -18,6 +18,7 @@
 //!       - { path: /broken, behavior: reset }  # normal | hang | reset | garbage
 //!       - { path: /flaky, error_rate: 0.1, error_status: 503 }
 //!       - { path: /down, fail_first: 50, error_status: 503 }  # then answers normally
+//!       - { path: /tail, latency: 5ms, tail: { rate: 0.02, latency: 300ms } }  # 2 % slow
 //!       - { path: /huge, body_size: 10485760 }
 //! ```
 //!
@@ -51,5 +52,5 @@ mod tls;
 pub use error::MockError;
 pub use record::{RECORD_LIMIT, Recorded};
 pub use server::MockServer;
-pub use spec::{Behavior, DemoFile, Latency, RouteSpec, ServiceSpec};
+pub use spec::{Behavior, DemoFile, Latency, RouteSpec, ServiceSpec, Tail};
 pub use tls::{ServerIdentity, TestCa};

@@ -22,6 +22,8 @@ pub(crate) struct Routes {
 #[derive(Debug)]
 struct Route {
     latency: Latency,
+    /// The tail's rate and latency, and how many requests are still slow whatever the rate.
+    tail: Option<(f64, Latency, AtomicU64)>,
     status: StatusCode,
     body: Body,
     error_rate: f64,
@@ -70,7 +72,12 @@ impl Routes {
             return Outcome::Respond(StatusCode::NOT_FOUND, body::not_found(), None);
         };
         let route = matched.value;
-        let delay = sample(route.latency);
+        let slow = route.tail.as_ref().filter(|(rate, _, first)| {
+            let forced =
+                first.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok();
+            forced || (*rate > 0.0 && rng::unit() < *rate)
+        });
+        let delay = sample(slow.map_or(route.latency, |(_, latency, _)| *latency));
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -95,16 +102,22 @@ impl Route {
         let status = |status: u16| {
             StatusCode::from_u16(status).map_err(|_| MockError::Status { path: spec.path.clone(), status })
         };
-        if !(0.0..=1.0).contains(&spec.error_rate) {
-            return Err(MockError::ErrorRate { path: spec.path.clone(), rate: spec.error_rate });
+        let tail = spec.tail.map(|tail| (tail.rate, tail.latency, AtomicU64::new(tail.first)));
+        for rate in std::iter::once(spec.error_rate).chain(spec.tail.map(|tail| tail.rate)) {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(MockError::ErrorRate { path: spec.path.clone(), rate });
+            }
         }
-        if let Latency::Jitter { min, max } = spec.latency
-            && min > max
-        {
-            return Err(MockError::Jitter { path: spec.path.clone(), min, max });
+        for latency in std::iter::once(spec.latency).chain(spec.tail.map(|tail| tail.latency)) {
+            if let Latency::Jitter { min, max } = latency
+                && min > max
+            {
+                return Err(MockError::Jitter { path: spec.path.clone(), min, max });
+            }
         }
         Ok(Self {
             latency: spec.latency,
+            tail,
             status: status(spec.status)?,
             body: Body::compile(&spec.path, &spec.body, spec.body_size),
             error_rate: spec.error_rate,

@@ -19,6 +19,9 @@ pub struct RouteSpec {
     /// Delay applied before answering; zero by default.
     #[serde(default)]
     pub latency: Latency,
+    /// A slow tail: some requests wait this instead of `latency`.
+    #[serde(default)]
+    pub tail: Option<Tail>,
     /// Status of a normal answer; 200 by default.
     #[serde(default = "default_status")]
     pub status: u16,
@@ -82,6 +85,21 @@ pub enum Latency {
     },
 }
 
+/// The slow tail of a route's latency: the first `first` requests, and a fraction `rate` of
+/// the others, wait `latency` instead of the route's own.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tail {
+    /// Fraction (0.0..=1.0) of requests that are slow.
+    #[serde(default)]
+    pub rate: f64,
+    /// How many requests, from the first, are slow whatever `rate` says.
+    #[serde(default)]
+    pub first: u64,
+    /// Their delay.
+    pub latency: Latency,
+}
+
 /// One simulated service: where it listens and what it answers.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +137,7 @@ impl RouteSpec {
         Self {
             path: path.into(),
             latency: Latency::default(),
+            tail: None,
             status: default_status(),
             body: default_body(),
             body_size: None,
@@ -153,6 +172,13 @@ impl RouteSpec {
     #[must_use]
     pub fn jitter(mut self, min: Duration, max: Duration) -> Self {
         self.latency = Latency::Jitter { min, max };
+        self
+    }
+
+    /// Makes the first `first` requests and a fraction `rate` of the others wait `latency`.
+    #[must_use]
+    pub fn tail(mut self, rate: f64, first: u64, latency: Duration) -> Self {
+        self.tail = Some(Tail { rate, first, latency: Latency::Fixed(latency) });
         self
     }
 

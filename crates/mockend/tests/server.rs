@@ -293,3 +293,22 @@ async fn invalid_specs_fail_to_spawn() {
     let err = MockServer::spawn(ServiceSpec::new(vec![]).listen("256.0.0.1:1")).await.unwrap_err();
     assert!(matches!(err, mockend::MockError::Bind { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn a_tail_slows_the_first_requests_then_that_fraction() {
+    let slow = Duration::from_millis(300);
+    let server =
+        spawn(vec![RouteSpec::new("/t").tail(0.0, 1, slow), RouteSpec::new("/all").tail(1.0, 0, slow)]).await;
+    let timed = |path: &'static str| {
+        let server = &server;
+        async move {
+            let started = Instant::now();
+            assert_eq!(get(server, path).await.status, 200);
+            started.elapsed()
+        }
+    };
+    assert!(timed("/t").await >= slow, "the first request is slow");
+    assert!(timed("/t").await < slow, "the rest are not (rate 0)");
+    assert!(timed("/all").await >= slow, "rate 1: every request");
+    assert!(timed("/all").await >= slow);
+}

@@ -64,6 +64,14 @@ pub const BREAKER_FAILURE_RATE: &str = "50%";
 pub const BREAKER_OPEN_FOR: &str = "5s";
 /// `backends.NAME.circuit_breaker.half_open_calls`
 pub const BREAKER_HALF_OPEN_CALLS: usize = 3;
+/// `backends.NAME.hedge.after`
+pub const HEDGE_AFTER: &str = "p95";
+/// `backends.NAME.hedge.min_delay`
+pub const HEDGE_MIN_DELAY: &str = "2ms";
+/// `backends.NAME.hedge.max_delay`
+pub const HEDGE_MAX_DELAY: &str = "200ms";
+/// `backends.NAME.hedge.max_extra`
+pub const HEDGE_MAX_EXTRA: &str = "5%";
 /// `endpoints[i].concurrency`
 pub const CONCURRENCY: usize = 16;
 /// `endpoints[i].max_fanout`
@@ -81,7 +89,7 @@ mod tests {
     }
 
     /// The defaults above by the docs' section heading and key.
-    const DOCUMENTED: [(&str, &str, Shown); 33] = [
+    const DOCUMENTED: [(&str, &str, Shown); 37] = [
         ("server", "listen", Shown::Text(LISTEN)),
         ("server", "admin_listen", Shown::Text(ADMIN_LISTEN)),
         ("server", "request_timeout", Shown::Text(REQUEST_TIMEOUT)),
@@ -113,6 +121,10 @@ mod tests {
         ("backends.NAME.circuit_breaker", "failure_rate", Shown::Text(BREAKER_FAILURE_RATE)),
         ("backends.NAME.circuit_breaker", "open_for", Shown::Text(BREAKER_OPEN_FOR)),
         ("backends.NAME.circuit_breaker", "half_open_calls", Shown::Count(BREAKER_HALF_OPEN_CALLS)),
+        ("backends.NAME.hedge", "after", Shown::Text(HEDGE_AFTER)),
+        ("backends.NAME.hedge", "min_delay", Shown::Text(HEDGE_MIN_DELAY)),
+        ("backends.NAME.hedge", "max_delay", Shown::Text(HEDGE_MAX_DELAY)),
+        ("backends.NAME.hedge", "max_extra", Shown::Text(HEDGE_MAX_EXTRA)),
         ("endpoints[i]", "concurrency", Shown::Count(CONCURRENCY)),
         ("endpoints[i]", "max_fanout", Shown::Count(MAX_FANOUT)),
     ];

@@ -96,6 +96,7 @@ pub struct RawBackend {
     pub max_in_flight: Option<Text>,
     pub retry: Option<RawRetry>,
     pub circuit_breaker: Option<RawBreaker>,
+    pub hedge: Option<RawHedge>,
     pub deadline_header: Option<Text>,
     #[serde(default)]
     pub coalesce: Flag,
@@ -121,6 +122,16 @@ pub struct RawBudget {
     pub ratio: Option<Text>,
     pub min_per_second: Option<Text>,
     pub window: Option<Text>,
+}
+
+/// `backends.NAME.hedge:`; every key has a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHedge {
+    pub after: Option<Text>,
+    pub min_delay: Option<Text>,
+    pub max_delay: Option<Text>,
+    pub max_extra: Option<Text>,
 }
 
 /// `backends.NAME.circuit_breaker:`; every key has a default.

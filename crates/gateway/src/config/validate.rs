@@ -307,6 +307,7 @@ fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -
         max_in_flight: c.count("max_in_flight", raw.max_in_flight, defaults::BACKEND_MAX_IN_FLIGHT),
         retry,
         circuit_breaker,
+        hedge: raw.hedge.map(|hedge| policies::hedge(&mut c, hedge)),
         deadline_header: raw.deadline_header.and_then(|Text(name)| c.header_name("deadline_header", &name)),
         coalesce: raw.coalesce.0,
     };

@@ -3,7 +3,7 @@
 //! in flight, open connections, backend errors by kind, partial answers per route, log lines
 //! dropped by the log writer, and the process's resident memory; and the resilience policies'
 //! own metrics, which the `downstream` crate records ([`downstream::policy`]: retries, breaker
-//! states and transitions, coalesced calls), described here. Label values come from config (route templates, backend names)
+//! states and transitions, hedges, coalesced calls), described here. Label values come from config (route templates, backend names)
 //! and fixed sets (status classes, error kinds), never from request data, so cardinality is
 //! bounded. Handles are created once from the plan ([`PlanMetrics`]): recording is an atomic
 //! update, with no key lookup or allocation per request. Without an installed [`Exporter`] the
@@ -15,7 +15,7 @@ use ::metrics::{
     Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
 };
 use ::metrics::{gauge, histogram};
-use downstream::policy::{CIRCUIT_STATE, CIRCUIT_TRANSITIONS, RETRIES};
+use downstream::policy::{CIRCUIT_STATE, CIRCUIT_TRANSITIONS, HEDGES, RETRIES};
 use downstream::{COALESCED, ERROR_KINDS};
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 use std::time::Duration;
@@ -83,6 +83,10 @@ impl Exporter {
         describe_counter!(RETRIES, "Backend call retries, by outcome: sent, or refused by the retry budget.");
         describe_gauge!(CIRCUIT_STATE, "Each backend's circuit breaker: 0 closed, 1 half-open, 2 open.");
         describe_counter!(CIRCUIT_TRANSITIONS, "Circuit breaker state changes, by the state entered.");
+        describe_counter!(
+            HEDGES,
+            "Hedged backend requests, by outcome: sent, and won (answered first, and well)."
+        );
         describe_counter!(COALESCED, "Backend calls that joined an identical request already in flight.");
         gauge!(CONFIG_RELOAD_OK).set(1.0);
         counter!(LOG_LINES_DROPPED).absolute(super::dropped_log_lines());

@@ -1,10 +1,13 @@
-//! Checking a backend's resilience policies (`retry`, `circuit_breaker`): every key has a
+//! Checking a backend's resilience policies (`retry`, `circuit_breaker`, `hedge`): every key has a
 //! default ([`super::defaults`]), and every bad value is reported with its key path.
 
 use super::Checker;
 use super::defaults;
-use crate::config::raw::{RawBreaker, RawRetry, Text};
-use downstream::policy::{BreakerSettings, BudgetSettings, Failures, RetrySettings};
+use crate::config::raw::{RawBreaker, RawHedge, RawRetry, Text};
+use crate::config::units::parse_duration;
+use downstream::policy::{
+    BreakerSettings, BudgetSettings, Failures, HedgeAfter, HedgeSettings, RetrySettings,
+};
 
 /// The most attempts a call may make (gRPC's retry policy caps `maxAttempts` at 5; ten leaves
 /// room for hedging-like use without letting one call multiply a backend's load unboundedly).
@@ -55,7 +58,12 @@ pub(super) fn circuit_breaker(
     BreakerSettings {
         window: c.duration("circuit_breaker.window", raw.window, defaults::BREAKER_WINDOW),
         min_calls: count(c, "circuit_breaker.min_calls", raw.min_calls, defaults::BREAKER_MIN_CALLS),
-        failure_rate: failure_rate(c, raw.failure_rate),
+        failure_rate: share(
+            c,
+            "circuit_breaker.failure_rate",
+            raw.failure_rate,
+            defaults::BREAKER_FAILURE_RATE,
+        ),
         open_for: c.duration("circuit_breaker.open_for", raw.open_for, defaults::BREAKER_OPEN_FOR),
         half_open_calls: count(
             c,
@@ -65,6 +73,39 @@ pub(super) fn circuit_breaker(
         ),
         on: failures(c, "circuit_breaker.on", raw.on.as_deref(), retry_on),
     }
+}
+
+/// `backends.NAME.hedge`.
+pub(super) fn hedge(c: &mut Checker<'_>, raw: RawHedge) -> HedgeSettings {
+    let text = raw.after.map_or_else(|| defaults::HEDGE_AFTER.to_owned(), |t| t.0);
+    let after = match hedge_after(text.trim()) {
+        Some(after) => after,
+        None => {
+            c.error(
+                "hedge.after",
+                format!(
+                    "{text:?} is neither a quantile from p50 to p99.9 (e.g. p95) nor a duration (e.g. 20ms)"
+                ),
+            );
+            HedgeAfter::Quantile(0.95)
+        }
+    };
+    let min_delay = c.duration("hedge.min_delay", raw.min_delay, defaults::HEDGE_MIN_DELAY);
+    let max_delay = c.duration("hedge.max_delay", raw.max_delay, defaults::HEDGE_MAX_DELAY);
+    if max_delay < min_delay && !c.reported("hedge.min_delay") && !c.reported("hedge.max_delay") {
+        c.error("hedge.max_delay", format!("{max_delay:?} is shorter than hedge.min_delay ({min_delay:?})"));
+    }
+    let max_extra = share(c, "hedge.max_extra", raw.max_extra, defaults::HEDGE_MAX_EXTRA);
+    HedgeSettings { after, min_delay, max_delay, max_extra }
+}
+
+/// `p95`, `p99.9` (a quantile from p50 to p99.9) or a duration.
+fn hedge_after(text: &str) -> Option<HedgeAfter> {
+    if let Some(percent) = text.strip_prefix('p') {
+        let q = percent.parse::<f64>().ok()? / 100.0;
+        return (0.5..=0.999).contains(&q).then_some(HedgeAfter::Quantile(q));
+    }
+    parse_duration(text).ok().map(HedgeAfter::Fixed)
 }
 
 /// An `on:` list, or `default` (else the transient failures) when absent.
@@ -108,9 +149,9 @@ fn whole(c: &mut Checker<'_>, key: &str, value: Option<Text>, default: usize) ->
     }
 }
 
-/// `failure_rate`: a percentage (`50%`) or a fraction (`0.5`), above 0 and at most 1.
-fn failure_rate(c: &mut Checker<'_>, value: Option<Text>) -> f64 {
-    let text = value.map_or_else(|| defaults::BREAKER_FAILURE_RATE.to_owned(), |t| t.0);
+/// A share: a percentage (`50%`) or a fraction (`0.5`), above 0 and at most 1.
+fn share(c: &mut Checker<'_>, key: &str, value: Option<Text>, default: &str) -> f64 {
+    let text = value.map_or_else(|| default.to_owned(), |t| t.0);
     let trimmed = text.trim();
     let rate = match trimmed.strip_suffix('%') {
         Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
@@ -120,7 +161,7 @@ fn failure_rate(c: &mut Checker<'_>, value: Option<Text>) -> f64 {
         Ok(rate) if rate > 0.0 && rate <= 1.0 => rate,
         _ => {
             c.error(
-                "circuit_breaker.failure_rate",
+                key,
                 format!("{text:?} must be a share above 0 and at most 100% (write e.g. 50% or 0.5)"),
             );
             1.0

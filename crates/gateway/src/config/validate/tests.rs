@@ -86,7 +86,7 @@ fn every_mistake_is_reported_with_its_key_path() {
         "telemetry.log_format: unknown variant `xml`, expected `json` or `pretty`",
         "backends.users.timeout: invalid duration \"250\": time unit needed, for example 250sec or 250ms (write e.g. 250ms, 2s, 1m)",
         "backends.users.ca_file: only https:// backends use a ca_file",
-        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`, `max_in_flight`, `retry`, `circuit_breaker`, `deadline_header`, `coalesce`",
+        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`, `max_in_flight`, `retry`, `circuit_breaker`, `hedge`, `deadline_header`, `coalesce`",
         "backends.bad name: invalid backend name \"bad name\": use letters, digits, - and _ (not leading _)",
         "endpoints[0].forward_headers[0]: \"connection\" is a hop-by-hop header and is never forwarded",
         "endpoints[0].forward_headers[1]: \"x_custom\": header names with \"_\" are never forwarded (proxies treat them inconsistently)",
@@ -550,6 +550,7 @@ fn resilience_policies_are_off_unless_configured_and_take_defaults_key_by_key() 
         json!({"attempts": 4, "on": ["5xx", "connect"], "budget": {"ratio": "0.1"}});
     tree["backends"]["users"]["circuit_breaker"] = json!({"failure_rate": "25%", "open_for": "2s"});
     tree["backends"]["orders"]["circuit_breaker"] = json!({});
+    tree["backends"]["orders"]["hedge"] = json!({});
     let settings = validate(tree).unwrap();
     let retry = settings.backends[0].settings.retry.as_ref().unwrap();
     assert_eq!(
@@ -568,6 +569,12 @@ fn resilience_policies_are_off_unless_configured_and_take_defaults_key_by_key() 
         (0.25, Duration::from_secs(2), 20)
     );
     assert_eq!(breaker.on, retry.on, "a breaker counts the failures its backend retries");
+    let hedge = settings.backends[1].settings.hedge.as_ref().unwrap();
+    assert_eq!(hedge.after, downstream::policy::HedgeAfter::Quantile(0.95));
+    assert_eq!(
+        (hedge.min_delay, hedge.max_delay, hedge.max_extra),
+        (Duration::from_millis(2), Duration::from_millis(200), 0.05)
+    );
     let breaker = settings.backends[1].settings.circuit_breaker.as_ref().unwrap();
     assert_eq!((breaker.window, breaker.half_open_calls), (Duration::from_secs(10), 3));
     assert_eq!(breaker.on, Failures::transient(), "without retry: the transient failures");
@@ -583,6 +590,8 @@ fn bad_policy_values_are_reported_with_their_key_paths() {
     tree["backends"]["orders"]["retry"] = json!({"on": []});
     tree["backends"]["orders"]["circuit_breaker"] =
         json!({"failure_rate": "150%", "min_calls": 0, "half_open_calls": "x"});
+    tree["backends"]["orders"]["hedge"] =
+        json!({"after": "p100", "min_delay": "50ms", "max_delay": "10ms", "max_extra": "0"});
     assert_eq!(
         errors_of(tree),
         [
@@ -597,6 +606,9 @@ fn bad_policy_values_are_reported_with_their_key_paths() {
             "backends.orders.circuit_breaker.min_calls: \"0\" must be a whole number from 1 to 10000000",
             "backends.orders.circuit_breaker.failure_rate: \"150%\" must be a share above 0 and at most 100% (write e.g. 50% or 0.5)",
             "backends.orders.circuit_breaker.half_open_calls: \"x\" must be a whole number from 1 to 10000000",
+            "backends.orders.hedge.after: \"p100\" is neither a quantile from p50 to p99.9 (e.g. p95) nor a duration (e.g. 20ms)",
+            "backends.orders.hedge.max_delay: 10ms is shorter than hedge.min_delay (50ms)",
+            "backends.orders.hedge.max_extra: \"0\" must be a share above 0 and at most 100% (write e.g. 50% or 0.5)",
         ]
     );
 }
