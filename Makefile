@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build run test test-rust lint fmt check-config openapi check-openapi check-deploy check-load check-fuzz fuzz load bench cost bench-pure clean ci
+.PHONY: help build run test test-rust lint fmt check-config openapi check-openapi check-deploy check-load check-fuzz fuzz load resilience bench cost bench-pure clean ci
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ fuzz: ## Run every fuzz target, one at a time (FUZZ_RUNS=1000000 executions each
 
 load: ## Load-test a running gateway with oha vs a direct-backend baseline (MODE=closed|rate, RATE, DURATION; docs/load-testing.md)
 	bash scripts/load.sh
+
+resilience: ## The table of docs/resilience.md: misbehaving backends, each policy off and on, with oha
+	bash scripts/resilience.sh
 
 bench: ## End-to-end benchmark with oha: direct backend vs gateway (installs oha if missing)
 	bash scripts/bench.sh

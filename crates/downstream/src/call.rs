@@ -9,6 +9,7 @@ use crate::coalesce::{FlightKey, Flights};
 use crate::output::Output;
 use crate::policy::Attempted;
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::{FutureExt, future};
 use http::header::HOST;
 use http::uri::PathAndQuery;
@@ -228,58 +229,97 @@ impl<'a> CallRequest<'a> {
 
     /// The backend exchange itself: unbounded without policies (every caller awaits it under
     /// its own limit, [`limited`]), else the attempts the policies allow before `deadline`. It
-    /// is dropped when the last caller is.
-    pub(crate) async fn exchange(mut self, deadline: Instant) -> Exchanged {
+    /// is dropped when the last caller is. On the plain path (no policy, no coalescing) the
+    /// future is the attempt's own: nothing wraps it, so calls stay as small to move as they
+    /// were before the policies existed; the other paths are boxed.
+    pub(crate) fn exchange(mut self, deadline: Instant) -> impl Future<Output = Exchanged> + Send + 'a {
         let uri = match self.uri() {
             Ok(uri) => uri,
-            Err(error) => return Exchanged { attempts: 0, ..Exchanged::once(None, Err(error)) },
+            Err(error) => {
+                let failed = Exchanged { attempts: 0, ..Exchanged::once(None, Err(error)) };
+                return Either::Right(Either::Left(future::ready(failed)));
+            }
+        };
+        let sender = Sender {
+            backend: self.backend,
+            headers: self.headers,
+            header_set: self.header_set,
+            timeout: self.timeout,
+            propagate: self.propagate,
         };
         if let Some(flights) = &self.backend.flights {
-            return self.coalesced(flights, uri, deadline).await;
+            return Either::Right(Either::Right(sender.coalesced(flights, uri, deadline).boxed()));
         }
-        self.send(uri, deadline).await
+        if !self.backend.policies.are_off() {
+            return Either::Right(Either::Right(sender.send(uri, deadline).boxed()));
+        }
+        Either::Left(sender.attempt(uri, deadline).map(|(status, result)| Exchanged::once(status, result)))
     }
 
+    /// The request URI: origin form (`/prefix/path?query`) for HTTP/1.1, absolute for h2. The
+    /// path and query are moved out of the request, not copied, when there is no prefix.
+    fn uri(&mut self) -> Result<Uri, CallError> {
+        let backend = self.backend;
+        let path_and_query = if backend.path_prefix.is_empty() {
+            std::mem::take(&mut self.path_and_query)
+        } else {
+            Bytes::from([backend.path_prefix.as_bytes(), &self.path_and_query].concat())
+        };
+        let path_and_query = PathAndQuery::from_maybe_shared(path_and_query)
+            .map_err(|e| CallError::InvalidReference(format!("the rendered path is not a valid URI: {e}")))?;
+        if !backend.client.http2() {
+            return Ok(Uri::from(path_and_query));
+        }
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(backend.scheme.clone());
+        parts.authority = Some(backend.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|e| CallError::InvalidReference(format!("invalid request URI: {e}")))
+    }
+}
+
+/// What sending a request needs besides its URL, borrowed from the [`CallRequest`] (or, for a
+/// coalesced request, from what the shared exchange owns).
+#[derive(Clone, Copy)]
+struct Sender<'a> {
+    backend: &'a Arc<Backend>,
+    headers: &'a dyn ForwardHeaders,
+    header_set: usize,
+    timeout: Duration,
+    propagate: Option<Propagate>,
+}
+
+impl<'a> Sender<'a> {
     /// The exchange shared with identical requests in flight ([`crate::coalesce`]): it owns
     /// what it sends (the URL, the forwarded headers written out once, the backend).
-    async fn coalesced(&self, flights: &Arc<Flights>, uri: Uri, deadline: Instant) -> Exchanged {
+    async fn coalesced(self, flights: &Arc<Flights>, uri: Uri, deadline: Instant) -> Exchanged {
         let mut forwarded = HeaderMap::new();
         self.headers.write(self.header_set, &mut forwarded);
         let path_and_query = uri.path_and_query().map_or("", |p| p.as_str());
         let key = FlightKey::new(Bytes::copy_from_slice(path_and_query.as_bytes()), &forwarded);
         let (backend, timeout, propagate) = (Arc::clone(self.backend), self.timeout, self.propagate);
         let exchange = async move {
-            let request = CallRequest {
-                name: "",
-                backend: &backend,
-                path_and_query: Bytes::new(),
-                headers: &forwarded,
-                header_set: 0,
-                timeout,
-                required: false,
-                element: None,
-                propagate,
-            };
-            request.send(uri, deadline).await
+            let sender = Sender { backend: &backend, headers: &forwarded, header_set: 0, timeout, propagate };
+            sender.send(uri, deadline).await
         };
         Flights::join(flights, &self.backend.name, key, exchange).await
     }
 
-    /// Sends the request: one attempt, or the attempts its backend's policies allow.
-    async fn send(&self, uri: Uri, deadline: Instant) -> Exchanged {
+    /// One attempt, or the attempts its backend's policies allow.
+    async fn send(self, uri: Uri, deadline: Instant) -> Exchanged {
         let policies = &self.backend.policies;
         if policies.are_off() {
-            let limit = (Instant::now() + self.timeout).min(deadline);
-            let (status, result) = self.attempt(uri, limit).await;
+            let (status, result) = self.attempt(uri, deadline).await;
             return Exchanged::once(status, result);
         }
-        // Boxed: the loop's future (timers, the attempt, the last failure) would otherwise size
-        // every call's future, and futures are copied as they move to the executor.
-        Box::pin(policies.run(self.timeout, deadline, |limit| self.attempt(uri.clone(), limit))).await
+        policies.run(self.timeout, deadline, || self.attempt(uri.clone(), deadline)).await
     }
 
-    /// One request to the backend and its checked body; the caller waits for it until `limit`.
-    async fn attempt(&self, uri: Uri, limit: Instant) -> Attempted {
+    /// One request to the backend and its checked body. Its caller waits for it until its
+    /// timeout from now or `deadline`, whichever comes first (what the backend is told with
+    /// `deadline_header`).
+    async fn attempt(self, uri: Uri, deadline: Instant) -> Attempted {
+        let limit = (Instant::now() + self.timeout).min(deadline);
         let backend = self.backend;
         // The bulkhead: held until the answer is in (or the attempt is dropped).
         let Ok(_in_flight) = backend.in_flight.try_acquire() else {
@@ -318,27 +358,6 @@ impl<'a> CallRequest<'a> {
             .await
             .and_then(|body| compose::check_json(&body).map(|()| body).map_err(CallError::InvalidBody));
         (Some(status), body)
-    }
-
-    /// The request URI: origin form (`/prefix/path?query`) for HTTP/1.1, absolute for h2. The
-    /// path and query are moved out of the request, not copied, when there is no prefix.
-    fn uri(&mut self) -> Result<Uri, CallError> {
-        let backend = self.backend;
-        let path_and_query = if backend.path_prefix.is_empty() {
-            std::mem::take(&mut self.path_and_query)
-        } else {
-            Bytes::from([backend.path_prefix.as_bytes(), &self.path_and_query].concat())
-        };
-        let path_and_query = PathAndQuery::from_maybe_shared(path_and_query)
-            .map_err(|e| CallError::InvalidReference(format!("the rendered path is not a valid URI: {e}")))?;
-        if !backend.client.http2() {
-            return Ok(Uri::from(path_and_query));
-        }
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(backend.scheme.clone());
-        parts.authority = Some(backend.authority.clone());
-        parts.path_and_query = Some(path_and_query);
-        Uri::from_parts(parts).map_err(|e| CallError::InvalidReference(format!("invalid request URI: {e}")))
     }
 }
 

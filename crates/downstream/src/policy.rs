@@ -91,11 +91,11 @@ impl Policies {
         self.breaker.as_ref().map(|breaker| breaker.state(Instant::now()))
     }
 
-    /// Runs a call's attempts under the policies: each made by `attempt(limit)` and bounded by
-    /// `limit`, `timeout` from its start or `deadline`, whichever comes first.
+    /// Runs a call's attempts under the policies: each made by `attempt()` and bounded by
+    /// `timeout` from its start or `deadline`, whichever comes first.
     pub(crate) async fn run<F, A>(&self, timeout: Duration, deadline: Instant, mut attempt: F) -> Exchanged
     where
-        F: FnMut(Instant) -> A,
+        F: FnMut() -> A,
         A: Future<Output = Attempted>,
     {
         let now = Instant::now();
@@ -121,12 +121,10 @@ impl Policies {
             let limit = own_limit.min(deadline);
             let expired =
                 if deadline < own_limit { CallError::Cancelled } else { CallError::Timeout(timeout) };
-            let primary = self.attempt_once(ticket, attempt(limit), limit, &expired);
+            let primary = self.attempt_once(ticket, attempt(), limit, &expired);
             let (status, result) = match &self.hedge {
                 None => primary.await,
-                Some(hedge) => {
-                    self.hedged(hedge, primary, || attempt(limit), limit, &expired, &mut hedges).await
-                }
+                Some(hedge) => self.hedged(hedge, primary, &mut attempt, limit, &expired, &mut hedges).await,
             };
             let retried = match (&result, &self.retry) {
                 (Err(error), Some(retry))
@@ -154,7 +152,9 @@ impl Policies {
     }
 
     /// One attempt, bounded by `limit` (then failing with `expired`), its outcome counted by the
-    /// breaker and, when it answered well, its latency by the hedging histogram.
+    /// breaker and, when it answered well, its latency by the hedging histogram. An attempt cut
+    /// by the deadline, or never sent because the bulkhead was full, says nothing about the
+    /// backend: the breaker does not count it.
     async fn attempt_once(
         &self,
         ticket: Option<Ticket<'_>>,
@@ -169,7 +169,7 @@ impl Policies {
             hedge.observe(started.elapsed(), Instant::now());
         }
         if let (Some(breaker), Some(ticket)) = (&self.breaker, ticket)
-            && !matches!(result, Err(CallError::Cancelled))
+            && !matches!(result, Err(CallError::Cancelled | CallError::Overloaded(_)))
         {
             let failed = result.as_ref().err().is_some_and(|error| breaker.settings.on.contains(error));
             self.changed(breaker.record(ticket, failed, Instant::now()));

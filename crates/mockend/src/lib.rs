@@ -19,8 +19,13 @@
 //!       - { path: /flaky, error_rate: 0.1, error_status: 503 }
 //!       - { path: /down, fail_first: 50, error_status: 503 }  # then answers normally
 //!       - { path: /tail, latency: 5ms, tail: { rate: 0.02, latency: 300ms } }  # 2 % slow
+//!       - { path: /outage, outage: { after: 3s, for: 5s }, error_status: 503 }  # down, then up
 //!       - { path: /huge, body_size: 10485760 }
 //! ```
+//!
+//! Every service also answers `GET /_mockend/requests` (not recorded) with what it received so
+//! far: `{"requests": 1200, "outage_requests": 40}` (the second: requests that arrived during an
+//! outage). Load tests read it to count what reached a backend.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -52,5 +57,5 @@ mod tls;
 pub use error::MockError;
 pub use record::{RECORD_LIMIT, Recorded};
 pub use server::MockServer;
-pub use spec::{Behavior, DemoFile, Latency, RouteSpec, ServiceSpec, Tail};
+pub use spec::{Behavior, DemoFile, Latency, Outage, RouteSpec, ServiceSpec, Tail};
 pub use tls::{ServerIdentity, TestCa};

@@ -78,6 +78,12 @@ impl Recorder {
         self.lock().entries.iter().cloned().collect()
     }
 
+    /// How many requests arrived, those no longer remembered included.
+    pub(crate) fn total(&self) -> usize {
+        let log = self.lock();
+        log.first + log.entries.len()
+    }
+
     /// How many handlers were dropped before completing.
     pub(crate) fn cancelled(&self) -> usize {
         self.cancelled.load(Ordering::Relaxed)

@@ -10,13 +10,17 @@ use http::{HeaderValue, StatusCode};
 use crate::body::{self, Body};
 use crate::error::MockError;
 use crate::rng;
-use crate::spec::{Behavior, Latency, RouteSpec};
+use crate::spec::{Behavior, Latency, Outage, RouteSpec};
 
 /// The routes of one service, ready to answer requests.
 #[derive(Debug)]
 pub(crate) struct Routes {
     router: matchit::Router<Route>,
     has_reset: bool,
+    /// When the service started (outages count from it).
+    started: std::time::Instant,
+    /// Requests that arrived during an outage.
+    outage_requests: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -30,6 +34,7 @@ struct Route {
     error_status: StatusCode,
     /// Requests still to fail before the route answers normally.
     fail_first: AtomicU64,
+    outage: Option<Outage>,
     behavior: Behavior,
     location: Option<HeaderValue>,
 }
@@ -57,7 +62,12 @@ impl Routes {
                 .insert(spec.path.as_str(), route)
                 .map_err(|source| MockError::Pattern { path: spec.path.clone(), source })?;
         }
-        Ok(Self { router, has_reset })
+        Ok(Self { router, has_reset, started: std::time::Instant::now(), outage_requests: AtomicU64::new(0) })
+    }
+
+    /// Requests that arrived during an outage so far.
+    pub(crate) fn outage_requests(&self) -> u64 {
+        self.outage_requests.load(Ordering::Relaxed)
     }
 
     /// Whether some route may have to reset its connection.
@@ -72,6 +82,11 @@ impl Routes {
             return Outcome::Respond(StatusCode::NOT_FOUND, body::not_found(), None);
         };
         let route = matched.value;
+        let since = self.started.elapsed();
+        let down = route.outage.is_some_and(|o| since >= o.after && since < o.after + o.lasts);
+        if down {
+            self.outage_requests.fetch_add(1, Ordering::Relaxed);
+        }
         let slow = route.tail.as_ref().filter(|(rate, _, first)| {
             let forced =
                 first.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok();
@@ -83,7 +98,7 @@ impl Routes {
         }
         let failing =
             route.fail_first.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok();
-        if failing || (route.error_rate > 0.0 && rng::unit() < route.error_rate) {
+        if down || failing || (route.error_rate > 0.0 && rng::unit() < route.error_rate) {
             return Outcome::Respond(route.error_status, body::simulated_error(), None);
         }
         match route.behavior {
@@ -123,6 +138,7 @@ impl Route {
             error_rate: spec.error_rate,
             error_status: status(spec.error_status)?,
             fail_first: AtomicU64::new(spec.fail_first),
+            outage: spec.outage,
             behavior: spec.behavior,
             location: spec
                 .location

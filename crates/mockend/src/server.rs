@@ -196,8 +196,18 @@ async fn drive<E>(connection: impl Future<Output = Result<(), E>>, reset: Option
     }
 }
 
+/// The path that answers what the service received (and is not recorded).
+const STATS_PATH: &str = "/_mockend/requests";
+
 /// Records `request`, then answers it as its route says.
 async fn handle(shared: Arc<Shared>, reset: Option<Arc<ResetHandle>>, request: Request<Incoming>) -> Answer {
+    if request.uri().path() == STATS_PATH {
+        let stats = serde_json::json!({
+            "requests": shared.recorder.total(),
+            "outage_requests": shared.routes.outage_requests(),
+        });
+        return Ok(json(StatusCode::OK, Bytes::from(stats.to_string())));
+    }
     let in_flight = shared.recorder.begin(&request);
     let answer = match shared.routes.answer(request.uri().path()).await {
         Outcome::Respond(status, body, location) => {

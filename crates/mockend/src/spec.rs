@@ -44,6 +44,9 @@ pub struct RouteSpec {
     /// their latency), whatever `error_rate` says: a backend that is down, then comes back.
     #[serde(default)]
     pub fail_first: u64,
+    /// A time the route is down: requests arriving in it are answered with `error_status`.
+    #[serde(default)]
+    pub outage: Option<Outage>,
     /// How the route answers; `normal` by default.
     #[serde(default)]
     pub behavior: Behavior,
@@ -100,6 +103,19 @@ pub struct Tail {
     pub latency: Latency,
 }
 
+/// A stretch of time, counted from the service's start, in which a route answers
+/// `error_status` to every request: a backend that goes down, then comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outage {
+    /// When it starts, after the service started.
+    #[serde(deserialize_with = "human_duration")]
+    pub after: Duration,
+    /// How long it lasts.
+    #[serde(deserialize_with = "human_duration", rename = "for")]
+    pub lasts: Duration,
+}
+
 /// One simulated service: where it listens and what it answers.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +160,7 @@ impl RouteSpec {
             error_rate: 0.0,
             error_status: default_error_status(),
             fail_first: 0,
+            outage: None,
             behavior: Behavior::Normal,
             location: None,
         }
@@ -214,6 +231,15 @@ impl RouteSpec {
     #[must_use]
     pub fn error_rate(mut self, rate: f64, status: u16) -> Self {
         self.error_rate = rate;
+        self.error_status = status;
+        self
+    }
+
+    /// Answers every request arriving between `after` and `after + lasts` from the service's
+    /// start with `status`.
+    #[must_use]
+    pub fn outage(mut self, after: Duration, lasts: Duration, status: u16) -> Self {
+        self.outage = Some(Outage { after, lasts });
         self.error_status = status;
         self
     }

@@ -312,3 +312,18 @@ async fn a_tail_slows_the_first_requests_then_that_fraction() {
     assert!(timed("/all").await >= slow, "rate 1: every request");
     assert!(timed("/all").await >= slow);
 }
+
+#[tokio::test]
+async fn an_outage_fails_the_requests_in_it_and_the_stats_route_counts_them() {
+    let (after, lasts) = (Duration::from_millis(200), Duration::from_millis(300));
+    let server = spawn(vec![RouteSpec::json("/o", json!({})).outage(after, lasts, 503)]).await;
+    assert_eq!(get(&server, "/o").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(get(&server, "/o").await.status, 503);
+    assert_eq!(get(&server, "/o").await.status, 503);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(get(&server, "/o").await.status, 200);
+    let stats = get(&server, "/_mockend/requests").await;
+    assert_eq!(stats.json(), json!({"requests": 4, "outage_requests": 2}));
+    assert_eq!(server.requests().len(), 4, "the stats route is not recorded");
+}

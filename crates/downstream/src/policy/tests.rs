@@ -47,7 +47,7 @@ async fn run(
     let started = RefCell::new(0);
     let start = Instant::now();
     let exchanged = policies
-        .run(timeout, start + deadline, |_| {
+        .run(timeout, start + deadline, || {
             *started.borrow_mut() += 1;
             let (takes, answer) = script.borrow_mut().pop_front().unwrap_or((Duration::ZERO, Ok("{}")));
             async move {
