@@ -344,3 +344,50 @@ async fn with_tracing_on_a_stall_names_its_request_whether_sampled_or_not() {
         .collect();
     assert_eq!(named, ["traced-blocker", "plain-blocker"]);
 }
+
+#[tokio::test]
+async fn a_retried_or_hedged_call_says_so_on_its_span() {
+    let (otlp, received) = receiver().await;
+    let retried =
+        MockServer::spawn(ServiceSpec::new(vec![RouteSpec::json("/r", json!({})).fail_first(1, 503)]))
+            .await
+            .unwrap();
+    let hedged = MockServer::spawn(ServiceSpec::new(vec![
+        RouteSpec::json("/h", json!({})).tail(0.0, 1, Duration::from_secs(2)),
+        RouteSpec::json("/warm", json!({})),
+    ]))
+    .await
+    .unwrap();
+    let endpoints = "  - route: GET /retried\n    calls:\n      r: { backend: r, path: /r }\n  \
+                     - route: GET /hedged\n    calls:\n      h: { backend: h, path: /h, timeout: 5s }\n  \
+                     - route: GET /warm\n    calls:\n      w: { backend: h, path: /warm }\n";
+    let yaml = Config::new(&[("r", &retried), ("h", &hedged)], endpoints)
+        .backend("r", "retry: {}")
+        .backend("h", "hedge: { after: 100ms }")
+        .telemetry(&format!("otlp_endpoint: {otlp}"))
+        .render();
+    let mut gateway = Gateway::start(&yaml);
+    // Twenty calls to the backend, so its 5 % hedge cap allows one.
+    for _ in 0..20 {
+        assert_eq!(client().get(format!("{}/warm", gateway.url)).send().await.unwrap().status(), 200);
+    }
+    for page in ["retried", "hedged"] {
+        assert_eq!(client().get(format!("{}/{page}", gateway.url)).send().await.unwrap().status(), 200);
+    }
+    gateway.terminate();
+    assert_eq!(gateway.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+    let call_span = |call: &str| {
+        let spans = spans_of(&received);
+        spans.into_iter().find(|s| {
+            s.kind == SpanKind::Client as i32 && attribute(s, "call").is_some() && text(s, "call") == call
+        })
+    };
+    assert!(crate::support::wait_until(Duration::from_secs(5), || call_span("h").is_some()).await);
+
+    let r = call_span("r").unwrap();
+    assert_eq!(number(&r, "attempts"), 2);
+    assert_eq!(attribute(&r, "hedges"), None);
+    let h = call_span("h").unwrap();
+    assert_eq!((number(&h, "hedges"), number(&h, "hedges_won")), (1, 1));
+    assert_eq!(attribute(&h, "attempts"), None, "one attempt, hedged");
+}

@@ -6,10 +6,10 @@
 
 use crate::backend::Backend;
 use crate::coalesce::{FlightKey, Flights};
+use crate::error::CallError;
+use crate::exchanged::{Attempted, Exchanged};
 use crate::output::Output;
-use crate::policy::Attempted;
 use bytes::Bytes;
-use futures_util::future::Either;
 use futures_util::{FutureExt, future};
 use http::header::HOST;
 use http::uri::PathAndQuery;
@@ -100,94 +100,6 @@ impl CallOutcome {
     }
 }
 
-/// Why a call failed; [`CallError::kind`] is the contract's error kind.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallError {
-    /// The call's own timeout expired.
-    #[error("no complete answer within {}ms", .0.as_millis())]
-    Timeout(Duration),
-    /// The endpoint's deadline was reached before the call finished.
-    #[error("endpoint deadline reached")]
-    Cancelled,
-    /// The connection could not be made, or broke before a complete answer.
-    #[error("{0}")]
-    Connect(String),
-    /// The backend answered with a non-2xx status.
-    #[error("backend answered status {0}")]
-    Status(u16),
-    /// The body is not JSON.
-    #[error("body is not JSON: {0}")]
-    InvalidBody(String),
-    /// The body is larger than the backend's `max_response_body`, or the call's result does not
-    /// fit in what is left of the endpoint's `max_response_body`.
-    #[error("body exceeds the {0} byte limit")]
-    TooLarge(usize),
-    /// A call this one reads from failed, so this one was not sent.
-    #[error("call {0:?} it depends on failed")]
-    DependencyFailed(String),
-    /// A value this call reads from another response is missing, not a scalar, or unsafe.
-    #[error("{0}")]
-    InvalidReference(String),
-    /// The list this call fans out over is longer than the endpoint's `max_fanout`.
-    #[error("list of {len} elements exceeds max_fanout ({max})")]
-    FanoutLimit {
-        /// The list's length.
-        len: usize,
-        /// The endpoint's limit.
-        max: usize,
-    },
-    /// The backend already had its `max_in_flight` requests in flight (the bulkhead): the call
-    /// was not sent.
-    #[error("the backend already has {0} requests in flight (its max_in_flight)")]
-    Overloaded(usize),
-    /// The backend's circuit breaker is open (or half-open with every trial call taken): the
-    /// call was not sent. Holds the time until trial calls go through.
-    #[error("the backend's circuit breaker is open")]
-    CircuitOpen(Duration),
-}
-
-/// Every error kind [`CallError::kind`] can return, in the contract's order.
-pub const ERROR_KINDS: [&str; 11] = [
-    "timeout",
-    "cancelled",
-    "connect",
-    "status",
-    "invalid_body",
-    "too_large",
-    "dependency_failed",
-    "invalid_reference",
-    "fanout_limit",
-    "overloaded",
-    "circuit_open",
-];
-
-impl CallError {
-    /// The contract's error kind: `timeout`, `cancelled`, `connect`, `status`, `invalid_body`,
-    /// `too_large`, `dependency_failed`, `invalid_reference`, `fanout_limit`, `overloaded` or
-    /// `circuit_open`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CallError::Timeout(_) => "timeout",
-            CallError::Cancelled => "cancelled",
-            CallError::Connect(_) => "connect",
-            CallError::Status(_) => "status",
-            CallError::InvalidBody(_) => "invalid_body",
-            CallError::TooLarge(_) => "too_large",
-            CallError::DependencyFailed(_) => "dependency_failed",
-            CallError::InvalidReference(_) => "invalid_reference",
-            CallError::FanoutLimit { .. } => "fanout_limit",
-            CallError::Overloaded(_) => "overloaded",
-            CallError::CircuitOpen(_) => "circuit_open",
-        }
-    }
-
-    /// True when the failure is about time (`timeout`, `cancelled`): a required call failing
-    /// this way makes the endpoint answer 504 instead of 502.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, CallError::Timeout(_) | CallError::Cancelled)
-    }
-}
-
 impl<'a> CallRequest<'a> {
     /// The call's `backend_call` span: at `info` when the request is traced (so it is
     /// exported), else at `debug`, so that at the usual log levels an untraced call costs no
@@ -229,16 +141,13 @@ impl<'a> CallRequest<'a> {
 
     /// The backend exchange itself: unbounded without policies (every caller awaits it under
     /// its own limit, [`limited`]), else the attempts the policies allow before `deadline`. It
-    /// is dropped when the last caller is. On the plain path (no policy, no coalescing) the
-    /// future is the attempt's own: nothing wraps it, so calls stay as small to move as they
-    /// were before the policies existed; the other paths are boxed.
-    pub(crate) fn exchange(mut self, deadline: Instant) -> impl Future<Output = Exchanged> + Send + 'a {
+    /// is dropped when the last caller is. The coalesced and policy paths are boxed, so only
+    /// the plain path's attempt sizes every call's future (futures are copied as they move
+    /// to the executor).
+    pub(crate) async fn exchange(mut self, deadline: Instant) -> Exchanged {
         let uri = match self.uri() {
             Ok(uri) => uri,
-            Err(error) => {
-                let failed = Exchanged { attempts: 0, ..Exchanged::once(None, Err(error)) };
-                return Either::Right(Either::Left(future::ready(failed)));
-            }
+            Err(error) => return Exchanged { attempts: 0, ..Exchanged::once(None, Err(error)) },
         };
         let sender = Sender {
             backend: self.backend,
@@ -248,12 +157,13 @@ impl<'a> CallRequest<'a> {
             propagate: self.propagate,
         };
         if let Some(flights) = &self.backend.flights {
-            return Either::Right(Either::Right(sender.coalesced(flights, uri, deadline).boxed()));
+            return Box::pin(sender.coalesced(flights, uri, deadline)).await;
         }
         if !self.backend.policies.are_off() {
-            return Either::Right(Either::Right(sender.send(uri, deadline).boxed()));
+            return Box::pin(sender.send(uri, deadline)).await;
         }
-        Either::Left(sender.attempt(uri, deadline).map(|(status, result)| Exchanged::once(status, result)))
+        let (status, result) = sender.attempt(uri, deadline).await;
+        Exchanged::once(status, result)
     }
 
     /// The request URI: origin form (`/prefix/path?query`) for HTTP/1.1, absolute for h2. The
@@ -361,35 +271,6 @@ impl<'a> Sender<'a> {
     }
 }
 
-/// What a backend exchange gives.
-#[derive(Debug, Clone)]
-pub struct Exchanged {
-    /// The last attempt's response status, when one came.
-    pub status: Option<u16>,
-    /// The checked body, or why the call failed.
-    pub result: Result<Bytes, CallError>,
-    /// Attempts made.
-    pub attempts: u32,
-    /// Hedges sent and won.
-    pub hedges: Hedges,
-}
-
-impl Exchanged {
-    /// What one attempt, unhedged, gave.
-    pub fn once(status: Option<u16>, result: Result<Bytes, CallError>) -> Self {
-        Self { status, result, attempts: 1, hedges: Hedges::default() }
-    }
-}
-
-/// Hedges of one call ([`crate::policy`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Hedges {
-    /// Hedges sent.
-    pub sent: u32,
-    /// Hedges whose good answer came first.
-    pub won: u32,
-}
-
 /// Awaits `exchange` under `min(limit, deadline)` inside `span`, and records the outcome on
 /// the span. The clock starts at the first poll, not at creation (a list's requests are
 /// created at once and sent `concurrency` at a time). Built from combinators rather than as an
@@ -418,11 +299,11 @@ pub(crate) fn limited(
             }
             span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
             if attempts > 1 {
-                span.record("attempts", attempts);
+                span.record("attempts", i64::from(attempts));
             }
             if hedges.sent > 0 {
-                span.record("hedges", hedges.sent);
-                span.record("hedges_won", hedges.won);
+                span.record("hedges", i64::from(hedges.sent));
+                span.record("hedges_won", i64::from(hedges.won));
             }
             if let Err(error) = &result {
                 span.record("error.type", error.kind());
@@ -432,27 +313,4 @@ pub(crate) fn limited(
         })
     })
     .flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_kinds_lists_every_kind_in_order() {
-        let every = [
-            CallError::Timeout(Duration::from_millis(1)),
-            CallError::Cancelled,
-            CallError::Connect(String::new()),
-            CallError::Status(500),
-            CallError::InvalidBody(String::new()),
-            CallError::TooLarge(1),
-            CallError::DependencyFailed(String::new()),
-            CallError::InvalidReference(String::new()),
-            CallError::FanoutLimit { len: 2, max: 1 },
-            CallError::Overloaded(1),
-            CallError::CircuitOpen(Duration::ZERO),
-        ];
-        assert_eq!(every.map(|e| e.kind()), ERROR_KINDS);
-    }
 }

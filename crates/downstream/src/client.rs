@@ -25,7 +25,7 @@
 //! only; each worker then has its own idle connections (at most `max_idle_connections` each)
 //! and its own h2 connection. Threads that never call [`set_worker`] share worker 0's.
 
-use crate::call::CallError;
+use crate::error::CallError;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response, Uri};
 use http_body_util::{BodyExt, Empty};

@@ -10,18 +10,21 @@ mod backend;
 mod call;
 mod client;
 mod coalesce;
+mod error;
+mod exchanged;
 mod executor;
 mod output;
 pub mod policy;
+mod random;
 mod tls;
 
 pub use backend::{Backend, BackendError, BackendSettings};
-pub use call::{
-    CallError, CallOutcome, CallRequest, DEADLINE_MARGIN, ERROR_KINDS, ForwardHeaders, Propagate,
-};
-pub use call::{Exchanged, Hedges};
+pub use call::{CallOutcome, CallRequest, DEADLINE_MARGIN, ForwardHeaders, Propagate};
 pub use client::{IDLE_TIMEOUT, MAX_WORKERS, SWEEP_PERIOD, set_worker};
 pub use coalesce::COALESCED;
+pub use error::{CallError, ERROR_KINDS};
+pub use exchanged::{Exchanged, Hedges};
 pub use executor::{Execution, FanOut, Request, RequestKey, Step, execute};
 pub use output::{Budget, NULL, Output};
+pub use random::random_unit;
 pub use tls::TlsError;

@@ -22,9 +22,9 @@ pub use failures::Failures;
 pub use hedge::{HedgeAfter, HedgeSettings};
 pub use retry::{BudgetSettings, RetrySettings};
 
-use crate::call::{CallError, Exchanged, Hedges};
+use crate::error::CallError;
+use crate::exchanged::{Attempted, Exchanged, Hedges};
 use breaker::{Breaker, Ticket, Transition};
-use bytes::Bytes;
 use futures_util::future::Either;
 use hedge::Hedge;
 use retry::Retry;
@@ -40,10 +40,6 @@ pub const CIRCUIT_STATE: &str = "fanout_circuit_breaker_state";
 pub const CIRCUIT_TRANSITIONS: &str = "fanout_circuit_breaker_transitions_total";
 /// Counter of hedges by backend and `outcome`: `sent`, and `won` (answered first, and well).
 pub const HEDGES: &str = "fanout_backend_hedges_total";
-
-/// What one attempt gives: the response status when one came, and the checked body or why it
-/// failed.
-pub(crate) type Attempted = (Option<u16>, Result<Bytes, CallError>);
 
 /// The policies configured for one backend.
 #[derive(Debug)]

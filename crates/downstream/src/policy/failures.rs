@@ -1,7 +1,7 @@
 //! Which failed calls a policy acts on: the `on:` lists of `retry` and `circuit_breaker`
 //! (`connect`, `timeout`, `invalid_body`, a status such as `503`, or a class such as `5xx`).
 
-use crate::call::CallError;
+use crate::error::CallError;
 
 /// The statuses a list can name: 300 to 599 (2xx answers are successes, and 1xx never ends a
 /// call).

@@ -5,8 +5,7 @@
 
 use super::failures::Failures;
 use super::window::Window;
-use std::cell::Cell;
-use std::hash::{BuildHasher, RandomState};
+use crate::random::random_unit;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -79,7 +78,7 @@ impl Retry {
     /// `min(max_backoff, backoff × 2^(retry-1))` ("full jitter": retries of many callers that
     /// failed together spread out instead of arriving together again).
     pub(crate) fn backoff(&self, retry: u32) -> Duration {
-        ceiling(&self.settings, retry).mul_f64(unit())
+        ceiling(&self.settings, retry).mul_f64(random_unit())
     }
 }
 
@@ -87,23 +86,6 @@ impl Retry {
 fn ceiling(settings: &RetrySettings, retry: u32) -> Duration {
     let doubled = settings.backoff.saturating_mul(1 << retry.saturating_sub(1).min(20));
     doubled.min(settings.max_backoff)
-}
-
-thread_local! {
-    /// This thread's xorshift state, seeded from the process's random hasher keys.
-    static RNG: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()) | 1);
-}
-
-/// A number in `[0, 1)` for jitter (not for anything secret).
-fn unit() -> f64 {
-    RNG.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
 }
 
 #[cfg(test)]

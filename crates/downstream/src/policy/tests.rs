@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::call::Hedges;
+use crate::exchanged::Hedges;
+use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 

@@ -26,9 +26,7 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-use std::cell::Cell;
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
@@ -143,30 +141,13 @@ impl<F> Drop for Exporting<F> {
     }
 }
 
-thread_local! {
-    /// A per-thread random state for sampling decisions.
-    static RANDOM: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()) | 1);
-}
-
 /// Whether a request is sampled (traced and exported): with `trust_client`, the caller's sampled flag when it
 /// sent a valid `traceparent`; otherwise a draw against `ratio`.
 pub fn sampled(headers: &HeaderMap, ratio: f64, trust_client: bool) -> bool {
     match traceparent(headers) {
         Some(parent) if trust_client => parent.sampled,
-        _ => random_unit() < ratio,
+        _ => downstream::random_unit() < ratio,
     }
-}
-
-/// A uniform draw in [0, 1) from a per-thread xorshift generator (no lock, no syscall).
-fn random_unit() -> f64 {
-    RANDOM.with(|state| {
-        let mut x = state.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
 }
 
 /// The trace id of a traced request's exported span.

@@ -1,0 +1,38 @@
+//! What one backend exchange gives ([`Exchanged`]: the status, the checked body or the
+//! failure, the attempts and hedges it took) and what one attempt gives ([`Attempted`]).
+
+use crate::error::CallError;
+use bytes::Bytes;
+
+/// What one attempt gives: the response status when one came, and the checked body or why it
+/// failed.
+pub(crate) type Attempted = (Option<u16>, Result<Bytes, CallError>);
+
+/// What a backend exchange gives.
+#[derive(Debug, Clone)]
+pub struct Exchanged {
+    /// The last attempt's response status, when one came.
+    pub status: Option<u16>,
+    /// The checked body, or why the call failed.
+    pub result: Result<Bytes, CallError>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Hedges sent and won.
+    pub hedges: Hedges,
+}
+
+impl Exchanged {
+    /// What one attempt, unhedged, gave.
+    pub fn once(status: Option<u16>, result: Result<Bytes, CallError>) -> Self {
+        Self { status, result, attempts: 1, hedges: Hedges::default() }
+    }
+}
+
+/// Hedges of one call ([`crate::policy`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hedges {
+    /// Hedges sent.
+    pub sent: u32,
+    /// Hedges whose good answer came first.
+    pub won: u32,
+}
