@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::{FutureExt, future};
 use http::header::HOST;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,8 +229,7 @@ impl<'a> Sender<'a> {
     /// timeout from now or `deadline`, whichever comes first (what the backend is told with
     /// `deadline_header`).
     async fn attempt(self, uri: Uri, deadline: Instant) -> Attempted {
-        let limit = (Instant::now() + self.timeout).min(deadline);
-        let backend = self.backend;
+        let (backend, timeout) = (self.backend, self.timeout);
         // The bulkhead: held until the answer is in (or the attempt is dropped).
         let Ok(_in_flight) = backend.in_flight.try_acquire() else {
             return (None, Err(CallError::Overloaded(backend.max_in_flight)));
@@ -251,8 +250,7 @@ impl<'a> Sender<'a> {
                 headers.entry(HOST).or_insert_with(|| backend.host.clone());
             }
             if let Some(name) = &backend.deadline_header {
-                let left = limit.saturating_duration_since(Instant::now()).saturating_sub(DEADLINE_MARGIN);
-                headers.insert(name, HeaderValue::from(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)));
+                write_time_left(name, timeout, deadline, headers);
             }
         };
         let answer = match backend.client.send(uri, write_headers).await {
@@ -269,6 +267,16 @@ impl<'a> Sender<'a> {
             .and_then(|body| compose::check_json(&body).map(|()| body).map_err(CallError::InvalidBody));
         (Some(status), body)
     }
+}
+
+/// Writes the time an attempt's caller still waits (`timeout` from now, or less when `deadline`
+/// comes first), less [`DEADLINE_MARGIN`], as whole milliseconds under `name`. Out of line: the
+/// attempt's own code stays small for the backends that do not ask for it.
+#[inline(never)]
+fn write_time_left(name: &HeaderName, timeout: Duration, deadline: Instant, headers: &mut HeaderMap) {
+    let left =
+        timeout.min(deadline.saturating_duration_since(Instant::now())).saturating_sub(DEADLINE_MARGIN);
+    headers.insert(name, HeaderValue::from(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)));
 }
 
 /// Awaits `exchange` under `min(limit, deadline)` inside `span`, and records the outcome on
