@@ -68,7 +68,7 @@ def main():
         f"p50 {on.p50:.1f} ms, p99 {on.p99:.1f} ms, p99.9 {on.pct('p99.9'):.1f} ms, {per_page(out, 'on-tail'):.3f} requests/page",
     ))
     rows.append((
-        "backend down (503) for 5 s, then back (`circuit_breaker: { open_for: 1s }`)",
+        "backend down (503) for 5 s, then back (`circuit_breaker: { window: 2s, open_for: 1s }`)",
         outage_row(out, "off"),
         outage_row(out, "on"),
     ))
