@@ -1,8 +1,9 @@
 //! One backend call: build the request, send it on the backend's pool, read the body as a
 //! stream up to the backend's limit, check that it is JSON, and classify every failure into
 //! one of the contract's error kinds. Each call runs in its own `backend_call` span and is
-//! bounded by `min(call timeout, time left before the endpoint deadline)`; on a backend with
-//! resilience policies the timeout bounds each attempt instead ([`crate::policy`]).
+//! bounded by `min(call timeout, time left before the endpoint deadline)` ([`crate::limited`]);
+//! on a backend with resilience policies the timeout bounds each attempt instead
+//! ([`crate::policy`]).
 
 use crate::backend::Backend;
 use crate::coalesce::{FlightKey, Flights};
@@ -10,15 +11,13 @@ use crate::error::CallError;
 use crate::exchanged::{Attempted, Exchanged};
 use crate::output::Output;
 use bytes::Bytes;
-use futures_util::{FutureExt, future};
 use http::header::HOST;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::{Instant, timeout_at};
-use tracing::{Instrument, field};
+use tokio::time::Instant;
+use tracing::field;
 
 /// Span name of one backend call.
 pub const CALL_SPAN: &str = "backend_call";
@@ -277,48 +276,4 @@ fn write_time_left(name: &HeaderName, timeout: Duration, deadline: Instant, head
     let left =
         timeout.min(deadline.saturating_duration_since(Instant::now())).saturating_sub(DEADLINE_MARGIN);
     headers.insert(name, HeaderValue::from(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)));
-}
-
-/// Awaits `exchange` under `min(limit, deadline)` inside `span`, and records the outcome on
-/// the span. The clock starts at the first poll, not at creation (a list's requests are
-/// created at once and sent `concurrency` at a time). Built from combinators rather than as an
-/// `async fn`, which would hold `exchange` twice (argument and awaited future): the call's
-/// future is moved several times on its way to the executor, and each move copies it.
-pub(crate) fn limited(
-    span: tracing::Span,
-    exchange: impl Future<Output = Exchanged>,
-    limit: Option<Duration>,
-    deadline: Instant,
-) -> impl Future<Output = CallOutcome> {
-    future::lazy(move |_| {
-        let started = Instant::now();
-        let own_limit = limit.map_or(deadline, |limit| started + limit);
-        timeout_at(own_limit.min(deadline), exchange).instrument(span.clone()).map(move |timed| {
-            let Exchanged { status, result, attempts, hedges } = match (timed, limit) {
-                (Ok(exchanged), _) => exchanged,
-                (Err(_), Some(limit)) if own_limit <= deadline => {
-                    Exchanged::once(None, Err(CallError::Timeout(limit)))
-                }
-                (Err(_), _) => Exchanged::once(None, Err(CallError::Cancelled)),
-            };
-            let elapsed = started.elapsed();
-            if let Some(status) = status {
-                span.record("http.response.status_code", i64::from(status));
-            }
-            span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
-            if attempts > 1 {
-                span.record("attempts", i64::from(attempts));
-            }
-            if hedges.sent > 0 {
-                span.record("hedges", i64::from(hedges.sent));
-                span.record("hedges_won", i64::from(hedges.won));
-            }
-            if let Err(error) = &result {
-                span.record("error.type", error.kind());
-                tracing::debug!(parent: &span, error.kind = error.kind(), %error, "backend call failed");
-            }
-            CallOutcome { result: result.map(Output::Body), elapsed, attempts, element_errors: Vec::new() }
-        })
-    })
-    .flatten()
 }

@@ -8,9 +8,10 @@
 //! endpoint's [`Budget`] as they arrive: a call, or a list element, that would take the results
 //! past it fails the call with `too_large` before anything is copied.
 
-use crate::call::{CallOutcome, CallRequest, limited};
+use crate::call::{CallOutcome, CallRequest};
 use crate::error::CallError;
 use crate::exchanged::Exchanged;
+use crate::limited::limited;
 use crate::output::{Budget, NULL, Output};
 use bytes::Bytes;
 use compose::{Graph, Schedule};

@@ -13,6 +13,7 @@ mod coalesce;
 mod error;
 mod exchanged;
 mod executor;
+mod limited;
 mod output;
 pub mod policy;
 mod random;
