@@ -178,12 +178,13 @@ async fn an_open_breaker_fails_calls_at_once_then_lets_a_trial_through_and_close
     assert_eq!(changes, ["closed→open", "open→half_open", "half_open→closed"]);
 }
 
-/// A chain a → b → c of 100 ms backends, each told the time left in `x-deadline-ms`.
-async fn chain() -> (Vec<MockServer>, String) {
+/// A chain a → b → c of backends answering after these milliseconds, each told the time left
+/// in `x-deadline-ms`.
+async fn chain(latencies: [u64; 3]) -> (Vec<MockServer>, String) {
     let mut servers = Vec::new();
-    for _ in 0..3 {
+    for ms in latencies {
         servers.push(
-            spawn(RouteSpec::json("/{step}", json!({"v": 1})).latency(Duration::from_millis(100))).await,
+            spawn(RouteSpec::json("/{step}", json!({"v": 1})).latency(Duration::from_millis(ms))).await,
         );
     }
     let endpoints = "  - route: GET /chain\n    timeout: 1s\n    calls:\n      \
@@ -211,7 +212,7 @@ fn told(servers: &[MockServer]) -> Vec<u64> {
 
 #[tokio::test]
 async fn each_backend_is_told_the_time_left_which_shrinks_along_a_chain() {
-    let (servers, yaml) = chain().await;
+    let (servers, yaml) = chain([100, 100, 100]).await;
     let gateway = Gateway::start(&yaml);
 
     let (status, _, body) = get_json(&format!("{}/chain", gateway.url)).await;
@@ -225,28 +226,32 @@ async fn each_backend_is_told_the_time_left_which_shrinks_along_a_chain() {
 
 #[tokio::test]
 async fn a_clients_budget_shortens_the_deadline_and_a_bad_one_is_a_400() {
-    let (servers, yaml) = chain().await;
+    let (servers, yaml) = chain([10, 500, 10]).await;
     let gateway = Gateway::start(&yaml);
     let page = |budget: &'static str| {
         client().get(format!("{}/chain", gateway.url)).header("x-request-timeout-ms", budget).send()
     };
 
     let started = Instant::now();
-    let response = page("150").await.unwrap();
+    let response = page("250").await.unwrap();
     let took = started.elapsed();
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    // a answers at ~100 ms; b is cut by the client's 150 ms, not the endpoint's 1 s; c never runs.
+    // a answers at ~10 ms; b (500 ms) is cut by the client's 250 ms, not the endpoint's 1 s (which
+    // it would have made); c never runs.
     assert_eq!(body["a"], json!({"v": 1}), "{body}");
     assert_eq!(body["_errors"]["b"]["error"], "cancelled", "{body}");
     assert_eq!(body["_errors"]["c"]["error"], "dependency_failed", "{body}");
     assert!(took < Duration::from_millis(700), "{took:?}");
     let a_told: u64 = servers[0].requests()[0].headers["x-deadline-ms"].to_str().unwrap().parse().unwrap();
-    assert!(a_told <= 145, "{a_told}");
+    assert!(a_told <= 245, "{a_told}");
 
     // A longer budget never lengthens the endpoint's own deadline.
     let response = page("60000").await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(told(&servers)[0] <= 995);
+
+    let shortened = "fanout_client_deadlines_shortened_total{http_route=\"GET /chain\"}";
+    assert_eq!(metric(&gateway, shortened).await, Some(1.0), "the 250 ms budget, not the 60 s one");
 
     let response = page("soon").await.unwrap();
     assert_eq!(response.status(), 400);

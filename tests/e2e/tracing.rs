@@ -358,12 +358,20 @@ async fn a_retried_or_hedged_call_says_so_on_its_span() {
     ]))
     .await
     .unwrap();
+    let shared = MockServer::spawn(ServiceSpec::new(vec![
+        RouteSpec::json("/c", json!({})).latency(Duration::from_millis(500)),
+    ]))
+    .await
+    .unwrap();
     let endpoints = "  - route: GET /retried\n    calls:\n      r: { backend: r, path: /r }\n  \
                      - route: GET /hedged\n    calls:\n      h: { backend: h, path: /h, timeout: 5s }\n  \
-                     - route: GET /warm\n    calls:\n      w: { backend: h, path: /warm }\n";
-    let yaml = Config::new(&[("r", &retried), ("h", &hedged)], endpoints)
+                     - route: GET /warm\n    calls:\n      w: { backend: h, path: /warm }\n  \
+                     - route: GET /coalesced\n    calls:\n      c: { backend: c, path: /c }\n";
+    let yaml = Config::new(&[("r", &retried), ("h", &hedged), ("c", &shared)], endpoints)
         .backend("r", "retry: {}")
+        .backend("r", "deadline_header: x-deadline-ms")
         .backend("h", "hedge: { after: 100ms }")
+        .backend("c", "coalesce: true")
         .telemetry(&format!("otlp_endpoint: {otlp}"))
         .render();
     let mut gateway = Gateway::start(&yaml);
@@ -374,6 +382,10 @@ async fn a_retried_or_hedged_call_says_so_on_its_span() {
     for page in ["retried", "hedged"] {
         assert_eq!(client().get(format!("{}/{page}", gateway.url)).send().await.unwrap().status(), 200);
     }
+    let coalesced = || client().get(format!("{}/coalesced", gateway.url)).send();
+    let (first, second) = tokio::join!(coalesced(), coalesced());
+    assert_eq!((first.unwrap().status().as_u16(), second.unwrap().status().as_u16()), (200, 200));
+    assert_eq!(shared.requests().len(), 1);
     gateway.terminate();
     assert_eq!(gateway.wait_exit(Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
     let call_span = |call: &str| {
@@ -387,6 +399,15 @@ async fn a_retried_or_hedged_call_says_so_on_its_span() {
     let r = call_span("r").unwrap();
     assert_eq!(number(&r, "attempts"), 2);
     assert_eq!(attribute(&r, "hedges"), None);
+    let told = number(&r, "time_left_ms");
+    assert!((900..=995).contains(&told), "the retry was told {told} ms, less than 1 s less the margin");
+    let joined: Vec<Span> = spans_of(&received)
+        .into_iter()
+        .filter(|s| attribute(s, "call").is_some() && text(s, "call") == "c")
+        .collect();
+    assert_eq!(joined.len(), 2, "{joined:#?}");
+    let flags: Vec<Option<AnyValue>> = joined.iter().map(|s| attribute(s, "coalesced")).collect();
+    assert!(flags.contains(&Some(AnyValue::BoolValue(true))) && flags.contains(&None), "{flags:?}");
     let h = call_span("h").unwrap();
     assert_eq!((number(&h, "hedges"), number(&h, "hedges_won")), (1, 1));
     assert_eq!(attribute(&h, "attempts"), None, "one attempt, hedged");

@@ -123,6 +123,8 @@ impl<'a> CallRequest<'a> {
                     attempts = field::Empty,
                     hedges = field::Empty,
                     hedges_won = field::Empty,
+                    coalesced = field::Empty,
+                    time_left_ms = field::Empty,
                 )
             };
         }
@@ -275,5 +277,7 @@ impl<'a> Sender<'a> {
 fn write_time_left(name: &HeaderName, timeout: Duration, deadline: Instant, headers: &mut HeaderMap) {
     let left =
         timeout.min(deadline.saturating_duration_since(Instant::now())).saturating_sub(DEADLINE_MARGIN);
-    headers.insert(name, HeaderValue::from(u64::try_from(left.as_millis()).unwrap_or(u64::MAX)));
+    let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+    headers.insert(name, HeaderValue::from(millis));
+    tracing::Span::current().record("time_left_ms", i64::try_from(millis).unwrap_or(i64::MAX));
 }

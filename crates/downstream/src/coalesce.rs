@@ -63,6 +63,8 @@ impl Flights {
         let mut in_flight = flights.lock();
         if let Some(running) = in_flight.get(&key).and_then(|(_, weak)| weak.upgrade()) {
             metrics::counter!(COALESCED, "backend" => backend.to_owned()).increment(1);
+            // The caller's `backend_call` span (its wait is polled inside it).
+            tracing::Span::current().record("coalesced", true);
             return running;
         }
         let id = flights.started.fetch_add(1, Ordering::Relaxed);

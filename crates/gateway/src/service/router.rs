@@ -41,7 +41,12 @@ impl Handle for Router {
             let budget = match &plan.server.deadline_header {
                 None => None,
                 Some(header) => match deadline::client_budget(&parts.headers, header) {
-                    Ok(budget) => budget,
+                    Ok(budget) => {
+                        if budget.is_some_and(|budget| budget < endpoint.timeout) {
+                            scope.metrics.shortened_deadline(endpoint.index);
+                        }
+                        budget
+                    }
                     Err(deadline::BadBudget) => {
                         let response = Problem::BadDeadline(header.as_str()).response();
                         return Handled { response, endpoint: matched, execution: None, calls: None };

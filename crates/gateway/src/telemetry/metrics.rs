@@ -31,6 +31,7 @@ const CONFIG_HASH: &str = "fanout_config_hash";
 const CONFIG_RELOADS: &str = "fanout_config_reloads_total";
 const CONFIG_RELOAD_OK: &str = "fanout_config_last_reload_successful";
 const LOG_LINES_DROPPED: &str = "fanout_log_lines_dropped_total";
+const SHORTENED_DEADLINES: &str = "fanout_client_deadlines_shortened_total";
 
 /// How often recorded histogram samples are folded into their buckets.
 const UPKEEP: Duration = Duration::from_secs(2);
@@ -87,6 +88,10 @@ impl Exporter {
             HEDGES,
             "Hedged backend requests, by outcome: sent, and won (answered first, and well)."
         );
+        describe_counter!(
+            SHORTENED_DEADLINES,
+            "Requests whose endpoint deadline a client's server.deadline_header shortened."
+        );
         describe_counter!(COALESCED, "Backend calls that joined an identical request already in flight.");
         gauge!(CONFIG_RELOAD_OK).set(1.0);
         counter!(LOG_LINES_DROPPED).absolute(super::dropped_log_lines());
@@ -118,6 +123,7 @@ pub struct PlanMetrics {
 struct RouteMetrics {
     durations: [Histogram; STATUS_CLASSES.len()],
     partial: Counter,
+    shortened: Counter,
 }
 
 #[derive(Debug)]
@@ -156,6 +162,13 @@ impl PlanMetrics {
         route.durations[class].record(elapsed.as_secs_f64());
     }
 
+    /// Records a request whose deadline the client's budget shortened.
+    pub fn shortened_deadline(&self, endpoint: usize) {
+        if let Some(route) = self.routes.get(endpoint) {
+            route.shortened.increment(1);
+        }
+    }
+
     /// Records a 200 answer with failed calls.
     pub fn partial(&self, endpoint: usize) {
         if let Some(route) = self.routes.get(endpoint) {
@@ -182,6 +195,7 @@ impl RouteMetrics {
                 histogram!(REQUEST_DURATION, "http_route" => route.clone(), "http_response_status_class" => class)
             }),
             partial: counter!(PARTIAL_RESPONSES, "http_route" => route.clone()),
+            shortened: counter!(SHORTENED_DEADLINES, "http_route" => route.clone()),
         }
     }
 }
