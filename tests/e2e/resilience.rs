@@ -348,3 +348,30 @@ async fn a_slow_request_is_hedged_and_the_fast_answer_wins() {
         "the losing request is dropped"
     );
 }
+
+#[tokio::test]
+async fn a_hung_shared_request_ends_at_its_first_callers_timeout_so_later_pages_start_afresh() {
+    // /x: its first request hangs for 10 s, the rest answer at once.
+    let backend =
+        spawn(RouteSpec::json("/x", json!({"ok": true})).tail(0.0, 1, Duration::from_secs(10))).await;
+    let endpoints = "  - route: GET /page\n    calls:\n      x: { backend: b, path: /x, timeout: 1s }\n";
+    let yaml = Config::new(&[("b", &backend)], endpoints).backend("b", "coalesce: true").render();
+    let gateway = Gateway::start(&yaml);
+    let page = |delay_ms: u64| {
+        let url = format!("{}/page", gateway.url);
+        async move {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            get_json(&url).await.2
+        }
+    };
+
+    // The first page starts the hung request and gives up at 1 s; the second joins it at 0.4 s
+    // and would wait until 1.4 s; the third comes at 1.2 s, after the shared request ended at the
+    // first page's limit, and starts a new one (joining would have made it time out too).
+    let (first, second, third) = tokio::join!(page(0), page(400), page(1200));
+
+    assert_eq!(first["_errors"]["x"]["error"], "timeout", "{first}");
+    assert_eq!(second["_errors"]["x"]["error"], "timeout", "{second}");
+    assert_eq!(third, json!({"x": {"ok": true}}));
+    assert_eq!(backend.requests().len(), 2, "the hung request, then a fresh one");
+}

@@ -16,7 +16,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout_at};
 use tracing::field;
 
 /// Span name of one backend call.
@@ -202,7 +202,11 @@ struct Sender<'a> {
 
 impl<'a> Sender<'a> {
     /// The exchange shared with identical requests in flight ([`crate::coalesce`]): it owns
-    /// what it sends (the URL, the forwarded headers written out once, the backend).
+    /// what it sends (the URL, the forwarded headers written out once, the backend). It ends at
+    /// the first caller's limit (its timeout, or the deadline), like that caller's own call
+    /// would: otherwise callers joining a hung request one after another would keep it, and
+    /// every page after them, waiting on it forever. A caller that joined later may so stop
+    /// waiting before its own timeout.
     async fn coalesced(self, flights: &Arc<Flights>, uri: Uri, deadline: Instant) -> Exchanged {
         let mut forwarded = HeaderMap::new();
         self.headers.write(self.header_set, &mut forwarded);
@@ -210,8 +214,15 @@ impl<'a> Sender<'a> {
         let key = FlightKey::new(Bytes::copy_from_slice(path_and_query.as_bytes()), &forwarded);
         let (backend, timeout, propagate) = (Arc::clone(self.backend), self.timeout, self.propagate);
         let exchange = async move {
+            // Policies bound their own attempts; the deadline bounds them all.
+            let own_limit = Instant::now() + timeout;
+            let limit = if backend.policies.are_off() { own_limit.min(deadline) } else { deadline };
             let sender = Sender { backend: &backend, headers: &forwarded, header_set: 0, timeout, propagate };
-            sender.send(uri, deadline).await
+            match timeout_at(limit, sender.send(uri, deadline)).await {
+                Ok(exchanged) => exchanged,
+                Err(_) if limit == deadline => Exchanged::once(None, Err(CallError::Cancelled)),
+                Err(_) => Exchanged::once(None, Err(CallError::Timeout(timeout))),
+            }
         };
         Flights::join(flights, &self.backend.name, key, exchange).await
     }
