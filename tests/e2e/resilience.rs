@@ -322,9 +322,12 @@ async fn a_slow_request_is_hedged_and_the_fast_answer_wins() {
     ]))
     .await
     .unwrap();
-    let endpoints = "  - route: GET /page\n    calls:\n      x: { backend: b, path: /x, timeout: 5s }\n  \
+    let endpoints = "  - route: GET /page\n    calls:\n      x: { backend: b, path: /x, timeout: 1500ms }\n  \
                      - route: GET /warm\n    calls:\n      w: { backend: b, path: /warm }\n";
-    let yaml = Config::new(&[("b", &backend)], endpoints).backend("b", "hedge: { after: 100ms }").render();
+    let yaml = Config::new(&[("b", &backend)], endpoints)
+        .backend("b", "hedge: { after: 100ms }")
+        .backend("b", "deadline_header: x-deadline-ms")
+        .render();
     let gateway = Gateway::start(&yaml);
     // Hedges are capped at 5 % of the backend's calls: twenty calls allow one.
     for _ in 0..20 {
@@ -337,8 +340,16 @@ async fn a_slow_request_is_hedged_and_the_fast_answer_wins() {
 
     assert_eq!((status, &body), (200, &json!({"x": {"ok": true}})));
     assert!(took < Duration::from_millis(1500), "answered by the hedge, not after 2 s: {took:?}");
-    let to_x = backend.requests().iter().filter(|r| r.path_and_query == "/x").count();
-    assert_eq!(to_x, 2, "the slow request and its hedge");
+    let to_x: Vec<u64> = backend
+        .requests()
+        .iter()
+        .filter(|r| r.path_and_query == "/x")
+        .map(|r| r.headers["x-deadline-ms"].to_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(to_x.len(), 2, "the slow request and its hedge");
+    // Both are cut at the attempt's limit (1.5 s from its start, before the 2 s deadline): the
+    // hedge, sent at least 100 ms later, is told 100 ms less.
+    assert!(to_x[0] > 1_400 && to_x[1] <= 1_395, "{to_x:?}");
     let series =
         |outcome: &str| format!("fanout_backend_hedges_total{{backend=\"b\",outcome=\"{outcome}\"}}");
     assert_eq!(metric(&gateway, &series("sent")).await, Some(1.0));

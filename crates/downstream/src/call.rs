@@ -17,7 +17,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
-use tracing::field;
+use tracing::{Instrument, field};
 
 /// Span name of one backend call.
 pub const CALL_SPAN: &str = "backend_call";
@@ -163,7 +163,7 @@ impl<'a> CallRequest<'a> {
         if !self.backend.policies.are_off() {
             return Box::pin(sender.send(uri, deadline)).await;
         }
-        let (status, result) = sender.attempt(uri, deadline).await;
+        let (status, result) = sender.attempt(uri, deadline, None).await;
         Exchanged::once(status, result)
     }
 
@@ -202,45 +202,49 @@ struct Sender<'a> {
 
 impl<'a> Sender<'a> {
     /// The exchange shared with identical requests in flight ([`crate::coalesce`]): it owns
-    /// what it sends (the URL, the forwarded headers written out once, the backend). It ends at
-    /// the first caller's limit (its timeout, or the deadline), like that caller's own call
-    /// would: otherwise callers joining a hung request one after another would keep it, and
-    /// every page after them, waiting on it forever. A caller that joined later may so stop
-    /// waiting before its own timeout.
+    /// what it sends (the URL, the forwarded headers written out once, the backend) and runs in
+    /// its first caller's span (its trace context, its span fields). It has its own end: one
+    /// attempt's timeout from its start without policies, else its first caller's deadline but
+    /// never sooner than that (so a client's short budget cannot cut it for the others), and a
+    /// caller whose request would outlive it starts a new one. Otherwise callers joining a hung
+    /// request one after another would keep it, and every page after them, waiting on it for
+    /// ever.
     async fn coalesced(self, flights: &Arc<Flights>, uri: Uri, deadline: Instant) -> Exchanged {
         let mut forwarded = HeaderMap::new();
         self.headers.write(self.header_set, &mut forwarded);
         let path_and_query = uri.path_and_query().map_or("", |p| p.as_str());
-        let key = FlightKey::new(Bytes::copy_from_slice(path_and_query.as_bytes()), &forwarded);
+        let key = FlightKey::new(Bytes::copy_from_slice(path_and_query.as_bytes()), &forwarded, self.timeout);
         let (backend, timeout, propagate) = (Arc::clone(self.backend), self.timeout, self.propagate);
+        let one_attempt = Instant::now() + timeout;
+        let ends = if backend.policies.are_off() { one_attempt } else { deadline.max(one_attempt) };
         let exchange = async move {
-            // Policies bound their own attempts; the deadline bounds them all.
-            let own_limit = Instant::now() + timeout;
-            let limit = if backend.policies.are_off() { own_limit.min(deadline) } else { deadline };
             let sender = Sender { backend: &backend, headers: &forwarded, header_set: 0, timeout, propagate };
-            match timeout_at(limit, sender.send(uri, deadline)).await {
+            match timeout_at(ends, sender.send(uri, ends)).await {
                 Ok(exchanged) => exchanged,
-                Err(_) if limit == deadline => Exchanged::once(None, Err(CallError::Cancelled)),
                 Err(_) => Exchanged::once(None, Err(CallError::Timeout(timeout))),
             }
-        };
-        Flights::join(flights, &self.backend.name, key, exchange).await
+        }
+        .instrument(tracing::Span::current());
+        Flights::join(flights, &self.backend.name, key, ends, exchange).await
     }
 
     /// One attempt, or the attempts its backend's policies allow.
     async fn send(self, uri: Uri, deadline: Instant) -> Exchanged {
         let policies = &self.backend.policies;
         if policies.are_off() {
-            let (status, result) = self.attempt(uri, deadline).await;
+            let (status, result) = self.attempt(uri, deadline, None).await;
             return Exchanged::once(status, result);
         }
-        policies.run(self.timeout, deadline, || self.attempt(uri.clone(), deadline)).await
+        policies
+            .run(self.timeout, deadline, |started| self.attempt(uri.clone(), deadline, Some(started)))
+            .await
     }
 
     /// One request to the backend and its checked body. Its caller waits for it until its
-    /// timeout from now or `deadline`, whichever comes first (what the backend is told with
-    /// `deadline_header`).
-    async fn attempt(self, uri: Uri, deadline: Instant) -> Attempted {
+    /// timeout from the attempt's start (`started`, or now: a hedge is sent after its attempt
+    /// started) or `deadline`, whichever comes first: what the backend is told with
+    /// `deadline_header`.
+    async fn attempt(self, uri: Uri, deadline: Instant, started: Option<Instant>) -> Attempted {
         let (backend, timeout) = (self.backend, self.timeout);
         // The bulkhead: held until the answer is in (or the attempt is dropped).
         let Ok(_in_flight) = backend.in_flight.try_acquire() else {
@@ -262,7 +266,7 @@ impl<'a> Sender<'a> {
                 headers.entry(HOST).or_insert_with(|| backend.host.clone());
             }
             if let Some(name) = &backend.deadline_header {
-                write_time_left(name, timeout, deadline, headers);
+                write_time_left(name, started, timeout, deadline, headers);
             }
         };
         let answer = match backend.client.send(uri, write_headers).await {
@@ -281,13 +285,21 @@ impl<'a> Sender<'a> {
     }
 }
 
-/// Writes the time an attempt's caller still waits (`timeout` from now, or less when `deadline`
-/// comes first), less [`DEADLINE_MARGIN`], as whole milliseconds under `name`. Out of line: the
-/// attempt's own code stays small for the backends that do not ask for it.
+/// Writes the time an attempt's caller still waits (`timeout` from the attempt's start, `started`
+/// or now, or less when `deadline` comes first), less [`DEADLINE_MARGIN`], as whole
+/// milliseconds under `name`. Out of line: the attempt's own code stays small for the backends
+/// that do not ask for it.
 #[inline(never)]
-fn write_time_left(name: &HeaderName, timeout: Duration, deadline: Instant, headers: &mut HeaderMap) {
-    let left =
-        timeout.min(deadline.saturating_duration_since(Instant::now())).saturating_sub(DEADLINE_MARGIN);
+fn write_time_left(
+    name: &HeaderName,
+    started: Option<Instant>,
+    timeout: Duration,
+    deadline: Instant,
+    headers: &mut HeaderMap,
+) {
+    let now = Instant::now();
+    let limit = (started.unwrap_or(now) + timeout).min(deadline);
+    let left = limit.saturating_duration_since(now).saturating_sub(DEADLINE_MARGIN);
     let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
     headers.insert(name, HeaderValue::from(millis));
     tracing::Span::current().record("time_left_ms", i64::try_from(millis).unwrap_or(i64::MAX));

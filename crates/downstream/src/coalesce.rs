@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Counter of calls that joined an identical exchange already in flight, by backend.
 pub const COALESCED: &str = "fanout_backend_coalesced_total";
@@ -22,28 +24,31 @@ pub const COALESCED: &str = "fanout_backend_coalesced_total";
 /// requests identical.
 const PER_REQUEST: [&str; 3] = ["x-request-id", "traceparent", "tracestate"];
 
-/// What makes two requests to one backend identical.
+/// What makes two requests to one backend identical. The call's timeout is part of it: the
+/// shared request runs under its creator's timeout, so only callers with the same timeout share
+/// it (none is then held past its own).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct FlightKey {
     path_and_query: Bytes,
     headers: Vec<(HeaderName, HeaderValue)>,
+    timeout: Duration,
 }
 
 impl FlightKey {
-    /// The key of a request for `path_and_query` forwarding `headers`.
-    pub(crate) fn new(path_and_query: Bytes, headers: &HeaderMap) -> Self {
+    /// The key of a request for `path_and_query` forwarding `headers`, with this timeout.
+    pub(crate) fn new(path_and_query: Bytes, headers: &HeaderMap, timeout: Duration) -> Self {
         let headers = headers
             .iter()
             .filter(|(name, _)| !PER_REQUEST.contains(&name.as_str()))
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
-        Self { path_and_query, headers }
+        Self { path_and_query, headers, timeout }
     }
 }
 
-/// One exchange in flight: its weak handle (the callers own the exchange) and its number, so
-/// an entry is only ever removed by the exchange it belongs to.
-type Flight = (u64, WeakShared<BoxFuture<'static, Exchanged>>);
+/// One exchange in flight: its number (an entry is only ever removed by the exchange it belongs
+/// to), its weak handle (the callers own the exchange) and when it ends at the latest.
+type Flight = (u64, WeakShared<BoxFuture<'static, Exchanged>>, Instant);
 
 /// The exchanges of one backend in flight, by key.
 #[derive(Debug, Default)]
@@ -53,15 +58,21 @@ pub(crate) struct Flights {
 }
 
 impl Flights {
-    /// Joins the exchange in flight for `key`, or starts `exchange` as the one for it.
+    /// Joins the exchange in flight for `key`, or starts `exchange`, which ends by `ends`, as
+    /// the one for it. An exchange whose end has passed is not joined (it may still be alive,
+    /// held by a caller that has not looked at it since).
     pub(crate) fn join(
         flights: &Arc<Flights>,
         backend: &str,
         key: FlightKey,
+        ends: Instant,
         exchange: impl Future<Output = Exchanged> + Send + 'static,
     ) -> Shared<BoxFuture<'static, Exchanged>> {
         let mut in_flight = flights.lock();
-        if let Some(running) = in_flight.get(&key).and_then(|(_, weak)| weak.upgrade()) {
+        let now = Instant::now();
+        let running =
+            in_flight.get(&key).filter(|(_, _, ends)| *ends > now).and_then(|(_, weak, _)| weak.upgrade());
+        if let Some(running) = running {
             metrics::counter!(COALESCED, "backend" => backend.to_owned()).increment(1);
             // The caller's `backend_call` span (its wait is polled inside it).
             tracing::Span::current().record("coalesced", true);
@@ -78,7 +89,7 @@ impl Flights {
         .boxed()
         .shared();
         if let Some(weak) = shared.downgrade() {
-            in_flight.insert(key, (id, weak));
+            in_flight.insert(key, (id, weak, ends));
         }
         shared
     }
@@ -104,7 +115,7 @@ struct Forget {
 impl Drop for Forget {
     fn drop(&mut self) {
         let mut in_flight = self.flights.lock();
-        if in_flight.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+        if in_flight.get(&self.key).is_some_and(|(id, _, _)| *id == self.id) {
             in_flight.remove(&self.key);
         }
     }
@@ -121,7 +132,12 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", HeaderValue::from_static(token));
         headers.insert("x-request-id", HeaderValue::from_static(request_id));
-        FlightKey::new(Bytes::from_static(path.as_bytes()), &headers)
+        FlightKey::new(Bytes::from_static(path.as_bytes()), &headers, Duration::from_secs(1))
+    }
+
+    /// An end far enough not to matter.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
     }
 
     /// An exchange that counts its starts and answers after 100 ms.
@@ -145,9 +161,9 @@ mod tests {
     async fn identical_requests_in_flight_share_one_exchange_and_are_forgotten_when_it_ends() {
         let flights = Arc::new(Flights::default());
         let started = Arc::new(AtomicUsize::new(0));
-        let first = Flights::join(&flights, "b", key("/a", "t", "1"), exchange(&started));
-        let second = Flights::join(&flights, "b", key("/a", "t", "2"), exchange(&started));
-        let other = Flights::join(&flights, "b", key("/a", "u", "3"), exchange(&started));
+        let first = Flights::join(&flights, "b", key("/a", "t", "1"), far(), exchange(&started));
+        let second = Flights::join(&flights, "b", key("/a", "t", "2"), far(), exchange(&started));
+        let other = Flights::join(&flights, "b", key("/a", "u", "3"), far(), exchange(&started));
         assert_eq!(flights.len(), 2);
         let (first, second, other) = tokio::join!(first, second, other);
         assert_eq!(started.load(Ordering::SeqCst), 2, "one exchange per distinct request");
@@ -158,16 +174,34 @@ mod tests {
         assert!(other.result.is_ok());
         assert_eq!(flights.len(), 0, "finished exchanges are forgotten");
         // A request after the exchange ended starts a new one.
-        let _ = Flights::join(&flights, "b", key("/a", "t", "4"), exchange(&started)).await;
+        let _ = Flights::join(&flights, "b", key("/a", "t", "4"), far(), exchange(&started)).await;
         assert_eq!(started.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exchange_past_its_end_is_not_joined_and_different_timeouts_never_share() {
+        let flights = Arc::new(Flights::default());
+        let started = Arc::new(AtomicUsize::new(0));
+        let ended = Instant::now() + Duration::from_millis(10);
+        let held = Flights::join(&flights, "b", key("/a", "t", "1"), ended, exchange(&started));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let fresh = Flights::join(&flights, "b", key("/a", "t", "2"), far(), exchange(&started));
+        let (_, _) = tokio::join!(held, fresh);
+        assert_eq!(started.load(Ordering::SeqCst), 2, "the expired exchange was not joined");
+
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("t"));
+        let short = FlightKey::new(Bytes::from_static(b"/a"), &headers, Duration::from_millis(100));
+        let long = FlightKey::new(Bytes::from_static(b"/a"), &headers, Duration::from_secs(1));
+        assert_ne!(short, long);
     }
 
     #[tokio::test(start_paused = true)]
     async fn one_caller_giving_up_does_not_cancel_the_exchange_for_the_others() {
         let flights = Arc::new(Flights::default());
         let started = Arc::new(AtomicUsize::new(0));
-        let impatient = Flights::join(&flights, "b", key("/a", "t", "1"), exchange(&started));
-        let patient = Flights::join(&flights, "b", key("/a", "t", "2"), exchange(&started));
+        let impatient = Flights::join(&flights, "b", key("/a", "t", "1"), far(), exchange(&started));
+        let patient = Flights::join(&flights, "b", key("/a", "t", "2"), far(), exchange(&started));
         let gave_up = tokio::time::timeout(Duration::from_millis(10), impatient).await;
         assert!(gave_up.is_err());
         let answer = patient.await;
@@ -175,7 +209,7 @@ mod tests {
         assert_eq!(started.load(Ordering::SeqCst), 1);
 
         // When every caller has given up, the exchange is dropped and forgotten.
-        let abandoned = Flights::join(&flights, "b", key("/b", "t", "3"), exchange(&started));
+        let abandoned = Flights::join(&flights, "b", key("/b", "t", "3"), far(), exchange(&started));
         assert!(tokio::time::timeout(Duration::from_millis(10), abandoned).await.is_err());
         assert_eq!(flights.len(), 0);
     }

@@ -87,11 +87,12 @@ impl Policies {
         self.breaker.as_ref().map(|breaker| breaker.state(Instant::now()))
     }
 
-    /// Runs a call's attempts under the policies: each made by `attempt()` and bounded by
-    /// `timeout` from its start or `deadline`, whichever comes first.
+    /// Runs a call's attempts under the policies: each made by `attempt(started)` (a hedge gets
+    /// its attempt's start) and bounded by `timeout` from its start or `deadline`, whichever
+    /// comes first.
     pub(crate) async fn run<F, A>(&self, timeout: Duration, deadline: Instant, mut attempt: F) -> Exchanged
     where
-        F: FnMut() -> A,
+        F: FnMut(Instant) -> A,
         A: Future<Output = Attempted>,
     {
         let now = Instant::now();
@@ -113,14 +114,17 @@ impl Policies {
                 }
             };
             attempts += 1;
-            let own_limit = Instant::now() + timeout;
+            let started = Instant::now();
+            let own_limit = started + timeout;
             let limit = own_limit.min(deadline);
             let expired =
                 if deadline < own_limit { CallError::Cancelled } else { CallError::Timeout(timeout) };
-            let primary = self.attempt_once(ticket, attempt(), limit, &expired);
+            let primary = self.attempt_once(ticket, attempt(started), limit, &expired);
             let (status, result) = match &self.hedge {
                 None => primary.await,
-                Some(hedge) => self.hedged(hedge, primary, &mut attempt, limit, &expired, &mut hedges).await,
+                Some(hedge) => {
+                    self.hedged(hedge, primary, || attempt(started), limit, &expired, &mut hedges).await
+                }
             };
             let retried = match (&result, &self.retry) {
                 (Err(error), Some(retry))
@@ -161,7 +165,9 @@ impl Policies {
         let started = Instant::now();
         let (status, result) =
             timeout_at(limit, attempt).await.unwrap_or_else(|_| (None, Err(expired.clone())));
-        if let (Some(hedge), Ok(_)) = (&self.hedge, &result) {
+        // An answer's latency, or a timed-out attempt's (a lower bound: leaving the slow ones
+        // out would pull the quantile down).
+        if let (Some(hedge), Ok(_) | Err(CallError::Timeout(_))) = (&self.hedge, &result) {
             hedge.observe(started.elapsed(), Instant::now());
         }
         if let (Some(breaker), Some(ticket)) = (&self.breaker, ticket)
@@ -188,7 +194,8 @@ impl Policies {
     where
         A: Future<Output = Attempted>,
     {
-        let hedge_at = Instant::now() + hedge.delay(Instant::now());
+        let began = Instant::now();
+        let hedge_at = began + hedge.delay(began);
         let mut primary = std::pin::pin!(primary);
         if hedge_at >= limit {
             return primary.await;
@@ -215,6 +222,9 @@ impl Policies {
         if hedge_won && answered.1.is_ok() {
             hedges.won += 1;
             self.count_hedge("won");
+            // The attempt it beat is dropped unanswered: its latency so far is a lower bound,
+            // kept so that hedged calls do not leave only their fast answers in the histogram.
+            hedge.observe(began.elapsed(), Instant::now());
         }
         answered
     }
@@ -226,10 +236,16 @@ impl Policies {
         if self.breaker.as_ref().is_some_and(|breaker| breaker.state(now) != CircuitState::Closed) {
             return None;
         }
-        if !hedge.withdraw(now) || self.retry.as_ref().is_some_and(|retry| !retry.withdraw(now)) {
+        // Nothing is taken from the cap or the budget unless the hedge is sent.
+        if !hedge.allows(now) || self.retry.as_ref().is_some_and(|retry| !retry.allows(now)) {
             return None;
         }
-        self.admit().ok()
+        let ticket = self.admit().ok()?;
+        hedge.withdraw(now);
+        if let Some(retry) = &self.retry {
+            retry.withdraw(now);
+        }
+        Some(ticket)
     }
 
     fn count_hedge(&self, outcome: &'static str) {

@@ -94,12 +94,21 @@ impl Hedge {
     /// Takes one hedge from the cap; false when `max_extra` of the recent calls were hedged.
     pub(crate) fn withdraw(&self, now: Instant) -> bool {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let [calls, hedges] = counts.totals(now);
-        if (hedges + 1) as f64 > self.settings.max_extra * calls as f64 {
+        if !self.has_room(&counts, now) {
             return false;
         }
         counts.add(now, [0, 1]);
         true
+    }
+
+    /// Whether the cap has a hedge left now (nothing is taken).
+    pub(crate) fn allows(&self, now: Instant) -> bool {
+        self.has_room(&self.counts.lock().unwrap_or_else(PoisonError::into_inner), now)
+    }
+
+    fn has_room(&self, counts: &Window, now: Instant) -> bool {
+        let [calls, hedges] = counts.totals(now);
+        (hedges + 1) as f64 <= self.settings.max_extra * calls as f64
     }
 }
 

@@ -63,15 +63,23 @@ impl Retry {
     /// Takes one retry (or hedge) from the budget; false when it is spent.
     pub(crate) fn withdraw(&self, now: Instant) -> bool {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let [calls, retries] = counts.totals(now);
-        let budget = &self.settings.budget;
-        let reserve = f64::from(budget.min_per_second) * budget.window.as_secs_f64();
-        let allowed = budget.ratio * calls as f64 + reserve;
-        if (retries + 1) as f64 > allowed {
+        if !self.has_room(&counts, now) {
             return false;
         }
         counts.add(now, [0, 1]);
         true
+    }
+
+    /// Whether the budget has a retry left now (nothing is taken).
+    pub(crate) fn allows(&self, now: Instant) -> bool {
+        self.has_room(&self.counts.lock().unwrap_or_else(PoisonError::into_inner), now)
+    }
+
+    fn has_room(&self, counts: &Window, now: Instant) -> bool {
+        let [calls, retries] = counts.totals(now);
+        let budget = &self.settings.budget;
+        let reserve = f64::from(budget.min_per_second) * budget.window.as_secs_f64();
+        (retries + 1) as f64 <= budget.ratio * calls as f64 + reserve
     }
 
     /// The wait before retry number `retry` (1 for the first): uniformly drawn from zero to

@@ -48,7 +48,7 @@ async fn run(
     let started = RefCell::new(0);
     let start = Instant::now();
     let exchanged = policies
-        .run(timeout, start + deadline, || {
+        .run(timeout, start + deadline, |_| {
             *started.borrow_mut() += 1;
             let (takes, answer) = script.borrow_mut().pop_front().unwrap_or((Duration::ZERO, Ok("{}")));
             async move {
@@ -250,6 +250,8 @@ async fn a_hedge_is_taken_from_the_retry_budget() {
     let (exchanged, started, _) =
         run(&policies, 500 * MS, 1000 * MS, &[(100 * MS, Ok("slow")), (5 * MS, Ok("hedge"))]).await;
     assert_eq!((exchanged.hedges.sent, started), (0, 1), "no retry budget: no hedge");
+    let cap = policies.hedge.as_ref().unwrap();
+    assert!(cap.allows(Instant::now()), "a hedge not sent takes nothing from the hedge cap");
 }
 
 #[tokio::test(start_paused = true)]
