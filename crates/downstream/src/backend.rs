@@ -88,7 +88,7 @@ pub struct Backend {
     /// One permit per request in flight (the bulkhead), `max_in_flight` of them.
     pub(crate) in_flight: Semaphore,
     pub(crate) max_in_flight: usize,
-    /// Retry and circuit breaker.
+    /// Retry, circuit breaker and hedging.
     pub(crate) policies: Policies,
     pub(crate) deadline_header: Option<HeaderName>,
     /// The exchanges in flight, with `coalesce`.

@@ -14,6 +14,7 @@
 mod breaker;
 mod failures;
 mod hedge;
+mod quota;
 mod retry;
 mod window;
 
@@ -97,10 +98,10 @@ impl Policies {
     {
         let now = Instant::now();
         if let Some(retry) = &self.retry {
-            retry.deposit(now);
+            retry.budget.deposit(now);
         }
         if let Some(hedge) = &self.hedge {
-            hedge.deposit(now);
+            hedge.cap.deposit(now);
         }
         let (mut attempts, mut hedges) = (0, Hedges::default());
         let mut last: Option<Attempted> = None;
@@ -237,13 +238,13 @@ impl Policies {
             return None;
         }
         // Nothing is taken from the cap or the budget unless the hedge is sent.
-        if !hedge.allows(now) || self.retry.as_ref().is_some_and(|retry| !retry.allows(now)) {
+        if !hedge.cap.allows(now) || self.retry.as_ref().is_some_and(|retry| !retry.budget.allows(now)) {
             return None;
         }
         let ticket = self.admit().ok()?;
-        hedge.withdraw(now);
+        hedge.cap.withdraw(now);
         if let Some(retry) = &self.retry {
-            retry.withdraw(now);
+            retry.budget.withdraw(now);
         }
         Some(ticket)
     }
@@ -266,7 +267,7 @@ impl Policies {
         if start_at + retry.settings.min_time_left.unwrap_or(timeout) > deadline {
             return None;
         }
-        let sent = retry.withdraw(now);
+        let sent = retry.budget.withdraw(now);
         let outcome = if sent { "sent" } else { "refused" };
         metrics::counter!(RETRIES, "backend" => self.backend.to_string(), "outcome" => outcome).increment(1);
         sent.then_some(start_at)

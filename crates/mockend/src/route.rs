@@ -88,16 +88,14 @@ impl Routes {
             self.outage_requests.fetch_add(1, Ordering::Relaxed);
         }
         let slow = route.tail.as_ref().filter(|(rate, _, first)| {
-            let forced =
-                first.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok();
+            let forced = count_down(first);
             forced || (*rate > 0.0 && rng::unit() < *rate)
         });
         let delay = sample(slow.map_or(route.latency, |(_, latency, _)| *latency));
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let failing =
-            route.fail_first.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok();
+        let failing = count_down(&route.fail_first);
         if down || failing || (route.error_rate > 0.0 && rng::unit() < route.error_rate) {
             return Outcome::Respond(route.error_status, body::simulated_error(), None);
         }
@@ -148,6 +146,11 @@ impl Route {
                 .map_err(|_| MockError::Location { path: spec.path.clone() })?,
         })
     }
+}
+
+/// Takes one from `left` unless it is zero; true when it took one.
+fn count_down(left: &AtomicU64) -> bool {
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
 }
 
 /// The delay to apply to one request.

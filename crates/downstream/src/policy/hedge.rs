@@ -4,7 +4,7 @@
 //! latencies come from a sliding histogram of the backend's recent attempts; hedges are capped
 //! at a share of the backend's calls.
 
-use super::window::Window;
+use super::quota::Quota;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -45,8 +45,8 @@ const BUCKETS: usize = 24 * 4;
 pub(crate) struct Hedge {
     pub(crate) settings: HedgeSettings,
     latencies: Mutex<Latencies>,
-    /// Calls and hedges over [`WINDOW`].
-    counts: Mutex<Window>,
+    /// Calls and hedges over [`WINDOW`]: at most `max_extra` hedges per call.
+    pub(crate) cap: Quota,
 }
 
 /// Two histograms, each half a window: the quantile reads both, so it covers between half a
@@ -62,7 +62,8 @@ impl Hedge {
     pub(crate) fn new(settings: HedgeSettings) -> Self {
         let now = Instant::now();
         let latencies = Latencies { current: [0; BUCKETS], previous: [0; BUCKETS], rotated: now };
-        Self { settings, latencies: Mutex::new(latencies), counts: Mutex::new(Window::new(WINDOW, now)) }
+        let cap = Quota::new(WINDOW, settings.max_extra, 0.0);
+        Self { settings, latencies: Mutex::new(latencies), cap }
     }
 
     /// Records the latency of an attempt that answered.
@@ -70,11 +71,6 @@ impl Hedge {
         let mut latencies = self.latencies.lock().unwrap_or_else(PoisonError::into_inner);
         latencies.rotate(now);
         latencies.current[bucket(latency)] += 1;
-    }
-
-    /// Counts a call into the cap.
-    pub(crate) fn deposit(&self, now: Instant) {
-        self.counts.lock().unwrap_or_else(PoisonError::into_inner).add(now, [1, 0]);
     }
 
     /// How long to wait before hedging an attempt.
@@ -89,26 +85,6 @@ impl Hedge {
             }
         };
         delay.clamp(settings.min_delay, settings.max_delay.max(settings.min_delay))
-    }
-
-    /// Takes one hedge from the cap; false when `max_extra` of the recent calls were hedged.
-    pub(crate) fn withdraw(&self, now: Instant) -> bool {
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        if !self.has_room(&counts, now) {
-            return false;
-        }
-        counts.add(now, [0, 1]);
-        true
-    }
-
-    /// Whether the cap has a hedge left now (nothing is taken).
-    pub(crate) fn allows(&self, now: Instant) -> bool {
-        self.has_room(&self.counts.lock().unwrap_or_else(PoisonError::into_inner), now)
-    }
-
-    fn has_room(&self, counts: &Window, now: Instant) -> bool {
-        let [calls, hedges] = counts.totals(now);
-        (hedges + 1) as f64 <= self.settings.max_extra * calls as f64
     }
 }
 
@@ -214,10 +190,10 @@ mod tests {
         let hedge = hedge(HedgeAfter::Fixed(5 * MS));
         let now = Instant::now();
         for _ in 0..40 {
-            hedge.deposit(now);
+            hedge.cap.deposit(now);
         }
-        assert!(hedge.withdraw(now));
-        assert!(hedge.withdraw(now));
-        assert!(!hedge.withdraw(now), "5 % of 40 calls: two hedges");
+        assert!(hedge.cap.withdraw(now));
+        assert!(hedge.cap.withdraw(now));
+        assert!(!hedge.cap.withdraw(now), "5 % of 40 calls: two hedges");
     }
 }

@@ -4,11 +4,9 @@
 //! gets at most `1 + ratio` times its load, never `attempts` times.
 
 use super::failures::Failures;
-use super::window::Window;
+use super::quota::Quota;
 use crate::random::random_unit;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// `backends.X.retry`, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,41 +43,15 @@ pub struct BudgetSettings {
 #[derive(Debug)]
 pub(crate) struct Retry {
     pub(crate) settings: RetrySettings,
-    /// Calls (first attempts) and retries over the budget's window.
-    counts: Mutex<Window>,
+    /// Calls (first attempts) and retries (and hedges) over the budget's window.
+    pub(crate) budget: Quota,
 }
 
 impl Retry {
     pub(crate) fn new(settings: RetrySettings) -> Self {
-        let counts = Mutex::new(Window::new(settings.budget.window, Instant::now()));
-        Self { settings, counts }
-    }
-
-    /// Counts a call (its first attempt) into the budget.
-    pub(crate) fn deposit(&self, now: Instant) {
-        self.counts.lock().unwrap_or_else(PoisonError::into_inner).add(now, [1, 0]);
-    }
-
-    /// Takes one retry (or hedge) from the budget; false when it is spent.
-    pub(crate) fn withdraw(&self, now: Instant) -> bool {
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        if !self.has_room(&counts, now) {
-            return false;
-        }
-        counts.add(now, [0, 1]);
-        true
-    }
-
-    /// Whether the budget has a retry left now (nothing is taken).
-    pub(crate) fn allows(&self, now: Instant) -> bool {
-        self.has_room(&self.counts.lock().unwrap_or_else(PoisonError::into_inner), now)
-    }
-
-    fn has_room(&self, counts: &Window, now: Instant) -> bool {
-        let [calls, retries] = counts.totals(now);
-        let budget = &self.settings.budget;
-        let reserve = f64::from(budget.min_per_second) * budget.window.as_secs_f64();
-        (retries + 1) as f64 <= budget.ratio * calls as f64 + reserve
+        let BudgetSettings { ratio, min_per_second, window } = settings.budget;
+        let budget = Quota::new(window, ratio, f64::from(min_per_second) * window.as_secs_f64());
+        Self { settings, budget }
     }
 
     /// The wait before retry number `retry` (1 for the first): uniformly drawn from zero to
@@ -99,6 +71,7 @@ fn ceiling(settings: &RetrySettings, retry: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -134,19 +107,19 @@ mod tests {
         let retry = Retry::new(settings(0.2, 0));
         let now = Instant::now();
         for _ in 0..10 {
-            retry.deposit(now);
+            retry.budget.deposit(now);
         }
         // 20 % of 10 calls: two retries.
-        assert!(retry.withdraw(now));
-        assert!(retry.withdraw(now));
-        assert!(!retry.withdraw(now));
+        assert!(retry.budget.withdraw(now));
+        assert!(retry.budget.withdraw(now));
+        assert!(!retry.budget.withdraw(now));
         for _ in 0..5 {
-            retry.deposit(now);
+            retry.budget.deposit(now);
         }
-        assert!(retry.withdraw(now), "15 calls allow a third retry");
-        assert!(!retry.withdraw(now));
+        assert!(retry.budget.withdraw(now), "15 calls allow a third retry");
+        assert!(!retry.budget.withdraw(now));
         // Once the calls have left the window, so has the budget they gave.
-        assert!(!retry.withdraw(now + Duration::from_secs(11)));
+        assert!(!retry.budget.withdraw(now + Duration::from_secs(11)));
     }
 
     #[test]
@@ -154,6 +127,6 @@ mod tests {
         // 1 per second over a 10 s window: 10 retries with no calls at all.
         let retry = Retry::new(settings(0.0, 1));
         let now = Instant::now();
-        assert_eq!((0..20).filter(|_| retry.withdraw(now)).count(), 10);
+        assert_eq!((0..20).filter(|_| retry.budget.withdraw(now)).count(), 10);
     }
 }
