@@ -13,6 +13,7 @@ mod failures;
 mod lifecycle;
 mod limits;
 mod openapi;
+mod rate_limits;
 mod reload;
 mod resilience;
 mod runtime;

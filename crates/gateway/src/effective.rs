@@ -5,6 +5,7 @@
 
 use crate::config::shown_url;
 use crate::plan::Plan;
+use crate::rate_limit::RateLimitSettings;
 use downstream::policy::HedgeAfter;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -38,6 +39,8 @@ pub fn settings(plan: &Plan) -> Value {
             "cors": cors,
             "runtime": s.runtime,
             "deadline_header": s.deadline_header.as_ref().map(http::HeaderName::as_str),
+            "rate_limit": s.rate_limit.as_ref().map(rate_limit),
+            "trusted_proxies": s.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
         },
         "telemetry": {
             "log_format": t.log_format,
@@ -92,6 +95,7 @@ pub fn settings(plan: &Plan) -> Value {
             "merge": endpoint.merge,
             "max_fanout": endpoint.max_fanout,
             "max_response_body": endpoint.max_response_body,
+            "rate_limit": endpoint.rate_limit.as_ref().map(|limiter| rate_limit(limiter.settings())),
             "calls": endpoint.calls.iter().map(|call| json!({
                 "name": &*call.name,
                 "backend": call.backend.name(),
@@ -101,6 +105,17 @@ pub fn settings(plan: &Plan) -> Value {
                 "concurrency": call.concurrency,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// A rate limit: `count` requests per `per` milliseconds, `burst` at once.
+fn rate_limit(limit: &RateLimitSettings) -> Value {
+    json!({
+        "key": limit.key.name(),
+        "count": limit.count,
+        "per": ms(limit.per),
+        "burst": limit.burst,
+        "max_keys": limit.max_keys,
     })
 }
 

@@ -17,6 +17,7 @@
 //!   effective settings as JSON (`fanout check --format json`).
 //! - [`problem`]: every error response (`application/problem+json`) and the catalog of error
 //!   answers ([`problem::ErrorAnswer`]); [`limits`]: the fixed limits on a request.
+//! - [`rate_limit`]: per-endpoint rate limits (GCRA buckets per client key, 429, `RateLimit`).
 //! - [`scratch`]: per-thread buffers for text copied out once (backend paths, `Server-Timing`).
 //! - [`reload`]: the config serving now, swapped whole on SIGHUP or a file change.
 //! - [`admin`]: `/healthz`, `/readyz` and `/metrics` on the admin port.
@@ -39,6 +40,7 @@ pub mod memory;
 pub mod openapi;
 pub mod plan;
 pub mod problem;
+pub mod rate_limit;
 pub mod reload;
 pub mod respond;
 pub mod scratch;

@@ -77,7 +77,9 @@ fn operation_id(path: &str) -> String {
 fn operation(endpoint: &EndpointPlan, id: &str) -> Value {
     let mut responses = Map::new();
     responses.insert("200".to_owned(), ok_response(endpoint));
-    for answer in ErrorAnswer::ALL {
+    // Only a limited endpoint answers 429.
+    let limited = endpoint.rate_limit.is_some();
+    for answer in ErrorAnswer::ALL.into_iter().filter(|a| limited || *a != ErrorAnswer::TooManyRequests) {
         let reference = format!("#/components/responses/{answer:?}");
         responses.insert(answer.status().as_str().to_owned(), json!({ "$ref": reference }));
     }
@@ -190,13 +192,18 @@ fn ok_response(endpoint: &EndpointPlan) -> Value {
             "properties": { (ERRORS_KEY): errors },
         }),
     };
+    let mut headers = json!({
+        "X-Fanout-Complete": { "$ref": "#/components/headers/X-Fanout-Complete" },
+        "Server-Timing": { "$ref": "#/components/headers/Server-Timing" },
+        "X-Request-Id": { "$ref": "#/components/headers/X-Request-Id" },
+    });
+    if endpoint.rate_limit.is_some() {
+        headers["RateLimit-Policy"] = json!({ "$ref": "#/components/headers/RateLimit-Policy" });
+        headers["RateLimit"] = json!({ "$ref": "#/components/headers/RateLimit" });
+    }
     json!({
         "description": "The composed answer: each call's result under its name; failed optional calls under `_errors`.",
-        "headers": {
-            "X-Fanout-Complete": { "$ref": "#/components/headers/X-Fanout-Complete" },
-            "Server-Timing": { "$ref": "#/components/headers/Server-Timing" },
-            "X-Request-Id": { "$ref": "#/components/headers/X-Request-Id" },
-        },
+        "headers": headers,
         "content": { "application/json": { "schema": schema } },
     })
 }
@@ -311,6 +318,13 @@ fn components() -> Value {
                 response["headers"] =
                     json!({ "Retry-After": { "schema": { "type": "string" }, "description": "Seconds." } })
             }
+            ErrorAnswer::TooManyRequests => {
+                response["headers"] = json!({
+                    "Retry-After": { "schema": { "type": "string" }, "description": "Seconds until a request is allowed." },
+                    "RateLimit-Policy": { "$ref": "#/components/headers/RateLimit-Policy" },
+                    "RateLimit": { "$ref": "#/components/headers/RateLimit" },
+                })
+            }
             // hyper answers it, with no body.
             ErrorAnswer::HeadersTooLarge => response = json!({ "description": response["description"] }),
             _ => {}
@@ -359,6 +373,8 @@ fn components() -> Value {
             "X-Fanout-Complete": { "description": "`false` when any call failed.", "schema": { "enum": ["true", "false"] } },
             "Server-Timing": { "description": "Each call's duration, `gateway` and `total`, in ms.", "schema": { "type": "string" } },
             "X-Request-Id": { "description": "The request's id (taken from the request or generated).", "schema": { "type": "string" } },
+            "RateLimit-Policy": { "description": "The endpoint's limit (draft-ietf-httpapi-ratelimit-headers-10): `\"KEY\";q=BURST;w=SECONDS`.", "schema": { "type": "string" } },
+            "RateLimit": { "description": "This client's bucket: `\"KEY\";r=REMAINING;t=SECONDS_UNTIL_FULL`.", "schema": { "type": "string" } },
         },
     })
 }

@@ -7,6 +7,7 @@
 use crate::config::{
     CallConfig, ConfigErrors, EndpointConfig, Merge, ServerSettings, Settings, TelemetrySettings,
 };
+use crate::rate_limit::RateLimiter;
 use compose::{Graph, Shape, Template, json_key};
 use downstream::Backend;
 use http::HeaderName;
@@ -25,6 +26,8 @@ pub struct Plan {
     pub endpoints: Vec<EndpointPlan>,
     /// Backends, in config order (calls refer to them by `backend_index`).
     pub backends: Vec<Arc<Backend>>,
+    /// Whether a request needs its peer address: some endpoint limits by `client_ip`.
+    pub needs_peer: bool,
     router: matchit::Router<usize>,
 }
 
@@ -59,6 +62,8 @@ pub struct EndpointPlan {
     /// Whether two requests of one inbound request could be identical (two calls to one
     /// backend, or a call over a list); if not, the executor skips sharing them.
     pub share_identical: bool,
+    /// Its rate limiter, if it has a limit.
+    pub rate_limit: Option<RateLimiter>,
 }
 
 /// One call, ready to render and send.
@@ -166,6 +171,10 @@ impl Plan {
             .map(|(index, (header_sets, call_sets), endpoint)| EndpointPlan {
                 index,
                 share_identical: may_repeat(&endpoint.calls),
+                rate_limit: endpoint
+                    .rate_limit
+                    .as_ref()
+                    .map(|limit| RateLimiter::new(limit, &endpoint.route)),
                 required: endpoint.calls.iter().map(|c| c.required).collect(),
                 graph: endpoint.graph,
                 merge: endpoint.merge,
@@ -197,8 +206,9 @@ impl Plan {
                     })
                     .collect(),
             })
-            .collect();
+            .collect::<Vec<EndpointPlan>>();
         Ok(Plan {
+            needs_peer: endpoints.iter().flat_map(|e| &e.rate_limit).any(RateLimiter::keys_by_client_ip),
             server: settings.server,
             telemetry: settings.telemetry,
             endpoints,

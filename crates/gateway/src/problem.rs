@@ -11,6 +11,7 @@ use downstream::CallError;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde::Serialize;
+use std::time::Duration;
 
 /// The error answers fanout gives: one row each of the error contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub enum ErrorAnswer {
     ContentTooLarge,
     /// 414.
     UriTooLong,
+    /// 429.
+    TooManyRequests,
     /// 431, given by hyper before any request exists (so without a problem+json body).
     HeadersTooLarge,
     /// 502.
@@ -37,12 +40,13 @@ pub enum ErrorAnswer {
 
 impl ErrorAnswer {
     /// Every error answer, by status.
-    pub const ALL: [ErrorAnswer; 9] = [
+    pub const ALL: [ErrorAnswer; 10] = [
         ErrorAnswer::BadRequest,
         ErrorAnswer::NotFound,
         ErrorAnswer::MethodNotAllowed,
         ErrorAnswer::ContentTooLarge,
         ErrorAnswer::UriTooLong,
+        ErrorAnswer::TooManyRequests,
         ErrorAnswer::HeadersTooLarge,
         ErrorAnswer::BadGateway,
         ErrorAnswer::Overloaded,
@@ -57,6 +61,7 @@ impl ErrorAnswer {
             ErrorAnswer::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorAnswer::ContentTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorAnswer::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorAnswer::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorAnswer::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorAnswer::BadGateway => StatusCode::BAD_GATEWAY,
             ErrorAnswer::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -79,6 +84,12 @@ impl ErrorAnswer {
             }
             ErrorAnswer::ContentTooLarge => "Content-Length over server.max_request_body".to_owned(),
             ErrorAnswer::UriTooLong => format!("request target over {} KiB", MAX_URI_LEN / 1024),
+            ErrorAnswer::TooManyRequests => {
+                "the endpoint's rate_limit for this client is used up (`Retry-After`: the seconds \
+                until a request is allowed; `RateLimit-Policy` and `RateLimit` on every answer of a \
+                limited endpoint)"
+                    .to_owned()
+            }
             ErrorAnswer::HeadersTooLarge => {
                 format!("more than {MAX_HEADERS} headers or {} KiB of head", MAX_HEAD_BYTES / 1024)
             }
@@ -122,6 +133,8 @@ pub enum Problem<'a> {
     },
     /// More requests in flight than `server.max_in_flight`.
     Overloaded,
+    /// The client's rate limit is used up; a request conforms again after this long.
+    RateLimited(Duration),
     /// The `server.deadline_header` is not one whole number of milliseconds.
     BadDeadline(&'a str),
     /// A required call failed.
@@ -153,6 +166,7 @@ impl Problem<'_> {
             Problem::MethodNotAllowed => ErrorAnswer::MethodNotAllowed,
             Problem::BodyTooLarge(_) => ErrorAnswer::ContentTooLarge,
             Problem::UriTooLong(_) => ErrorAnswer::UriTooLong,
+            Problem::RateLimited(_) => ErrorAnswer::TooManyRequests,
             Problem::BadParameter { .. } | Problem::ChunkedBody | Problem::BadDeadline(_) => {
                 ErrorAnswer::BadRequest
             }
@@ -180,6 +194,9 @@ impl Problem<'_> {
                 "Transfer-Encoding is not accepted: endpoints take no request body".to_owned()
             }
             Problem::Overloaded => "too many requests in flight; retry shortly".to_owned(),
+            Problem::RateLimited(wait) => {
+                format!("rate limit exceeded; retry in {} s", retry_after_seconds(*wait))
+            }
             Problem::BadDeadline(header) => {
                 format!("header {header} must be one whole number of milliseconds (e.g. 800)")
             }
@@ -214,11 +231,9 @@ impl Problem<'_> {
             Problem::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            Problem::RequiredCallFailed { error: CallError::CircuitOpen(wait), .. } => {
-                // Whole seconds, rounded up: a client retrying then finds the breaker letting
-                // trial calls through.
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            Problem::RequiredCallFailed { error: CallError::CircuitOpen(wait), .. }
+            | Problem::RateLimited(wait) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds(*wait)));
             }
             Problem::ChunkedBody => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -229,12 +244,17 @@ impl Problem<'_> {
     }
 }
 
+/// A wait as `Retry-After` seconds: whole, rounded up (a client retrying then finds the breaker
+/// letting trial calls through, or its bucket holding a request), at least 1.
+fn retry_after_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
-    use std::time::Duration;
 
     async fn json_of(response: Response<Body>) -> serde_json::Value {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -294,6 +314,7 @@ mod tests {
             Problem::ChunkedBody,
             Problem::BadParameter { name: "id", reason: ParamError::Empty },
             Problem::Overloaded,
+            Problem::RateLimited(Duration::from_millis(10)),
             Problem::BadDeadline("x-request-timeout-ms"),
             Problem::RequiredCallFailed { call: "a", error: &status },
             Problem::RequiredCallFailed { call: "a", error: &timeout },
@@ -319,5 +340,15 @@ mod tests {
         assert_eq!(body["title"], "Bad Request");
         assert_eq!(body["detail"], "route parameter {id} contains a path separator");
         assert_eq!(Problem::Overloaded.response().headers()["retry-after"], "1");
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_request_is_429_with_the_wait_rounded_up() {
+        let response = Problem::RateLimited(Duration::from_millis(1500)).response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "2");
+        assert_eq!(json_of(response).await["detail"], "rate limit exceeded; retry in 2 s");
+        let soon = Problem::RateLimited(Duration::from_micros(10)).response();
+        assert_eq!(soon.headers()["retry-after"], "1");
     }
 }

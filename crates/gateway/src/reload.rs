@@ -129,6 +129,11 @@ impl Live {
         }
     }
 
+    /// Whether the config serving now needs requests' peer addresses ([`Plan::needs_peer`]).
+    pub fn needs_peer(&self) -> bool {
+        self.current.load().plan.needs_peer
+    }
+
     /// The config serving now; a request keeps it until it is answered.
     pub fn current(&self) -> Arc<Serving> {
         self.current.load_full()
@@ -175,7 +180,11 @@ impl Live {
             };
             tracing::warn!(key = %change.key, "config reload: {} not applied: {why}; restart to apply", change.key);
         }
-        candidate.plan.server = old.plan.server.clone();
+        let mut server = old.plan.server.clone();
+        // Read on reload ([`config::SERVER_KEYS_ON_RELOAD`]): the endpoints' limits already use them.
+        server.rate_limit = candidate.plan.server.rate_limit.take();
+        server.trusted_proxies = std::mem::take(&mut candidate.plan.server.trusted_proxies);
+        candidate.plan.server = server;
         candidate.plan.telemetry = old.plan.telemetry.clone();
         let listed: Vec<String> = changes.iter().map(ToString::to_string).collect();
         let (from, to) = (old.version, candidate.version);

@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
@@ -121,10 +121,11 @@ pub async fn run(
     let admin_service = Admin::new(Arc::clone(&health), exporter.map(Arc::new));
     // Admin connections are never drained: the task is dropped at exit, closing them.
     let admin = tokio::spawn(async move {
-        admin_listener.accept(&Drain::new(), || admin_service.clone(), std::future::pending()).await;
+        admin_listener.accept(&Drain::new(), |_| admin_service.clone(), std::future::pending()).await;
     });
-    let service = service::stack(live, &settings);
+    let service = service::stack(Arc::clone(&live), &settings);
     let public = Public {
+        live,
         http: Arc::new(http(Protocols::Http1AndH2c)),
         limits: Limits::of(&settings),
         max_connections: settings.max_connections,
@@ -187,20 +188,34 @@ impl<S> PublicService for S where
 /// (tower services take `&mut self`; the stack's clone is a few reference counts). Shared, not
 /// held by each connection: the stack is ~300 bytes that every connection's task, idle or not,
 /// would otherwise carry (twice, as the argument and the local).
-struct Shared<S>(Arc<S>);
+struct Shared<S> {
+    stack: Arc<S>,
+    /// The connection's peer, given to requests when the config serving needs it.
+    peer: IpAddr,
+    live: Arc<Live>,
+}
+
+/// A request's peer address (the connection's), a request extension — set only while some
+/// endpoint limits by `client_ip` ([`Plan::needs_peer`]): other requests skip its allocations.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub IpAddr);
 
 impl<S: PublicService> hyper::service::Service<Request<Incoming>> for Shared<S> {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = tower::util::Oneshot<S, Request<Incoming>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
-        tower::ServiceExt::oneshot(S::clone(&self.0), request)
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        if self.live.needs_peer() {
+            request.extensions_mut().insert(PeerAddr(self.peer));
+        }
+        tower::ServiceExt::oneshot(S::clone(&self.stack), request)
     }
 }
 
 /// How the public port's connections are served, on one runtime or on each worker's.
 struct Public {
+    live: Arc<Live>,
     http: Arc<Http>,
     limits: Limits,
     max_connections: usize,
@@ -228,8 +243,11 @@ impl Public {
             connections: Arc::clone(&self.connections),
             open_connections: self.open_connections.clone(),
         };
-        let shared = Arc::new(service.clone());
-        listener.accept(&drain, || Shared(Arc::clone(&shared)), shutdown).await;
+        let stack = Arc::new(service.clone());
+        let live = &self.live;
+        let shared =
+            |peer: SocketAddr| Shared { stack: Arc::clone(&stack), peer: peer.ip(), live: Arc::clone(live) };
+        listener.accept(&drain, shared, shutdown).await;
         drain
     }
 
@@ -251,6 +269,7 @@ impl Public {
     ) -> std::io::Result<oneshot::Receiver<()>> {
         let socket = socket.into_std()?;
         let public = Public {
+            live: Arc::clone(&self.live),
             http: Arc::clone(&self.http),
             connections: Arc::clone(&self.connections),
             open_connections: self.open_connections.clone(),
@@ -296,15 +315,19 @@ impl Listener {
     /// Accepts connections until `shutdown` resolves (then closes the socket), at most
     /// `max_connections` open at once (more are closed at accept), each served by
     /// [`connection::serve`] with a service from `service` and a watch on `drain`.
-    pub async fn accept<S>(self, drain: &Drain, service: impl Fn() -> S, shutdown: impl Future<Output = ()>)
-    where
+    pub async fn accept<S>(
+        self,
+        drain: &Drain,
+        service: impl Fn(SocketAddr) -> S,
+        shutdown: impl Future<Output = ()>,
+    ) where
         S: connection::ConnService,
     {
         tokio::pin!(shutdown);
         loop {
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = self.socket.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(error) => {
                         // Typically EMFILE: back off instead of spinning.
                         tracing::warn!(%error, "accept failed");
@@ -322,7 +345,7 @@ impl Listener {
                 continue;
             };
             let served =
-                connection::serve(stream, Arc::clone(&self.http), service(), self.limits, drain.watch());
+                connection::serve(stream, Arc::clone(&self.http), service(peer), self.limits, drain.watch());
             let open = self.open_connections.clone().map(InFlight::new);
             tokio::spawn(async move {
                 let _counted = (permit, open);

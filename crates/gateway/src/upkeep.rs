@@ -1,8 +1,10 @@
 //! Once every [`SWEEP_PERIOD`], the work no request should wait for: each backend pool of the
-//! config serving now closes its expired idle connections and parks the long-idle ones, then
-//! the allocator is asked to give memory back if a burst left some ([`memory::TrimPolicy`]).
+//! config serving now closes its expired idle connections and parks the long-idle ones, each
+//! rate limiter drops its expired keys and shows how many it tracks, then the allocator is
+//! asked to give memory back if a burst left some ([`memory::TrimPolicy`]).
 
 use crate::memory::{self, TrimPolicy};
+use crate::rate_limit;
 use crate::reload::Live;
 use downstream::SWEEP_PERIOD;
 use std::sync::Arc;
@@ -15,9 +17,17 @@ pub async fn run(live: Arc<Live>) {
     let mut policy = TrimPolicy::default();
     loop {
         every.tick().await;
-        for backend in &live.current().plan.backends {
+        let serving = live.current();
+        for backend in &serving.plan.backends {
             backend.sweep_idle();
         }
+        for endpoint in &serving.plan.endpoints {
+            if let Some(limiter) = &endpoint.rate_limit {
+                let keys = limiter.tracked_keys() as f64;
+                metrics::gauge!(rate_limit::KEYS, "http_route" => endpoint.route.to_string()).set(keys);
+            }
+        }
+        drop(serving);
         let (Some(resident), Some(in_use)) = (memory::resident_bytes(), memory::heap_in_use()) else {
             continue;
         };

@@ -28,6 +28,10 @@ pub const ADMIN_MAX_CONNECTIONS: usize = 256;
 pub const CONFIG_POLL: &str = "1s";
 /// `server.cors.max_age`
 pub const CORS_MAX_AGE: &str = "10m";
+/// `server.rate_limit.key` (and `endpoints[].rate_limit.key`)
+pub const RATE_LIMIT_KEY: &str = "client_ip";
+/// `server.rate_limit.max_keys` (and `endpoints[].rate_limit.max_keys`)
+pub const RATE_LIMIT_MAX_KEYS: usize = 100_000;
 /// `telemetry.log_level`
 pub const LOG_LEVEL: &str = "info";
 /// `telemetry.stall_warning`
@@ -89,7 +93,7 @@ mod tests {
     }
 
     /// The defaults above by the docs' section heading and key.
-    const DOCUMENTED: [(&str, &str, Shown); 37] = [
+    const DOCUMENTED: [(&str, &str, Shown); 39] = [
         ("server", "listen", Shown::Text(LISTEN)),
         ("server", "admin_listen", Shown::Text(ADMIN_LISTEN)),
         ("server", "request_timeout", Shown::Text(REQUEST_TIMEOUT)),
@@ -103,6 +107,8 @@ mod tests {
         ("server", "admin_max_connections", Shown::Count(ADMIN_MAX_CONNECTIONS)),
         ("server", "config_poll", Shown::Text(CONFIG_POLL)),
         ("server.cors", "max_age", Shown::Text(CORS_MAX_AGE)),
+        ("server.rate_limit", "key", Shown::Text(RATE_LIMIT_KEY)),
+        ("server.rate_limit", "max_keys", Shown::Count(RATE_LIMIT_MAX_KEYS)),
         ("telemetry", "log_level", Shown::Text(LOG_LEVEL)),
         ("telemetry", "stall_warning", Shown::Text(STALL_WARNING)),
         ("backends.NAME", "timeout", Shown::Text(BACKEND_TIMEOUT)),

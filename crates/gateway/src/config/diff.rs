@@ -9,6 +9,9 @@ use std::fmt;
 /// Sections read once at start: a reload reports their changes but does not apply them.
 const AT_RESTART: [&str; 2] = ["server", "telemetry"];
 
+/// The keys of `server` a reload does apply: they are the endpoints' defaults, read with them.
+pub const SERVER_KEYS_ON_RELOAD: [&str; 2] = ["rate_limit", "trusted_proxies"];
+
 /// A config version: the first 48 bits of the FNV-1a hash of the effective tree, shown as 12
 /// hex digits (`/readyz`) and exported exactly as a number (`fanout_config_hash`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +104,10 @@ fn compare_maps(
     let empty = Map::new();
     let old = old.and_then(Value::as_object).unwrap_or(&empty);
     let new = new.and_then(Value::as_object).unwrap_or(&empty);
-    let mut push = |key: &str, what| out.push(Change { key: format!("{prefix}.{key}"), what, needs_restart });
+    let mut push = |key: &str, what| {
+        let needs_restart = needs_restart && !(prefix == "server" && SERVER_KEYS_ON_RELOAD.contains(&key));
+        out.push(Change { key: format!("{prefix}.{key}"), what, needs_restart });
+    };
     for (key, value) in old {
         match new.get(key) {
             None => push(key, "removed"),
@@ -178,6 +184,14 @@ mod tests {
         let mut new = base();
         new["telemetry"] = json!({"log_level": "debug"});
         assert_eq!(listed(&base(), &new), ["telemetry.log_level added (applies at restart)"]);
+    }
+
+    #[test]
+    fn the_servers_rate_limit_defaults_apply_on_reload() {
+        let mut new = base();
+        new["server"]["rate_limit"] = json!({"rate": "10/s"});
+        new["server"]["trusted_proxies"] = json!(["10.0.0.0/8"]);
+        assert_eq!(listed(&base(), &new), ["server.rate_limit added", "server.trusted_proxies added"]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod source;
 mod units;
 mod validate;
 
-pub use diff::{Change, Version, changes, fnv1a};
+pub use diff::{Change, SERVER_KEYS_ON_RELOAD, Version, changes, fnv1a};
 pub use error::{ConfigError, ConfigErrors};
 pub use raw::{LogFormat, Merge, RuntimeMode};
 pub use settings::{

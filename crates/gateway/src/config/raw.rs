@@ -27,6 +27,18 @@ pub struct RawServer {
     pub runtime: Option<RuntimeMode>,
     pub cors: Option<RawCors>,
     pub deadline_header: Option<Text>,
+    pub rate_limit: Option<RawRateLimit>,
+    pub trusted_proxies: Option<Vec<Text>>,
+}
+
+/// `server.rate_limit:` / `endpoints[i].rate_limit:` — a rate limit per client key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub key: Option<Text>,
+    pub rate: Text,
+    pub burst: Option<Text>,
+    pub max_keys: Option<Text>,
 }
 
 /// How the server's threads share the work (`server.runtime`).
@@ -162,6 +174,8 @@ pub struct RawEndpoint {
     pub concurrency: Option<Text>,
     pub max_fanout: Option<Text>,
     pub max_response_body: Option<Text>,
+    /// `off`, or a [`RawRateLimit`]; typed in `validate` so each form reports its own mistakes.
+    pub rate_limit: Option<serde_json::Value>,
     pub calls: IndexMap<String, serde_json::Value>,
 }
 

@@ -3,9 +3,11 @@
 //! table), every default applied ([`super::defaults`]).
 
 use super::raw::{LogFormat, Merge, RuntimeMode};
+use crate::rate_limit::RateLimitSettings;
 use compose::{Graph, Shape, Template};
 use downstream::BackendSettings;
 use http::{HeaderName, HeaderValue};
+use ipnet::IpNet;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -68,6 +70,10 @@ pub struct ServerSettings {
     /// The request header a client gives its remaining budget in (milliseconds), which
     /// shortens the endpoint deadline; none: not read.
     pub deadline_header: Option<HeaderName>,
+    /// The rate limit of every endpoint that sets none; none: unlimited.
+    pub rate_limit: Option<RateLimitSettings>,
+    /// Proxies whose `X-Forwarded-For` is believed when keying limits by `client_ip`.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// `server.cors:` with defaults applied.
@@ -137,6 +143,8 @@ pub struct EndpointConfig {
     /// The most bytes the call results in one answer may add up to (default
     /// `server.max_response_body`).
     pub max_response_body: usize,
+    /// Its rate limit (default `server.rate_limit`; `off`: none).
+    pub rate_limit: Option<RateLimitSettings>,
 }
 
 /// One call of an endpoint.

@@ -1,5 +1,5 @@
-//! Human units in config values: durations such as `250ms` or `2s` (humantime) and sizes such
-//! as `1MiB`, `512KB` or a plain byte count.
+//! Human units in config values: durations such as `250ms` or `2s` (humantime), sizes such
+//! as `1MiB`, `512KB` or a plain byte count, and rates such as `100/s` or `5/10s`.
 
 /// The longest duration accepted anywhere (keeps every deadline computation far from overflow).
 pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
@@ -49,6 +49,33 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("invalid size {text:?} (write e.g. 1MiB, 512KB or 4096)"))
 }
 
+/// The highest rate accepted: a million requests a second (one per microsecond, the
+/// resolution of the limiter's clock).
+pub const MAX_RATE_PER_SECOND: u64 = 1_000_000;
+
+/// Parses a rate `COUNT/PERIOD`: the period a unit (`s`, `m`, `h`, `d`) or a duration (`10s`,
+/// `100ms`); at most [`MAX_RATE_PER_SECOND`].
+pub fn parse_rate(text: &str) -> Result<(u32, std::time::Duration), String> {
+    let hint = "(write e.g. 100/s, 600/m or 5/10s)";
+    let (count, period) = text.split_once('/').ok_or_else(|| format!("invalid rate {text:?} {hint}"))?;
+    let count =
+        count.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            format!("invalid rate {text:?}: the count must be a whole number over 0 {hint}")
+        })?;
+    let period = match period.trim() {
+        "s" | "sec" | "second" => std::time::Duration::from_secs(1),
+        "m" | "min" | "minute" => std::time::Duration::from_secs(60),
+        "h" | "hour" => std::time::Duration::from_secs(3600),
+        "d" | "day" => MAX_DURATION,
+        other => parse_duration(other).map_err(|e| format!("invalid rate {text:?}: {e}"))?,
+    };
+    let per_second = u128::from(count) * 1_000_000 / period.as_micros().max(1);
+    if per_second > u128::from(MAX_RATE_PER_SECOND) {
+        return Err(format!("rate {text:?} is over the {MAX_RATE_PER_SECOND}/s maximum"));
+    }
+    Ok((count, period))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +105,18 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("99999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("100/s"), Ok((100, Duration::from_secs(1))));
+        assert_eq!(parse_rate(" 600 / m "), Ok((600, Duration::from_secs(60))));
+        assert_eq!(parse_rate("5/10s"), Ok((5, Duration::from_secs(10))));
+        assert_eq!(parse_rate("1/d"), Ok((1, Duration::from_secs(86_400))));
+        assert_eq!(parse_rate("1000000/s"), Ok((1_000_000, Duration::from_secs(1))));
+        assert!(parse_rate("1000001/s").unwrap_err().contains("maximum"));
+        assert!(parse_rate("0/s").unwrap_err().contains("over 0"));
+        assert!(parse_rate("100").unwrap_err().contains("write e.g. 100/s"));
+        assert!(parse_rate("100/fortnight").unwrap_err().contains("invalid duration"));
     }
 }

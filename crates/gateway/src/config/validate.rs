@@ -149,6 +149,8 @@ fn server_settings(raw: RawServer, errors: &mut ConfigErrors) -> ServerSettings 
         config_poll: c.duration_or_off("config_poll", raw.config_poll, Some(defaults::CONFIG_POLL)),
         runtime: raw.runtime.unwrap_or_default(),
         deadline_header: raw.deadline_header.and_then(|Text(name)| c.header_name("deadline_header", &name)),
+        rate_limit: raw.rate_limit.map(|limit| rate_limit::rate_limit(&mut c, limit)),
+        trusted_proxies: rate_limit::trusted_proxies(&mut c, raw.trusted_proxies.unwrap_or_default()),
     }
 }
 
@@ -396,6 +398,7 @@ fn endpoint(
         Some(size) => c.size("max_response_body", Some(size), ""),
         None => ctx.server.max_response_body,
     };
+    let rate_limit = rate_limit::endpoint_rate_limit(&mut c, raw.rate_limit, ctx.server.rate_limit.as_ref());
     check_query_clashes(ctx.path, &raw.forward_query, &raw.calls, errors);
     let param_names: Vec<&str> = params.iter().map(String::as_str).collect();
     let call_names: Vec<String> = raw.calls.keys().cloned().collect();
@@ -438,6 +441,7 @@ fn endpoint(
         merge: raw.merge,
         max_fanout,
         max_response_body,
+        rate_limit,
     })
 }
 
@@ -736,6 +740,7 @@ impl Checker<'_> {
 }
 
 mod policies;
+mod rate_limit;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

@@ -1,5 +1,6 @@
 //! [`Router`]: the innermost layer — the route table of the request's config (404), the method
-//! (405 with `Allow`: endpoints answer GET and HEAD), then the endpoint ([`crate::endpoint`]);
+//! (405 with `Allow`: endpoints answer GET and HEAD), the endpoint's rate limit (429, before
+//! any backend call: [`crate::rate_limit`]), then the endpoint ([`crate::endpoint`]);
 //! and, only with `telemetry.debug_endpoints`, the route that blocks a worker on purpose.
 
 use crate::Body;
@@ -7,6 +8,7 @@ use crate::deadline;
 use crate::endpoint::{self, Served};
 use crate::handle::{Handle, Handled, Scope};
 use crate::problem::Problem;
+use crate::server::PeerAddr;
 use http::{HeaderValue, Method, Request, Response};
 use std::future::Future;
 use std::time::Duration;
@@ -38,6 +40,17 @@ impl Handle for Router {
                 let response = Problem::MethodNotAllowed.response();
                 return Handled { response, endpoint: matched, execution: None, calls: None };
             }
+            let limited = endpoint.rate_limit.as_ref().map(|limiter| {
+                let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0);
+                let checked = limiter.check(&parts.headers, peer, &plan.server.trusted_proxies);
+                scope.metrics.rate_limit(endpoint.index, checked.allowed());
+                (limiter, checked)
+            });
+            if let Some((limiter, checked)) = limited.filter(|(_, checked)| !checked.allowed()) {
+                let mut response = Problem::RateLimited(checked.retry_after()).response();
+                limiter.set_headers(checked, response.headers_mut());
+                return Handled { response, endpoint: matched, execution: None, calls: None };
+            }
             let budget = match &plan.server.deadline_header {
                 None => None,
                 Some(header) => match deadline::client_budget(&parts.headers, header) {
@@ -53,7 +66,7 @@ impl Handle for Router {
                     }
                 },
             };
-            let Served { response, execution, calls } = endpoint::serve(
+            let Served { mut response, execution, calls } = endpoint::serve(
                 endpoint,
                 budget,
                 scope.metrics,
@@ -64,6 +77,9 @@ impl Handle for Router {
                 parts.headers,
             )
             .await;
+            if let Some((limiter, checked)) = limited {
+                limiter.set_headers(checked, response.headers_mut());
+            }
             Handled { response, endpoint: matched, execution, calls }
         }
     }

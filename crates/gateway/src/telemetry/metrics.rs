@@ -3,7 +3,8 @@
 //! in flight, open connections, backend errors by kind, partial answers per route, log lines
 //! dropped by the log writer, and the process's resident memory; and the resilience policies'
 //! own metrics, which the `downstream` crate records ([`downstream::policy`]: retries, breaker
-//! states and transitions, hedges, coalesced calls), described here. Label values come from config (route templates, backend names)
+//! states and transitions, hedges, coalesced calls), described here; and the rate limits'
+//! ([`crate::rate_limit`]: requests allowed and limited, client keys tracked and evicted). Label values come from config (route templates, backend names)
 //! and fixed sets (status classes, error kinds), never from request data, so cardinality is
 //! bounded. Handles are created once from the plan ([`PlanMetrics`]): recording is an atomic
 //! update, with no key lookup or allocation per request. Without an installed [`Exporter`] the
@@ -11,6 +12,7 @@
 
 use crate::config::Version;
 use crate::plan::Plan;
+use crate::rate_limit;
 use ::metrics::{
     Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
 };
@@ -93,6 +95,15 @@ impl Exporter {
             "Requests whose endpoint deadline a client's server.deadline_header shortened."
         );
         describe_counter!(COALESCED, "Backend calls that joined an identical request already in flight.");
+        describe_counter!(
+            rate_limit::REQUESTS,
+            "Requests checked by an endpoint's rate limit, by outcome: allowed, limited."
+        );
+        describe_counter!(
+            rate_limit::EVICTIONS,
+            "Client keys an endpoint's rate limiter dropped because it held max_keys."
+        );
+        describe_gauge!(rate_limit::KEYS, "Client keys an endpoint's rate limiter tracks.");
         gauge!(CONFIG_RELOAD_OK).set(1.0);
         counter!(LOG_LINES_DROPPED).absolute(super::dropped_log_lines());
         Ok(Self { handle })
@@ -124,6 +135,8 @@ struct RouteMetrics {
     durations: [Histogram; STATUS_CLASSES.len()],
     partial: Counter,
     shortened: Counter,
+    /// Allowed and limited requests, for an endpoint with a rate limit.
+    rate_limit: Option<[Counter; 2]>,
 }
 
 #[derive(Debug)]
@@ -143,8 +156,12 @@ impl PlanMetrics {
             }
         }
         Self {
-            routes: plan.endpoints.iter().map(|e| RouteMetrics::new(&e.route)).collect(),
-            unmatched: RouteMetrics::new(UNMATCHED),
+            routes: plan
+                .endpoints
+                .iter()
+                .map(|e| RouteMetrics::new(&e.route, e.rate_limit.is_some()))
+                .collect(),
+            unmatched: RouteMetrics::new(UNMATCHED, false),
             backends: plan.backends.iter().map(|b| BackendMetrics::new(b.name())).collect(),
             active_requests: gauge!(ACTIVE_REQUESTS),
         }
@@ -169,6 +186,14 @@ impl PlanMetrics {
         }
     }
 
+    /// Records a request its endpoint's rate limit `allowed` or refused.
+    pub fn rate_limit(&self, endpoint: usize, allowed: bool) {
+        if let Some([allowed_count, limited]) = self.routes.get(endpoint).and_then(|r| r.rate_limit.as_ref())
+        {
+            if allowed { allowed_count } else { limited }.increment(1);
+        }
+    }
+
     /// Records a 200 answer with failed calls.
     pub fn partial(&self, endpoint: usize) {
         if let Some(route) = self.routes.get(endpoint) {
@@ -188,9 +213,13 @@ impl PlanMetrics {
 }
 
 impl RouteMetrics {
-    fn new(route: &str) -> Self {
+    fn new(route: &str, rate_limited: bool) -> Self {
         let route = route.to_owned();
         Self {
+            rate_limit: rate_limited.then(|| {
+                ["allowed", "limited"]
+                    .map(|outcome| counter!(rate_limit::REQUESTS, "http_route" => route.clone(), "outcome" => outcome))
+            }),
             durations: STATUS_CLASSES.map(|class| {
                 histogram!(REQUEST_DURATION, "http_route" => route.clone(), "http_response_status_class" => class)
             }),

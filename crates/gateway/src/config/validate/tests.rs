@@ -633,3 +633,59 @@ fn deadline_headers_are_header_names() {
         ]
     );
 }
+
+#[test]
+fn rate_limits_default_from_the_server_and_an_endpoint_can_opt_out_or_set_its_own() {
+    use crate::rate_limit::client_key::KeySource;
+    let settings = validate(valid_tree()).unwrap();
+    assert!(settings.server.rate_limit.is_none() && settings.endpoints[0].rate_limit.is_none());
+
+    let mut tree = valid_tree();
+    tree["server"]["rate_limit"] = json!({"rate": "100/s"});
+    tree["server"]["trusted_proxies"] = json!(["10.0.0.0/8", "192.0.2.7"]);
+    let mut second = tree["endpoints"][0].clone();
+    second["route"] = json!("GET /api/other/{id}");
+    second["rate_limit"] = json!({"key": "header:X-Api-Key", "rate": "5/10s", "burst": 20, "max_keys": 500});
+    let mut third = tree["endpoints"][0].clone();
+    third["route"] = json!("GET /api/free/{id}");
+    third["rate_limit"] = json!("off");
+    tree["endpoints"] = json!([tree["endpoints"][0].clone(), second, third]);
+    let settings = validate(tree).unwrap();
+    let inherited = settings.endpoints[0].rate_limit.as_ref().unwrap();
+    assert_eq!(
+        (&inherited.key, inherited.count, inherited.per, inherited.burst, inherited.max_keys),
+        (&KeySource::ClientIp, 100, Duration::from_secs(1), 100, 100_000),
+        "key, burst and max_keys default"
+    );
+    let own = settings.endpoints[1].rate_limit.as_ref().unwrap();
+    assert_eq!(
+        (&own.key, own.count, own.per, own.burst, own.max_keys),
+        (&KeySource::Header(HeaderName::from_static("x-api-key")), 5, Duration::from_secs(10), 20, 500)
+    );
+    assert!(settings.endpoints[2].rate_limit.is_none());
+    let proxies: Vec<String> = settings.server.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.7/32"]);
+}
+
+#[test]
+fn bad_rate_limits_are_reported_with_their_key_paths() {
+    let mut tree = valid_tree();
+    tree["server"]["rate_limit"] = json!({"rate": "100", "burst": 0, "key": "ip"});
+    tree["server"]["trusted_proxies"] = json!(["10.0.0.0/8", "proxy.internal"]);
+    tree["endpoints"][0]["rate_limit"] = json!({"rate": "10/s", "max_keys": "lots", "window": "1s"});
+    let mut second = tree["endpoints"][0].clone();
+    second["route"] = json!("GET /api/other/{id}");
+    second["rate_limit"] = json!("sometimes");
+    tree["endpoints"] = json!([tree["endpoints"][0].clone(), second]);
+    assert_eq!(
+        errors_of(tree),
+        [
+            "server.rate_limit.key: \"ip\" is not a key: write client_ip, header:NAME or global",
+            "server.rate_limit.rate: invalid rate \"100\" (write e.g. 100/s, 600/m or 5/10s)",
+            "server.rate_limit.burst: \"0\" must be a whole number from 1 to 10000000",
+            "server.trusted_proxies[1]: \"proxy.internal\" is not an address or network (write e.g. 10.0.0.0/8 or 10.0.0.7)",
+            "endpoints[0].rate_limit.window: unknown field `window`, expected one of `key`, `rate`, `burst`, `max_keys`",
+            "endpoints[1].rate_limit: \"sometimes\": write off, or a mapping with a rate",
+        ]
+    );
+}
