@@ -16,7 +16,8 @@ run: ## Build and start the demo: five simulated backends + the gateway (Ctrl-C 
 test: test-rust check-openapi check-deploy check-load check-fuzz ## Every test: cargo tests, OpenAPI contract, deploy checks, load and fuzz smoke tests
 	@echo "test: everything passed"
 
-test-rust: build ## Unit tests and end-to-end tests against the real binary (the quick loop)
+test-rust: build ## Unit tests and end-to-end tests against the real binary and a real Redis (installed if missing)
+	bash scripts/tools.sh redis
 	$(CARGO) test --locked --workspace
 
 lint: ## cargo fmt --check and clippy with warnings as errors

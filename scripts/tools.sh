@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the tools the checks need, each only when missing, and prints nothing else on
-# success. Usage: scripts/tools.sh python|kubectl|oha|cargo-fuzz ...
+# success. Usage: scripts/tools.sh python|kubectl|redis|oha|cargo-fuzz ...
 #   python   a virtualenv at .tools/venv with scripts/requirements-tools.txt (hadolint,
 #            kubernetes-validate, openapi-spec-validator, schemathesis, PyYAML)
 #   kubectl  kubectl (its built-in kustomize renders offline), from Debian when missing
+#   redis    redis-server, from Debian when missing (the end-to-end tests of shared state start
+#            their own, one per test, on a free port, without persistence)
 #   oha      the HTTP load generator, with cargo (a few minutes on 2 cores)
 #   cargo-fuzz  the libFuzzer driver for fuzz/, with cargo (a minute or two on 2 cores)
 # Scripts that need them source nothing: they call this, then use .tools/venv/bin/… directly.
@@ -29,6 +31,13 @@ install_kubectl() {
   apt-get install -y -qq kubectl >&2 || apt-get install -y -qq kubernetes-client >&2
 }
 
+install_redis() {
+  command -v redis-server >/dev/null 2>&1 && return
+  echo "tools: installing redis-server from Debian" >&2
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends redis-server >&2
+}
+
 install_oha() {
   command -v oha >/dev/null 2>&1 && return
   echo "tools: oha not found: installing it with cargo (a few minutes on 2 cores)" >&2
@@ -45,8 +54,9 @@ for tool in "$@"; do
   case "$tool" in
     python) install_python ;;
     kubectl) install_kubectl ;;
+    redis) install_redis ;;
     oha) install_oha ;;
     cargo-fuzz) install_cargo_fuzz ;;
-    *) echo "tools.sh: unknown tool '$tool' (python, kubectl, oha, cargo-fuzz)" >&2; exit 2 ;;
+    *) echo "tools.sh: unknown tool '$tool' (python, kubectl, redis, oha, cargo-fuzz)" >&2; exit 2 ;;
   esac
 done

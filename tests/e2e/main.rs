@@ -18,6 +18,7 @@ mod reload;
 mod resilience;
 mod runtime;
 mod safety;
+mod shared_state;
 mod support;
 mod telemetry;
 mod tls;

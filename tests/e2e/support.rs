@@ -76,6 +76,7 @@ pub struct Config {
     /// `server:` settings, each `key: value` (a value may span lines, indented under it).
     server: Vec<String>,
     telemetry: Vec<String>,
+    state: Vec<String>,
     /// Each backend's name and settings (`url` first).
     backends: Vec<(String, Vec<String>)>,
     endpoints: String,
@@ -94,6 +95,7 @@ impl Config {
         Config {
             server: server.map(str::to_owned).to_vec(),
             telemetry: Vec::new(),
+            state: Vec::new(),
             backends: backends
                 .iter()
                 .map(|(name, server)| ((*name).to_owned(), vec![format!("url: {}", server.url())]))
@@ -113,6 +115,12 @@ impl Config {
         let before = self.server.len();
         self.server.retain(|setting| key_of(setting) != key);
         assert_eq!(self.server.len() + 1, before, "no server setting {key} to remove");
+        self
+    }
+
+    /// Sets a `state:` setting (`"redis: { url: … }"`).
+    pub fn state(mut self, setting: &str) -> Self {
+        set(&mut self.state, setting);
         self
     }
 
@@ -146,6 +154,9 @@ impl Config {
         let mut yaml = section("server", &self.server, "  ");
         if !self.telemetry.is_empty() {
             yaml.push_str(&section("telemetry", &self.telemetry, "  "));
+        }
+        if !self.state.is_empty() {
+            yaml.push_str(&section("state", &self.state, "  "));
         }
         yaml.push_str("backends:\n");
         for (name, settings) in &self.backends {
@@ -421,4 +432,72 @@ pub async fn raw_backend(head: &str, chunks: Vec<Vec<u8>>, pause: Duration) -> S
         }
     });
     url
+}
+
+/// A real `redis-server` on a free port of 127.0.0.1, without persistence; killed on drop.
+/// (`make test` installs Debian's redis-server when missing: `scripts/tools.sh redis`.)
+pub struct RedisServer {
+    child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts one on a free port and waits until it answers.
+    pub fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = RedisServer { child: None, port };
+        server.restart();
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again, on the same port) and waits until it answers `PING`.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed: run `bash scripts/tools.sh redis` (make test does)");
+        self.child = Some(child);
+        let started = Instant::now();
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not answer within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills it at once (SIGKILL: no goodbye to its clients).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs one `redis-cli` command against it; its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output =
+            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

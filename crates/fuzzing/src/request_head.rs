@@ -62,7 +62,7 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
     let env = HashMap::new();
     let candidate = config::load_str(&yaml, "request_head.yaml", &env).and_then(Candidate::new);
     let candidate = candidate.unwrap_or_else(|errors| panic!("the harness config is invalid: {errors}"));
-    Harness { runtime, live: Arc::new(Live::new(candidate, PathBuf::new(), env)) }
+    Harness { runtime, live: Arc::new(Live::new(candidate, PathBuf::new(), env, None)) }
 });
 
 /// Serves `data` as one connection and checks the invariants.

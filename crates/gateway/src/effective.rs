@@ -52,6 +52,13 @@ pub fn settings(plan: &Plan) -> Value {
             "trust_client_sampling": t.trust_client_sampling,
             "debug_endpoints": t.debug_endpoints,
         },
+        "state": {
+            "redis": plan.state.redis.as_ref().map(|redis| json!({
+                "url": shown_url(&redis.url),
+                "timeout": ms(redis.timeout),
+                "key_prefix": redis.key_prefix,
+            })),
+        },
         "backends": plan.backends.iter().map(|backend| json!({
             "name": backend.name(),
             "url": shown_url(backend.base_url()),

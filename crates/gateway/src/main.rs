@@ -14,6 +14,7 @@ use gateway::telemetry::otel::Tracing;
 use gateway::telemetry::stall::StallDetector;
 use gateway::upkeep;
 use gateway::{effective, openapi};
+use state::Redis;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -115,7 +116,12 @@ fn run(candidate: Candidate, path: PathBuf, env: HashMap<String, String>) -> any
         let _detector =
             StallDetector::start(plan.telemetry.stall_warning).context("starting the stall detector")?;
         let poll = plan.server.config_poll;
-        let live = Arc::new(Live::new(candidate, path, env));
+        // Connects in the background: a Redis that is down at start only means local state.
+        let redis = match &candidate.plan.state.redis {
+            Some(settings) => Some(Arc::new(Redis::connect(settings)?)),
+            None => None,
+        };
+        let live = Arc::new(Live::new(candidate, path, env, redis));
         let watcher = tokio::spawn(reload::watch(Arc::clone(&live), hangup, poll));
         let upkeep = tokio::spawn(upkeep::run(Arc::clone(&live)));
         server::run(live, listeners, exporter, shutdown).await;

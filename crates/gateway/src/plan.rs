@@ -4,13 +4,16 @@
 //! held in an `Arc` (swapped whole by a reload, [`crate::reload`]); nothing known at load is
 //! computed per request.
 
+use crate::config::shown_url;
 use crate::config::{
-    CallConfig, ConfigErrors, EndpointConfig, Merge, ServerSettings, Settings, TelemetrySettings,
+    CallConfig, ConfigErrors, EndpointConfig, Merge, ServerSettings, Settings, StateSettings,
+    TelemetrySettings,
 };
 use crate::rate_limit::RateLimiter;
 use compose::{Graph, Shape, Template, json_key};
 use downstream::Backend;
 use http::HeaderName;
+use state::Redis;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,8 @@ pub struct Plan {
     pub server: ServerSettings,
     /// Telemetry settings.
     pub telemetry: TelemetrySettings,
+    /// Where state shared by replicas lives.
+    pub state: StateSettings,
     /// Endpoints, indexed by the router's values.
     pub endpoints: Vec<EndpointPlan>,
     /// Backends, in config order (calls refer to them by `backend_index`).
@@ -211,10 +216,20 @@ impl Plan {
             needs_peer: endpoints.iter().flat_map(|e| &e.rate_limit).any(RateLimiter::keys_by_client_ip),
             server: settings.server,
             telemetry: settings.telemetry,
+            state: settings.state,
             endpoints,
             backends,
             router: settings.router,
         })
+    }
+
+    /// Keeps every rate limiter's buckets in `redis` (`state.redis`), from now on.
+    pub fn share_state(&mut self, redis: &Arc<Redis>) {
+        for endpoint in &mut self.endpoints {
+            if let Some(limiter) = &mut endpoint.rate_limit {
+                limiter.share(Arc::clone(redis), &endpoint.route);
+            }
+        }
     }
 
     /// Finds the endpoint for a request path and its raw (still percent-encoded) parameters.
@@ -233,8 +248,23 @@ impl Plan {
             "server: listen {} admin {} request_timeout {:?} max_in_flight {}",
             s.listen, s.admin_listen, s.request_timeout, s.max_in_flight
         );
+        if let Some(redis) = &self.state.redis {
+            let _ = writeln!(out, "state: redis {} timeout {:?}", shown_url(&redis.url), redis.timeout);
+        }
         for endpoint in &self.endpoints {
-            let _ = writeln!(out, "{} (timeout {:?})", endpoint.route, endpoint.timeout);
+            let _ = write!(out, "{} (timeout {:?}", endpoint.route, endpoint.timeout);
+            if let Some(limit) = endpoint.rate_limit.as_ref().map(RateLimiter::settings) {
+                let shared = if self.state.redis.is_some() { ", shared on redis" } else { "" };
+                let _ = write!(
+                    out,
+                    ", rate limit {}/{:?} burst {} per {}{shared}",
+                    limit.count,
+                    limit.per,
+                    limit.burst,
+                    limit.key.name()
+                );
+            }
+            out.push_str(")\n");
             for (index, call) in endpoint.calls.iter().enumerate() {
                 let _ = write!(
                     out,

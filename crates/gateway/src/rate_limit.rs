@@ -4,6 +4,10 @@
 //! answer of a limited endpoint carries the IETF `RateLimit-Policy` and `RateLimit` fields
 //! (draft-ietf-httpapi-ratelimit-headers-10), a `429` also `Retry-After`.
 //!
+//! With `state.redis`, the buckets live in Redis ([`shared`]) and a limit holds across every
+//! replica; when Redis does not answer in time, the local buckets decide (failing open to the
+//! per-replica limit, never to no limit).
+//!
 //! Memory is bounded: the buckets live in a moka cache of at most `max_keys` entries, the least
 //! recently used evicted first (counted in `fanout_rate_limit_evictions_total`), and a key idle
 //! for as long as its bucket takes to refill is dropped — its state then equals no state, so
@@ -12,6 +16,7 @@
 
 pub mod client_key;
 pub mod gcra;
+pub mod shared;
 
 use client_key::{ClientKey, KeySource};
 use gcra::{Decision, Quota};
@@ -20,6 +25,8 @@ use ipnet::IpNet;
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
+use shared::SharedBuckets;
+use state::Redis;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +78,8 @@ pub struct RateLimiter {
     policy: HeaderValue,
     /// The policy's name, quoted: the start of every `RateLimit` value.
     quoted_name: Box<str>,
+    /// The buckets in Redis, with `state.redis`.
+    shared: Option<SharedBuckets>,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -119,7 +128,14 @@ impl RateLimiter {
             epoch: Instant::now(),
             policy: HeaderValue::try_from(policy).unwrap_or(HeaderValue::from_static("\"limit\"")),
             quoted_name: format!("\"{name}\"").into(),
+            shared: None,
         }
+    }
+
+    /// Keeps the buckets of the endpoint `route` in `redis` from now on (the local ones then
+    /// decide only when Redis does not answer in time).
+    pub fn share(&mut self, redis: Arc<Redis>, route: &str) {
+        self.shared = Some(SharedBuckets::new(redis, route));
     }
 
     /// The limit as configured.
@@ -132,9 +148,15 @@ impl RateLimiter {
         self.settings.key == KeySource::ClientIp
     }
 
-    /// Checks (and, if allowed, counts) a request with these `headers` from `peer`.
-    pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpNet]) -> Checked {
+    /// Checks (and, if allowed, counts) a request with these `headers` from `peer`: in Redis
+    /// when shared and it answers in time, else locally.
+    pub async fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpNet]) -> Checked {
         let key = self.settings.key.key_of(headers, peer, trusted);
+        if let Some(shared) = &self.shared
+            && let Ok(decision) = shared.take(&key, self.quota).await
+        {
+            return Checked(decision);
+        }
         let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         Checked(self.take(key, now))
     }

@@ -24,6 +24,7 @@ use crate::plan::Plan;
 use crate::telemetry::metrics::{self, PlanMetrics};
 use arc_swap::ArcSwap;
 use serde_json::Value;
+use state::Redis;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -113,18 +114,30 @@ pub struct Live {
     env: HashMap<String, String>,
     /// One reload at a time (SIGHUP and a file change may coincide).
     reloading: tokio::sync::Mutex<()>,
+    /// The process's Redis (`state.redis`), which every plan's rate limiters share.
+    redis: Option<Arc<Redis>>,
     last: Mutex<Option<Outcome>>,
 }
 
 impl Live {
-    /// Starts serving `candidate`, loaded from `path` with `env`. Call after the metrics
-    /// recorder is installed, so the plan's metric handles are real.
-    pub fn new(candidate: Candidate, path: PathBuf, env: HashMap<String, String>) -> Self {
+    /// Starts serving `candidate`, loaded from `path` with `env`, its state shared in `redis`
+    /// when given. Call after the metrics recorder is installed, so the plan's metric handles
+    /// are real.
+    pub fn new(
+        mut candidate: Candidate,
+        path: PathBuf,
+        env: HashMap<String, String>,
+        redis: Option<Arc<Redis>>,
+    ) -> Self {
+        if let Some(redis) = &redis {
+            candidate.plan.share_state(redis);
+        }
         Self {
             current: ArcSwap::from_pointee(Serving::new(candidate)),
             path,
             env,
             reloading: tokio::sync::Mutex::new(()),
+            redis,
             last: Mutex::new(None),
         }
     }
@@ -176,7 +189,7 @@ impl Live {
             let why = if change.key.ends_with("listen") {
                 "listener addresses cannot change on reload"
             } else {
-                "the server and telemetry sections are read at start only"
+                "the server, telemetry and state sections are read at start only"
             };
             tracing::warn!(key = %change.key, "config reload: {} not applied: {why}; restart to apply", change.key);
         }
@@ -186,6 +199,10 @@ impl Live {
         server.trusted_proxies = std::mem::take(&mut candidate.plan.server.trusted_proxies);
         candidate.plan.server = server;
         candidate.plan.telemetry = old.plan.telemetry.clone();
+        candidate.plan.state = old.plan.state.clone();
+        if let Some(redis) = &self.redis {
+            candidate.plan.share_state(redis);
+        }
         let listed: Vec<String> = changes.iter().map(ToString::to_string).collect();
         let (from, to) = (old.version, candidate.version);
         self.current.store(Arc::new(Serving::new(candidate)));

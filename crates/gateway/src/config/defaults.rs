@@ -32,6 +32,10 @@ pub const CORS_MAX_AGE: &str = "10m";
 pub const RATE_LIMIT_KEY: &str = "client_ip";
 /// `server.rate_limit.max_keys` (and `endpoints[].rate_limit.max_keys`)
 pub const RATE_LIMIT_MAX_KEYS: usize = 100_000;
+/// `state.redis.timeout`
+pub const REDIS_TIMEOUT: &str = "20ms";
+/// `state.redis.key_prefix`
+pub const REDIS_KEY_PREFIX: &str = "fanout:";
 /// `telemetry.log_level`
 pub const LOG_LEVEL: &str = "info";
 /// `telemetry.stall_warning`
@@ -93,7 +97,7 @@ mod tests {
     }
 
     /// The defaults above by the docs' section heading and key.
-    const DOCUMENTED: [(&str, &str, Shown); 39] = [
+    const DOCUMENTED: [(&str, &str, Shown); 41] = [
         ("server", "listen", Shown::Text(LISTEN)),
         ("server", "admin_listen", Shown::Text(ADMIN_LISTEN)),
         ("server", "request_timeout", Shown::Text(REQUEST_TIMEOUT)),
@@ -109,6 +113,8 @@ mod tests {
         ("server.cors", "max_age", Shown::Text(CORS_MAX_AGE)),
         ("server.rate_limit", "key", Shown::Text(RATE_LIMIT_KEY)),
         ("server.rate_limit", "max_keys", Shown::Count(RATE_LIMIT_MAX_KEYS)),
+        ("state.redis", "timeout", Shown::Text(REDIS_TIMEOUT)),
+        ("state.redis", "key_prefix", Shown::Text(REDIS_KEY_PREFIX)),
         ("telemetry", "log_level", Shown::Text(LOG_LEVEL)),
         ("telemetry", "stall_warning", Shown::Text(STALL_WARNING)),
         ("backends.NAME", "timeout", Shown::Text(BACKEND_TIMEOUT)),

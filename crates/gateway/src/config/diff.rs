@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 
 /// Sections read once at start: a reload reports their changes but does not apply them.
-const AT_RESTART: [&str; 2] = ["server", "telemetry"];
+const AT_RESTART: [&str; 3] = ["server", "telemetry", "state"];
 
 /// The keys of `server` a reload does apply: they are the endpoints' defaults, read with them.
 pub const SERVER_KEYS_ON_RELOAD: [&str; 2] = ["rate_limit", "trusted_proxies"];

@@ -16,7 +16,8 @@ pub use diff::{Change, SERVER_KEYS_ON_RELOAD, Version, changes, fnv1a};
 pub use error::{ConfigError, ConfigErrors};
 pub use raw::{LogFormat, Merge, RuntimeMode};
 pub use settings::{
-    BackendConfig, CallConfig, CorsSettings, EndpointConfig, ServerSettings, Settings, TelemetrySettings,
+    BackendConfig, CallConfig, CorsSettings, EndpointConfig, ServerSettings, Settings, StateSettings,
+    TelemetrySettings,
 };
 pub use source::{Read, Redactions, read, read_str};
 pub use validate::{shown_url, validate};

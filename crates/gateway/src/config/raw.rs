@@ -66,6 +66,22 @@ pub struct RawCors {
     pub max_age: Option<Text>,
 }
 
+/// `state:` — state shared by replicas.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub redis: Option<RawRedis>,
+}
+
+/// `state.redis:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Text,
+    pub timeout: Option<Text>,
+    pub key_prefix: Option<Text>,
+}
+
 /// `telemetry:` — logging.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

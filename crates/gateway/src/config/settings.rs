@@ -9,6 +9,7 @@ use downstream::BackendSettings;
 use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use serde_json::Value;
+use state::RedisSettings;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,12 +20,21 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `telemetry:` settings.
     pub telemetry: TelemetrySettings,
+    /// `state:` settings.
+    pub state: StateSettings,
     /// `backends:`, in file order.
     pub backends: Vec<BackendConfig>,
     /// `endpoints:`, in file order.
     pub endpoints: Vec<EndpointConfig>,
     /// Route path → index into `endpoints`.
     pub router: matchit::Router<usize>,
+}
+
+/// `state:` — where state shared by replicas lives.
+#[derive(Debug, Clone, Default)]
+pub struct StateSettings {
+    /// Redis, if configured; none: every replica keeps its state in memory.
+    pub redis: Option<RedisSettings>,
 }
 
 /// `server:` with defaults applied.

@@ -6,7 +6,7 @@
 use super::defaults;
 use super::error::ConfigErrors;
 use super::raw::{
-    Merge, OnElementError, RawBackend, RawCall, RawCors, RawEndpoint, RawServer, RawTelemetry, Text,
+    Merge, OnElementError, RawBackend, RawCall, RawCors, RawEndpoint, RawServer, RawState, RawTelemetry, Text,
 };
 use super::settings::{
     BackendConfig, CallConfig, CorsSettings, EndpointConfig, ServerSettings, Settings, TelemetrySettings,
@@ -23,7 +23,7 @@ use std::time::Duration;
 /// The largest value accepted for counts such as `max_in_flight`.
 const MAX_COUNT: usize = 10_000_000;
 
-const TOP_LEVEL_KEYS: [&str; 4] = ["server", "telemetry", "backends", "endpoints"];
+const TOP_LEVEL_KEYS: [&str; 5] = ["server", "telemetry", "state", "backends", "endpoints"];
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and common non-standard ones): never forwarded.
 pub const HOP_BY_HOP: [&str; 9] = [
@@ -60,7 +60,8 @@ const NOT_FORWARDABLE: [(&str, &str); 8] = [
 pub fn validate(tree: Value) -> Result<Settings, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let Value::Object(mut top) = tree else {
-        errors.push("", "the config must be a mapping with keys server, backends, endpoints, telemetry");
+        errors
+            .push("", "the config must be a mapping with keys server, telemetry, state, backends, endpoints");
         return Err(errors);
     };
     for key in top.keys().filter(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
@@ -72,6 +73,8 @@ pub fn validate(tree: Value) -> Result<Settings, ConfigErrors> {
     let server = server_settings(server, &mut errors);
     let telemetry = optional::<RawTelemetry>(top.remove("telemetry"), "telemetry", &mut errors);
     let telemetry = telemetry_settings(telemetry, &mut errors);
+    let state = optional::<RawState>(top.remove("state"), "state", &mut errors);
+    let state = state::state_settings(state, &mut errors);
     let (backend_names, backends) = backends(top.remove("backends"), &mut errors);
     let endpoints = endpoints(top.remove("endpoints"), &server, &backend_names, &backends, &mut errors);
     let router = route_table(&endpoints, &mut errors);
@@ -79,7 +82,9 @@ pub fn validate(tree: Value) -> Result<Settings, ConfigErrors> {
     // Calls hold indexes into `backends`: only a complete list keeps them aligned (a missing
     // backend always comes with an error already recorded).
     match backends.into_iter().collect::<Option<Vec<_>>>() {
-        Some(backends) => errors.into_result(Settings { server, telemetry, backends, endpoints, router }),
+        Some(backends) => {
+            errors.into_result(Settings { server, telemetry, state, backends, endpoints, router })
+        }
         None => Err(errors),
     }
 }
@@ -741,6 +746,7 @@ impl Checker<'_> {
 
 mod policies;
 mod rate_limit;
+mod state;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

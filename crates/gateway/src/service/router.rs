@@ -40,12 +40,15 @@ impl Handle for Router {
                 let response = Problem::MethodNotAllowed.response();
                 return Handled { response, endpoint: matched, execution: None, calls: None };
             }
-            let limited = endpoint.rate_limit.as_ref().map(|limiter| {
-                let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0);
-                let checked = limiter.check(&parts.headers, peer, &plan.server.trusted_proxies);
-                scope.metrics.rate_limit(endpoint.index, checked.allowed());
-                (limiter, checked)
-            });
+            let limited = match &endpoint.rate_limit {
+                None => None,
+                Some(limiter) => {
+                    let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0);
+                    let checked = limiter.check(&parts.headers, peer, &plan.server.trusted_proxies).await;
+                    scope.metrics.rate_limit(endpoint.index, checked.allowed());
+                    Some((limiter, checked))
+                }
+            };
             if let Some((limiter, checked)) = limited.filter(|(_, checked)| !checked.allowed()) {
                 let mut response = Problem::RateLimited(checked.retry_after()).response();
                 limiter.set_headers(checked, response.headers_mut());

@@ -34,7 +34,7 @@ fn serving_with(backend: &str) -> (Arc<Live>, ServerSettings) {
     let candidate =
         Candidate::new(config::load_str(&config_calling(backend), "test", &env).unwrap()).unwrap();
     let server = candidate.plan.server.clone();
-    (Arc::new(Live::new(candidate, PathBuf::new(), env)), server)
+    (Arc::new(Live::new(candidate, PathBuf::new(), env, None)), server)
 }
 
 /// The answer of `service` to `request`.

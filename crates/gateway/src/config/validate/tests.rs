@@ -79,7 +79,7 @@ fn every_mistake_is_reported_with_its_key_path() {
         ]
     });
     let expected = [
-        "extra: unknown key (expected one of: server, telemetry, backends, endpoints)",
+        "extra: unknown key (expected one of: server, telemetry, state, backends, endpoints)",
         "server.listen: invalid address \"nowhere\" (write IP:PORT, e.g. 0.0.0.0:8080)",
         "server.request_timeout: invalid duration \"fast\": expected number at 0 (write e.g. 250ms, 2s, 1m)",
         "server.max_in_flight: \"0\" must be a whole number from 1 to 10000000",
@@ -139,7 +139,7 @@ fn structural_mistakes_are_reported() {
         errors_of(
             json!({"": 1, "backends": {"a": {"url": "http://a"}}, "endpoints": [{"route": "GET /", "calls": {"x": {"backend": "a", "path": "/"}}}]})
         ),
-        [r#""": unknown key (expected one of: server, telemetry, backends, endpoints)"#]
+        [r#""": unknown key (expected one of: server, telemetry, state, backends, endpoints)"#]
     );
     assert_eq!(
         errors_of(json!({"backends": {"a": {"url": "http://a"}}, "endpoints": {"x": 1}})),
@@ -686,6 +686,34 @@ fn bad_rate_limits_are_reported_with_their_key_paths() {
             "server.trusted_proxies[1]: \"proxy.internal\" is not an address or network (write e.g. 10.0.0.0/8 or 10.0.0.7)",
             "endpoints[0].rate_limit.window: unknown field `window`, expected one of `key`, `rate`, `burst`, `max_keys`",
             "endpoints[1].rate_limit: \"sometimes\": write off, or a mapping with a rate",
+        ]
+    );
+}
+
+#[test]
+fn state_is_in_memory_unless_redis_is_configured_and_a_bad_redis_url_says_why() {
+    assert!(validate(valid_tree()).unwrap().state.redis.is_none());
+    let mut tree = valid_tree();
+    tree["state"] = json!({"redis": {"url": "redis://redis.default.svc:6379/0"}});
+    let redis = validate(tree).unwrap().state.redis.unwrap();
+    assert_eq!(
+        (redis.url.as_str(), redis.timeout, redis.key_prefix.as_str()),
+        ("redis://redis.default.svc:6379/0", Duration::from_millis(20), "fanout:")
+    );
+
+    let mut tree = valid_tree();
+    tree["state"] = json!({"redis": {"url": "rediss://:secret@redis:6380", "timeout": "0s", "pool": 4}});
+    assert_eq!(
+        errors_of(tree),
+        ["state.redis.pool: unknown field `pool`, expected one of `url`, `timeout`, `key_prefix`"]
+    );
+    let mut tree = valid_tree();
+    tree["state"] = json!({"redis": {"url": "rediss://:secret@redis:6380", "timeout": "0s"}});
+    assert_eq!(
+        errors_of(tree),
+        [
+            "state.redis.url: invalid Redis URL \"rediss://:***@redis:6380\": must start with redis:// (TLS to Redis, rediss://, is not built in)",
+            "state.redis.timeout: duration \"0s\" must be at least 1ms",
         ]
     );
 }
