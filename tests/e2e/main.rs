@@ -4,6 +4,7 @@
 // Test helpers panic on setup failures by design: a failed setup is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod caching;
 mod check;
 mod composition;
 mod connections;

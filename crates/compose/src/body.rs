@@ -23,6 +23,17 @@ pub struct ErrorEntry<'a> {
     pub attempts: Option<u32>,
 }
 
+/// The `_stale` entry for a call answered with a stale stored answer:
+/// `{"reason":"timeout","age_s":42}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaleEntry<'a> {
+    /// `revalidating` (within `stale-while-revalidate`), or the error kind of the failed call
+    /// (within `stale-if-error`).
+    pub reason: &'a str,
+    /// How long ago the answer was stored, in whole seconds.
+    pub age_s: u64,
+}
+
 /// Writes the JSON list `[a,b,c]` of already-validated JSON elements.
 pub fn write_list<E: AsRef<[u8]>>(elements: &[E], out: &mut Vec<u8>) {
     out.push(b'[');
@@ -44,12 +55,16 @@ pub fn json_key(name: &str) -> Box<[u8]> {
 
 /// [`json_key`] of [`crate::names::ERRORS_KEY`], written once (a test holds the two together).
 const ERRORS_MEMBER: &[u8] = b"\"_errors\":";
+/// [`json_key`] of [`crate::names::STALE_KEY`].
+const STALE_MEMBER: &[u8] = b"\"_stale\":";
 
-/// Builds the response object in call order; errors go to a trailing `_errors` object.
+/// Builds the response object in call order; errors go to a trailing `_errors` object, stale
+/// answers are listed in a trailing `_stale` object.
 #[derive(Debug)]
 pub struct BodyBuilder {
     body: Vec<u8>,
     errors: Vec<u8>,
+    stale: Vec<u8>,
 }
 
 impl BodyBuilder {
@@ -59,7 +74,7 @@ impl BodyBuilder {
     pub fn with_capacity(capacity: usize) -> Self {
         let mut body = Vec::with_capacity(capacity.max(2));
         body.push(b'{');
-        Self { body, errors: Vec::new() }
+        Self { body, errors: Vec::new(), stale: Vec::new() }
     }
 
     /// Appends `key` (from [`json_key`]) and a raw JSON value that the caller validated.
@@ -93,10 +108,12 @@ impl BodyBuilder {
 
     /// Records a failed call under `_errors`.
     pub fn push_error(&mut self, key: &[u8], entry: &ErrorEntry<'_>) {
-        self.errors.push(if self.errors.is_empty() { b'{' } else { b',' });
-        self.errors.extend_from_slice(key);
-        // Serialising plain strings and integers into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.errors, entry);
+        push_member(&mut self.errors, key, entry);
+    }
+
+    /// Records a call answered stale under `_stale`.
+    pub fn push_stale(&mut self, key: &[u8], entry: &StaleEntry<'_>) {
+        push_member(&mut self.stale, key, entry);
     }
 
     /// True when at least one error was recorded.
@@ -106,17 +123,28 @@ impl BodyBuilder {
 
     /// Closes the object and returns its bytes.
     pub fn finish(mut self) -> Vec<u8> {
-        if !self.errors.is_empty() {
-            if self.body.len() > 1 {
-                self.body.push(b',');
+        for (member, entries) in [(ERRORS_MEMBER, &self.errors), (STALE_MEMBER, &self.stale)] {
+            if !entries.is_empty() {
+                if self.body.len() > 1 {
+                    self.body.push(b',');
+                }
+                self.body.extend_from_slice(member);
+                self.body.extend_from_slice(entries);
+                self.body.push(b'}');
             }
-            self.body.extend_from_slice(ERRORS_MEMBER);
-            self.body.extend_from_slice(&self.errors);
-            self.body.push(b'}');
         }
         self.body.push(b'}');
         self.body
     }
+}
+
+/// Appends `key` and `entry` to the members of an object being built in `object` (opened by
+/// the first, closed by [`BodyBuilder::finish`]).
+fn push_member(object: &mut Vec<u8>, key: &[u8], entry: &impl Serialize) {
+    object.push(if object.is_empty() { b'{' } else { b',' });
+    object.extend_from_slice(key);
+    // Serialising plain strings and integers into a Vec cannot fail.
+    let _ = serde_json::to_writer(object, entry);
 }
 
 #[cfg(test)]
@@ -169,6 +197,7 @@ mod tests {
     #[test]
     fn the_errors_member_is_the_reserved_key() {
         assert_eq!(&*json_key(crate::names::ERRORS_KEY), ERRORS_MEMBER);
+        assert_eq!(&*json_key(crate::names::STALE_KEY), STALE_MEMBER);
     }
 
     #[test]
@@ -180,6 +209,21 @@ mod tests {
         b.push_error(&json_key("a"), &entry);
         assert_eq!(parse(&b.finish()), json!({"_errors": {"a": {"error": "connect", "elapsed_ms": 1}}}));
         assert_eq!(parse(&BodyBuilder::with_capacity(0).finish()), json!({}));
+    }
+
+    #[test]
+    fn stale_answers_are_listed_after_the_errors() {
+        let mut b = BodyBuilder::with_capacity(0);
+        b.push_raw(&json_key("price"), b"{\"p\":1}");
+        b.push_stale(&json_key("price"), &StaleEntry { reason: "timeout", age_s: 42 });
+        let entry =
+            ErrorEntry { error: "connect", elapsed_ms: 1, status: None, detail: None, attempts: None };
+        b.push_error(&json_key("stock"), &entry);
+        let bytes = b.finish();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"price":{"p":1},"_errors":{"stock":{"error":"connect","elapsed_ms":1}},"_stale":{"price":{"reason":"timeout","age_s":42}}}"#
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod shape;
 pub mod template;
 pub mod timing;
 
-pub use body::{BodyBuilder, ErrorEntry, json_key, write_list};
+pub use body::{BodyBuilder, ErrorEntry, StaleEntry, json_key, write_list};
 pub use graph::{Cycle, Graph, Schedule};
 pub use json::{MAX_BODY_NESTING, check_json};
 pub use path::{JsonPath, LookupError, PathError, Segment, scalar_text};

@@ -5,6 +5,8 @@
 
 /// The answer's key for the calls that failed.
 pub const ERRORS_KEY: &str = "_errors";
+/// The answer's key for the calls answered from the cache with a stale answer.
+pub const STALE_KEY: &str = "_stale";
 /// The `Server-Timing` entry for the whole request.
 pub const TOTAL_TIMING: &str = "total";
 /// The `Server-Timing` entry for fanout's own time (the total minus the backend critical path).

@@ -1,18 +1,25 @@
 //! The `Server-Timing` response header: one `name;dur=ms` entry per call plus `total`, so a
-//! browser's DevTools show each backend's share of the latency.
+//! browser's DevTools show each backend's share of the latency; a call answered from the cache
+//! says so (`desc="hit"`, `desc="stale"`).
 
 use std::time::Duration;
 
-/// Appends `a;dur=12.1, b;dur=40.3, total;dur=41.0` (milliseconds with one decimal) to `out`
-/// (the caller's buffer: a header value is copied out of it).
-/// Call names are validated at config load to be HTTP tokens, so they need no quoting.
+/// Appends `a;dur=12.1, b;dur=40.3;desc="stale", total;dur=41.0` (milliseconds with one
+/// decimal; each call with its description, if any) to `out` (the caller's buffer: a header
+/// value is copied out of it). Call names are validated at config load to be HTTP tokens, so
+/// they need no quoting; descriptions are fanout's own words, quoted.
 pub fn server_timing<'a>(
-    calls: impl IntoIterator<Item = (&'a str, Duration)>,
+    calls: impl IntoIterator<Item = (&'a str, Duration, Option<&'a str>)>,
     total: Duration,
     out: &mut String,
 ) {
-    for (name, elapsed) in calls {
+    for (name, elapsed, desc) in calls {
         push_entry(out, name, elapsed);
+        if let Some(desc) = desc {
+            out.push_str(";desc=\"");
+            out.push_str(desc);
+            out.push('"');
+        }
         out.push_str(", ");
     }
     push_entry(out, crate::names::TOTAL_TIMING, total);
@@ -46,7 +53,10 @@ fn push_decimal(out: &mut String, mut n: u128) {
 mod tests {
     use super::*;
 
-    fn formatted<'a>(calls: impl IntoIterator<Item = (&'a str, Duration)>, total: Duration) -> String {
+    fn formatted<'a>(
+        calls: impl IntoIterator<Item = (&'a str, Duration, Option<&'a str>)>,
+        total: Duration,
+    ) -> String {
         let mut out = String::from("kept:");
         server_timing(calls, total, &mut out);
         out.strip_prefix("kept:").map(str::to_owned).unwrap_or_else(|| panic!("{out} lost the prefix"))
@@ -55,16 +65,25 @@ mod tests {
     #[test]
     fn formats_every_call_and_total() {
         let header = formatted(
-            [("users", Duration::from_micros(12_050)), ("orders", Duration::from_micros(40_300))],
+            [("users", Duration::from_micros(12_050), None), ("orders", Duration::from_micros(40_300), None)],
             Duration::from_millis(41),
         );
         assert_eq!(header, "users;dur=12.1, orders;dur=40.3, total;dur=41.0");
     }
 
     #[test]
-    fn large_and_zero_durations_format() {
+    fn a_cached_call_says_so() {
         let header =
-            formatted([("a", Duration::ZERO), ("b", Duration::from_secs(12_345))], Duration::from_micros(1));
+            formatted([("price", Duration::from_micros(80), Some("stale"))], Duration::from_millis(2));
+        assert_eq!(header, "price;dur=0.1;desc=\"stale\", total;dur=2.0");
+    }
+
+    #[test]
+    fn large_and_zero_durations_format() {
+        let header = formatted(
+            [("a", Duration::ZERO, None), ("b", Duration::from_secs(12_345), None)],
+            Duration::from_micros(1),
+        );
         assert_eq!(header, "a;dur=0.0, b;dur=12345000.0, total;dur=0.1");
     }
 

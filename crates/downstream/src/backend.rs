@@ -3,6 +3,7 @@
 //! redirects and ignore proxy environment variables: a gateway must call exactly the URL it
 //! was configured with.
 
+use crate::cache::{CacheSettings, ResponseCache};
 use crate::client::Client;
 use crate::coalesce::Flights;
 use crate::policy::{BreakerSettings, CircuitState, HedgeSettings, Policies, RetrySettings};
@@ -47,6 +48,8 @@ pub struct BackendSettings {
     pub deadline_header: Option<HeaderName>,
     /// Share identical requests in flight from different inbound requests (`coalesce`).
     pub coalesce: bool,
+    /// The response cache (`cache`); none: every call asks the backend.
+    pub cache: Option<CacheSettings>,
 }
 
 /// Why a backend could not be built.
@@ -93,6 +96,8 @@ pub struct Backend {
     pub(crate) deadline_header: Option<HeaderName>,
     /// The exchanges in flight, with `coalesce`.
     pub(crate) flights: Option<Arc<Flights>>,
+    /// Stored answers, with `cache`.
+    pub(crate) cache: Option<Arc<ResponseCache>>,
 }
 
 impl Backend {
@@ -119,6 +124,7 @@ impl Backend {
             policies,
             deadline_header: settings.deadline_header,
             flights: settings.coalesce.then(Arc::default),
+            cache: settings.cache.map(|cache| Arc::new(ResponseCache::new(&settings.name, cache))),
             name: settings.name.into(),
             path_prefix: uri.path().trim_end_matches('/').into(),
             base_url: settings.base_url.into(),
@@ -177,6 +183,11 @@ impl Backend {
     /// Whether identical requests in flight to it are shared across inbound requests.
     pub fn coalesces(&self) -> bool {
         self.flights.is_some()
+    }
+
+    /// Its response cache, if it has one.
+    pub fn cache(&self) -> Option<&ResponseCache> {
+        self.cache.as_deref()
     }
 
     /// The header it is told the time left in, if any.

@@ -6,6 +6,8 @@
 //! ([`crate::policy`]).
 
 use crate::backend::Backend;
+use crate::cache::CacheUse;
+use crate::cache::control::Directives;
 use crate::coalesce::{FlightKey, Flights};
 use crate::error::CallError;
 use crate::exchanged::{Attempted, Exchanged};
@@ -14,7 +16,7 @@ use bytes::Bytes;
 use http::header::HOST;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 use tracing::{Instrument, field};
@@ -26,6 +28,10 @@ pub const CALL_SPAN: &str = "backend_call";
 /// travel back and be composed before the caller stops waiting. 5 ms: a same-zone round trip is
 /// ~0.5 ms and composing a page ~0.1 ms (docs/performance.md), with room for a busy scheduler.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
+
+/// Headers that differ per inbound request by design (its id, its trace context): never part of
+/// what makes two requests identical (coalescing) or of a cache key.
+pub(crate) const PER_REQUEST: [&str; 3] = ["x-request-id", "traceparent", "tracestate"];
 
 /// One call to make: which backend, which path, which headers, how long it may take.
 #[derive(Debug)]
@@ -90,12 +96,20 @@ pub struct CallOutcome {
     pub attempts: u32,
     /// For a call over a list: the elements that failed, by index.
     pub element_errors: Vec<(usize, CallError)>,
+    /// The answer came from the backend's cache (fresh, or stale and why).
+    pub cache: Option<CacheUse>,
 }
 
 impl CallOutcome {
     /// The outcome of a call that was never sent.
     pub fn failed(error: CallError) -> Self {
-        Self { result: Err(error), elapsed: Duration::ZERO, attempts: 0, element_errors: Vec::new() }
+        Self {
+            result: Err(error),
+            elapsed: Duration::ZERO,
+            attempts: 0,
+            element_errors: Vec::new(),
+            cache: None,
+        }
     }
 }
 
@@ -125,6 +139,7 @@ impl<'a> CallRequest<'a> {
                     hedges_won = field::Empty,
                     coalesced = field::Empty,
                     time_left_ms = field::Empty,
+                    cache = field::Empty,
                 )
             };
         }
@@ -135,9 +150,10 @@ impl<'a> CallRequest<'a> {
     }
 
     /// How long a caller waits for [`Self::exchange`] besides the endpoint deadline: the call's
-    /// timeout, or `None` on a backend with policies, whose exchange bounds each attempt itself.
+    /// timeout, or `None` on a backend with policies, whose exchange bounds each attempt itself,
+    /// or with a cache, which bounds the call itself (to answer a timeout from the cache).
     pub(crate) fn limit(&self) -> Option<Duration> {
-        self.backend.policies.are_off().then_some(self.timeout)
+        (self.backend.policies.are_off() && self.backend.cache.is_none()).then_some(self.timeout)
     }
 
     /// The backend exchange itself: unbounded without policies (every caller awaits it under
@@ -156,12 +172,13 @@ impl<'a> CallRequest<'a> {
             header_set: self.header_set,
             timeout: self.timeout,
             propagate: self.propagate,
+            directives: None,
         };
-        if let Some(flights) = &self.backend.flights {
-            return Box::pin(sender.coalesced(flights, uri, deadline)).await;
+        if let Some(cache) = &self.backend.cache {
+            return Box::pin(sender.cached(cache, uri, deadline)).await;
         }
-        if !self.backend.policies.are_off() {
-            return Box::pin(sender.send(uri, deadline)).await;
+        if self.backend.flights.is_some() || !self.backend.policies.are_off() {
+            return Box::pin(sender.uncached(uri, deadline)).await;
         }
         let (status, result) = sender.attempt(uri, deadline, None).await;
         Exchanged::once(status, result)
@@ -192,15 +209,29 @@ impl<'a> CallRequest<'a> {
 /// What sending a request needs besides its URL, borrowed from the [`CallRequest`] (or, for a
 /// coalesced request, from what the shared exchange owns).
 #[derive(Clone, Copy)]
-struct Sender<'a> {
-    backend: &'a Arc<Backend>,
-    headers: &'a dyn ForwardHeaders,
-    header_set: usize,
-    timeout: Duration,
-    propagate: Option<Propagate>,
+pub(crate) struct Sender<'a> {
+    pub(crate) backend: &'a Arc<Backend>,
+    pub(crate) headers: &'a dyn ForwardHeaders,
+    pub(crate) header_set: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) propagate: Option<Propagate>,
+    /// Where a good answer's caching directives go (backends with a cache).
+    pub(crate) directives: Option<&'a DirectivesSlot>,
 }
 
+/// The caching directives of an exchange's good answer, written by its attempts.
+pub(crate) type DirectivesSlot = Mutex<Option<Directives>>;
+
 impl<'a> Sender<'a> {
+    /// The exchange without the cache: shared with identical requests in flight (`coalesce`),
+    /// or sent under the policies.
+    pub(crate) async fn uncached(self, uri: Uri, deadline: Instant) -> Exchanged {
+        match &self.backend.flights {
+            Some(flights) => self.coalesced(flights, uri, deadline).await,
+            None => self.send(uri, deadline).await,
+        }
+    }
+
     /// The exchange shared with identical requests in flight ([`crate::coalesce`]): it owns
     /// what it sends (the URL, the forwarded headers written out once, the backend) and runs in
     /// its first caller's span (its trace context, its span fields). It has its own end: one
@@ -218,7 +249,14 @@ impl<'a> Sender<'a> {
         let one_attempt = Instant::now() + timeout;
         let ends = if backend.policies.are_off() { one_attempt } else { deadline.max(one_attempt) };
         let exchange = async move {
-            let sender = Sender { backend: &backend, headers: &forwarded, header_set: 0, timeout, propagate };
+            let sender = Sender {
+                backend: &backend,
+                headers: &forwarded,
+                header_set: 0,
+                timeout,
+                propagate,
+                directives: None,
+            };
             match timeout_at(ends, sender.send(uri, ends)).await {
                 Ok(exchanged) => exchanged,
                 Err(_) => Exchanged::once(None, Err(CallError::Timeout(timeout))),
@@ -228,8 +266,19 @@ impl<'a> Sender<'a> {
         Flights::join(flights, &self.backend.name, key, ends, exchange).await
     }
 
-    /// One attempt, or the attempts its backend's policies allow.
+    /// One attempt, or the attempts its backend's policies allow; with a cache, with the good
+    /// answer's caching directives.
     async fn send(self, uri: Uri, deadline: Instant) -> Exchanged {
+        if self.backend.cache.is_none() {
+            return self.attempts(uri, deadline).await;
+        }
+        let slot = DirectivesSlot::default();
+        let mut exchanged = Sender { directives: Some(&slot), ..self }.attempts(uri, deadline).await;
+        exchanged.directives = slot.into_inner().unwrap_or_else(PoisonError::into_inner);
+        exchanged
+    }
+
+    async fn attempts(self, uri: Uri, deadline: Instant) -> Exchanged {
         let policies = &self.backend.policies;
         if policies.are_off() {
             let (status, result) = self.attempt(uri, deadline, None).await;
@@ -276,6 +325,9 @@ impl<'a> Sender<'a> {
         let status = answer.status().as_u16();
         if !answer.status().is_success() {
             return (Some(status), Err(CallError::Status(status)));
+        }
+        if let Some(slot) = self.directives {
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Directives::of(answer.headers()));
         }
         let body = answer
             .body(backend.max_response_body)

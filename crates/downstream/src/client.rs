@@ -429,6 +429,11 @@ impl Answer<'_> {
         self.response.status()
     }
 
+    /// The response headers.
+    pub(crate) fn headers(&self) -> &http::HeaderMap {
+        self.response.headers()
+    }
+
     /// Reads the body chunk by chunk and stops as soon as it would exceed `limit`; the
     /// connection goes back to the pool once the body is complete. A body that arrives in one
     /// chunk is kept as it is; later chunks are joined into one buffer.

@@ -6,6 +6,7 @@
 //! caller's). The exchange is owned by nobody in particular: it runs while any caller still
 //! awaits it, each under its own timeout, and is dropped (and forgotten) with the last one.
 
+use crate::call::PER_REQUEST;
 use crate::exchanged::Exchanged;
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared, WeakShared};
@@ -19,10 +20,6 @@ use tokio::time::Instant;
 
 /// Counter of calls that joined an identical exchange already in flight, by backend.
 pub const COALESCED: &str = "fanout_backend_coalesced_total";
-
-/// Headers that differ per inbound request by design and are not part of what makes two
-/// requests identical.
-const PER_REQUEST: [&str; 3] = ["x-request-id", "traceparent", "tracestate"];
 
 /// What makes two requests to one backend identical. The call's timeout is part of it: the
 /// shared request runs under its creator's timeout, so only callers with the same timeout share

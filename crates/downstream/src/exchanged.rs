@@ -1,6 +1,9 @@
 //! What one backend exchange gives ([`Exchanged`]: the status, the checked body or the
-//! failure, the attempts and hedges it took) and what one attempt gives ([`Attempted`]).
+//! failure, the attempts and hedges it took, what the answer says about caching it, whether it
+//! came from the cache) and what one attempt gives ([`Attempted`]).
 
+use crate::cache::CacheUse;
+use crate::cache::control::Directives;
 use crate::error::CallError;
 use bytes::Bytes;
 
@@ -19,12 +22,31 @@ pub struct Exchanged {
     pub attempts: u32,
     /// Hedges sent and won.
     pub hedges: Hedges,
+    /// For a backend with a cache: what the good answer said about caching it.
+    pub directives: Option<Directives>,
+    /// The answer came from the cache.
+    pub cache: Option<CacheUse>,
 }
 
 impl Exchanged {
     /// What one attempt, unhedged, gave.
     pub fn once(status: Option<u16>, result: Result<Bytes, CallError>) -> Self {
-        Self { status, result, attempts: 1, hedges: Hedges::default() }
+        Self::made(status, result, 1, Hedges::default())
+    }
+
+    /// What `attempts` attempts with `hedges` gave.
+    pub(crate) fn made(
+        status: Option<u16>,
+        result: Result<Bytes, CallError>,
+        attempts: u32,
+        hedges: Hedges,
+    ) -> Self {
+        Self { status, result, attempts, hedges, directives: None, cache: None }
+    }
+
+    /// A stored answer: no request made.
+    pub(crate) fn from_cache(body: Bytes, cache: CacheUse) -> Self {
+        Self { cache: Some(cache), ..Self::made(None, Ok(body), 0, Hedges::default()) }
     }
 }
 

@@ -196,7 +196,7 @@ async fn gather(
     if result.is_err() {
         budget.give_back(taken);
     }
-    CallOutcome { result, elapsed: started.elapsed(), attempts: 0, element_errors }
+    CallOutcome { result, elapsed: started.elapsed(), attempts: 0, element_errors, cache: None }
 }
 
 /// Requests in flight or done during one execution, by backend and URL, so identical requests

@@ -4,9 +4,11 @@
 //! call graph — dependent calls, lists, shared identical requests — inside the inbound
 //! request's future ([`execute`]); the per-backend resilience policies (retry with a budget,
 //! circuit breaker) that a call's attempts run under ([`policy`]), and the sharing of identical
-//! requests across inbound requests (`coalesce`).
+//! requests across inbound requests (`coalesce`), and the response cache with its stale
+//! windows ([`cache`]).
 
 mod backend;
+pub mod cache;
 mod call;
 mod client;
 mod coalesce;
@@ -20,6 +22,7 @@ mod random;
 mod tls;
 
 pub use backend::{Backend, BackendError, BackendSettings};
+pub use cache::{CacheSettings, CacheUse, StaleReason};
 pub use call::{CallOutcome, CallRequest, DEADLINE_MARGIN, ForwardHeaders, Propagate};
 pub use client::{IDLE_TIMEOUT, MAX_WORKERS, SWEEP_PERIOD, set_worker};
 pub use coalesce::COALESCED;

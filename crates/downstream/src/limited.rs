@@ -5,6 +5,7 @@
 //! (`lazy(..).flatten()` around a `Timeout`): the exchange stays where it was created, instead
 //! of being moved into the timeout at the first poll, a copy of the whole call future per call.
 
+use crate::cache::CacheUse;
 use crate::call::CallOutcome;
 use crate::error::CallError;
 use crate::exchanged::Exchanged;
@@ -72,7 +73,7 @@ impl<F: Future<Output = Exchanged>> Future for Limited<F> {
 
 /// Records `exchanged` on `span` and makes it the call's outcome.
 fn outcome(span: &tracing::Span, started: Instant, exchanged: Exchanged) -> CallOutcome {
-    let Exchanged { status, result, attempts, hedges } = exchanged;
+    let Exchanged { status, result, attempts, hedges, cache, .. } = exchanged;
     let elapsed = started.elapsed();
     if let Some(status) = status {
         span.record("http.response.status_code", i64::from(status));
@@ -89,5 +90,8 @@ fn outcome(span: &tracing::Span, started: Instant, exchanged: Exchanged) -> Call
         span.record("error.type", error.kind());
         tracing::debug!(parent: span, error.kind = error.kind(), %error, "backend call failed");
     }
-    CallOutcome { result: result.map(Output::Body), elapsed, attempts, element_errors: Vec::new() }
+    if let Some(cache) = cache {
+        span.record("cache", if cache == CacheUse::Hit { "hit" } else { "stale" });
+    }
+    CallOutcome { result: result.map(Output::Body), elapsed, attempts, element_errors: Vec::new(), cache }
 }

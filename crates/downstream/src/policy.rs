@@ -111,7 +111,7 @@ impl Policies {
                 // A retry the breaker refuses ends the call with its last real failure.
                 Err(wait) => {
                     let (status, result) = last.unwrap_or((None, Err(CallError::CircuitOpen(wait))));
-                    return Exchanged { status, result, attempts, hedges };
+                    return Exchanged::made(status, result, attempts, hedges);
                 }
             };
             attempts += 1;
@@ -136,7 +136,7 @@ impl Policies {
                 _ => None,
             };
             let Some(start_at) = retried else {
-                return Exchanged { status, result, attempts, hedges };
+                return Exchanged::made(status, result, attempts, hedges);
             };
             last = Some((status, result));
             sleep_until(start_at).await;

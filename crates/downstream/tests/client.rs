@@ -130,6 +130,7 @@ fn settings(url: &str) -> BackendSettings {
         hedge: None,
         deadline_header: None,
         coalesce: false,
+        cache: None,
     }
 }
 

@@ -66,6 +66,15 @@ pub fn settings(plan: &Plan) -> Value {
             "max_in_flight": backend.max_in_flight(),
             "deadline_header": backend.deadline_header().map(http::HeaderName::as_str),
             "coalesce": backend.coalesces(),
+            "cache": backend.cache().map(|cache| {
+                let s = cache.settings();
+                json!({
+                    "max_bytes": s.max_bytes,
+                    "default_ttl": s.default_ttl.map(ms),
+                    "stale_while_revalidate": ms(s.stale_while_revalidate),
+                    "stale_if_error": ms(s.stale_if_error),
+                })
+            }),
             "retry": backend.retry().map(|r| json!({
                 "attempts": r.attempts,
                 "backoff": ms(r.backoff),

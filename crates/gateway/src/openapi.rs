@@ -13,7 +13,7 @@
 use crate::config::Merge;
 use crate::plan::{CallPlan, EndpointPlan, Plan};
 use crate::problem::ErrorAnswer;
-use compose::names::ERRORS_KEY;
+use compose::names::{ERRORS_KEY, STALE_KEY};
 use downstream::ERROR_KINDS;
 use http::HeaderName;
 use serde_json::{Map, Value, json};
@@ -176,12 +176,17 @@ fn parameters(endpoint: &EndpointPlan) -> Vec<Value> {
 }
 
 fn ok_response(endpoint: &EndpointPlan) -> Value {
-    let errors = json!({ "$ref": "#/components/schemas/Errors" });
+    let mut reserved = Map::new();
+    reserved.insert(ERRORS_KEY.to_owned(), json!({ "$ref": "#/components/schemas/Errors" }));
+    // Only an endpoint with a call to a cached backend can answer stale.
+    if endpoint.calls.iter().any(|call| call.backend.cache().is_some()) {
+        reserved.insert(STALE_KEY.to_owned(), json!({ "$ref": "#/components/schemas/Stale" }));
+    }
     let schema = match endpoint.merge {
         Merge::Group => {
             let mut properties: Map<String, Value> =
                 endpoint.calls.iter().map(|c| (c.name.to_string(), call_schema(c))).collect();
-            properties.insert(ERRORS_KEY.to_owned(), errors);
+            properties.extend(reserved);
             let required: Vec<&str> =
                 endpoint.calls.iter().filter(|c| c.required).map(|c| &*c.name).collect();
             json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
@@ -189,7 +194,7 @@ fn ok_response(endpoint: &EndpointPlan) -> Value {
         Merge::Flat => json!({
             "type": "object",
             "description": "The calls' objects merged into one, in declared order (later calls win).",
-            "properties": { (ERRORS_KEY): errors },
+            "properties": reserved,
         }),
     };
     let mut headers = json!({
@@ -366,6 +371,18 @@ fn components() -> Value {
                 "type": "object",
                 "description": "Failed calls by name (`name[i]` for a failed element of a call over a list).",
                 "additionalProperties": { "$ref": "#/components/schemas/CallError" },
+            },
+            "Stale": {
+                "type": "object",
+                "description": "Calls answered from the backend's cache with a stale answer, by name.",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["reason", "age_s"],
+                    "properties": {
+                        "reason": { "type": "string", "description": "`revalidating` (stale-while-revalidate), or the error kind of the failed call (stale-if-error)." },
+                        "age_s": { "type": "integer", "description": "Seconds since the answer was stored." },
+                    },
+                },
             },
         },
         "responses": responses,

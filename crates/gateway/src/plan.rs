@@ -293,6 +293,9 @@ impl Plan {
                 if call.backend.circuit_breaker().is_some() {
                     let _ = write!(out, " behind a circuit breaker");
                 }
+                if call.backend.cache().is_some() {
+                    let _ = write!(out, " cached");
+                }
                 out.push('\n');
                 if let Some(most) = endpoint.list_exceeding_cap(index) {
                     let _ = writeln!(

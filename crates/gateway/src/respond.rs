@@ -1,9 +1,10 @@
 //! Composing an endpoint's answer from its calls' outcomes: the problem for a failed required
 //! call (502/504), or `200` with each call's result — spliced raw when it is not shaped,
 //! shaped (`select`/`omit`/`rename`/`pick`) otherwise, grouped under its name or, with
-//! `merge: flat`, merged into the root — plus `_errors` and `X-Fanout-Complete`; and the
-//! `Server-Timing` value of every answer ([`timing`]: each call, `gateway` = total minus the
-//! backend critical path, `total`), which the service sets once the request's total is known.
+//! `merge: flat`, merged into the root — plus `_errors`, `_stale` (calls answered from the cache
+//! with a stale answer) and `X-Fanout-Complete`; and the `Server-Timing` value of every answer
+//! ([`timing`]: each call, `desc="hit"` / `desc="stale"` when the cache answered it, `gateway` =
+//! total minus the backend critical path, `total`), which the service sets once the request's total is known.
 //! The call results in the answer never add up to more than the endpoint's
 //! `max_response_body`: a call whose result would pass it fails with `too_large` (the
 //! executor already holds the raw results to that budget; shaping and keys are counted here).
@@ -14,9 +15,9 @@ use crate::plan::{CallPlan, EndpointPlan};
 use crate::problem::Problem;
 use crate::scratch;
 use bytes::Bytes;
-use compose::names::{ERRORS_KEY, GATEWAY_TIMING};
-use compose::{BodyBuilder, ErrorEntry, json_key, server_timing};
-use downstream::{CallError, CallOutcome, Execution, Output};
+use compose::names::{ERRORS_KEY, GATEWAY_TIMING, STALE_KEY};
+use compose::{BodyBuilder, ErrorEntry, StaleEntry, json_key, server_timing};
+use downstream::{CacheUse, CallError, CallOutcome, Execution, Output};
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use http_body_util::Full;
@@ -70,6 +71,9 @@ pub fn compose(endpoint: &EndpointPlan, execution: &Execution, mut spare: Header
                 &json_key(&format!("{}[{index}]", call.name)),
                 &error_entry(call, error, outcome),
             );
+        }
+        if let (Ok(_), Some(CacheUse::Stale { reason, age })) = (&result, outcome.cache) {
+            body.push_stale(&call.key, &StaleEntry { reason: reason.as_str(), age_s: age.as_secs() });
         }
         match result {
             Ok(Placed::Raw(Output::Body(bytes))) => body.push_raw(&call.key, bytes),
@@ -188,12 +192,14 @@ fn place<'o>(
     match (merge, value) {
         // Serialising a `Value` into a Vec cannot fail.
         (Merge::Group, value) => Ok(Placed::Text(serde_json::to_vec(&value).unwrap_or_default())),
-        (Merge::Flat, Value::Object(fields)) if fields.contains_key(ERRORS_KEY) => {
-            Err(CallError::InvalidBody(
-                "has a top-level `_errors` field, which merge: flat reserves for the gateway".to_owned(),
-            ))
+        (Merge::Flat, Value::Object(fields)) => {
+            match [ERRORS_KEY, STALE_KEY].into_iter().find(|key| fields.contains_key(*key)) {
+                Some(reserved) => Err(CallError::InvalidBody(format!(
+                    "has a top-level `{reserved}` field, which merge: flat reserves for the gateway"
+                ))),
+                None => Ok(Placed::Fields(fields)),
+            }
         }
-        (Merge::Flat, Value::Object(fields)) => Ok(Placed::Fields(fields)),
         (Merge::Flat, other) => Err(CallError::InvalidBody(format!(
             "merge: flat needs an object, got {}",
             match other {
@@ -250,14 +256,18 @@ pub fn timing(ran: Option<(&EndpointPlan, &Execution)>, total: Duration) -> Opti
     };
     let critical = endpoint.graph.critical_path(elapsed);
     let calls = endpoint.calls.iter().zip(&execution.outcomes);
-    let entries = calls.filter_map(|(call, outcome)| Some((&*call.name, outcome.as_ref()?.elapsed)));
-    timing_value(entries.chain([(GATEWAY_TIMING, total.saturating_sub(critical))]), total)
+    let entries = calls.filter_map(|(call, outcome)| {
+        let outcome = outcome.as_ref()?;
+        let desc = outcome.cache.map(|cache| if cache == CacheUse::Hit { "hit" } else { "stale" });
+        Some((&*call.name, outcome.elapsed, desc))
+    });
+    timing_value(entries.chain([(GATEWAY_TIMING, total.saturating_sub(critical), None)]), total)
 }
 
 /// The `Server-Timing` value for these entries and `total` (formatted in this thread's buffer,
 /// see [`scratch`]).
 fn timing_value<'a>(
-    entries: impl IntoIterator<Item = (&'a str, Duration)>,
+    entries: impl IntoIterator<Item = (&'a str, Duration, Option<&'a str>)>,
     total: Duration,
 ) -> Option<HeaderValue> {
     scratch::with(&TIMING_BUFFER, |buffer| {

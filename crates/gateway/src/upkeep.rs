@@ -1,12 +1,14 @@
 //! Once every [`SWEEP_PERIOD`], the work no request should wait for: each backend pool of the
 //! config serving now closes its expired idle connections and parks the long-idle ones, each
-//! rate limiter drops its expired keys and shows how many it tracks, then the allocator is
+//! response cache shows its size, each rate limiter drops its expired keys and shows how many it
+//! tracks, then the allocator is
 //! asked to give memory back if a burst left some ([`memory::TrimPolicy`]).
 
 use crate::memory::{self, TrimPolicy};
 use crate::rate_limit;
 use crate::reload::Live;
 use downstream::SWEEP_PERIOD;
+use downstream::cache;
 use std::sync::Arc;
 use tokio::time::MissedTickBehavior;
 
@@ -20,6 +22,10 @@ pub async fn run(live: Arc<Live>) {
         let serving = live.current();
         for backend in &serving.plan.backends {
             backend.sweep_idle();
+            if let Some(cache) = backend.cache() {
+                let bytes = cache.weighed_bytes() as f64;
+                metrics::gauge!(cache::BYTES, "backend" => backend.name().to_owned()).set(bytes);
+            }
         }
         for endpoint in &serving.plan.endpoints {
             if let Some(limiter) = &endpoint.rate_limit {

@@ -56,11 +56,13 @@ pub enum MockError {
         /// The rejected rate.
         rate: f64,
     },
-    /// A `location` that is not a valid header value.
-    #[error("route {path:?}: location is not a valid header value")]
-    Location {
+    /// A `location` or `headers` entry that is not a valid header.
+    #[error("route {path:?}: {name:?} is not a valid header name and value")]
+    Header {
         /// Path of the route.
         path: String,
+        /// The header's name.
+        name: String,
     },
     /// A jitter range has `min` greater than `max`.
     #[error("route {path:?}: latency min {min:?} exceeds max {max:?}")]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::body::{self, Body};
 use crate::error::MockError;
@@ -36,14 +36,15 @@ struct Route {
     fail_first: AtomicU64,
     outage: Option<Outage>,
     behavior: Behavior,
-    location: Option<HeaderValue>,
+    /// Headers of normal answers (`location`, `headers`); none: none.
+    headers: Option<HeaderMap>,
 }
 
 /// What to do with a request once its latency has elapsed.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// Answer this status with this JSON body (and a `Location` header when set).
-    Respond(StatusCode, Bytes, Option<HeaderValue>),
+    /// Answer this status with this JSON body (and these headers, when set).
+    Respond(StatusCode, Bytes, Option<HeaderMap>),
     /// Never answer.
     Hang,
     /// Abort the connection with an RST.
@@ -101,7 +102,7 @@ impl Routes {
         }
         match route.behavior {
             Behavior::Normal => {
-                Outcome::Respond(route.status, route.body.render(&matched.params), route.location.clone())
+                Outcome::Respond(route.status, route.body.render(&matched.params), route.headers.clone())
             }
             Behavior::Hang => Outcome::Hang,
             Behavior::Reset => Outcome::Reset,
@@ -138,14 +139,23 @@ impl Route {
             fail_first: AtomicU64::new(spec.fail_first),
             outage: spec.outage,
             behavior: spec.behavior,
-            location: spec
-                .location
-                .as_deref()
-                .map(HeaderValue::from_str)
-                .transpose()
-                .map_err(|_| MockError::Location { path: spec.path.clone() })?,
+            headers: headers(spec)?,
         })
     }
+}
+
+/// The headers of a route's normal answers: its `location` and `headers`.
+fn headers(spec: &RouteSpec) -> Result<Option<HeaderMap>, MockError> {
+    let location = spec.location.as_deref().map(|location| ("location", location));
+    let all =
+        location.into_iter().chain(spec.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+    let mut headers = HeaderMap::new();
+    for (name, value) in all {
+        let invalid = || MockError::Header { path: spec.path.clone(), name: name.to_owned() };
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        headers.append(name, HeaderValue::from_str(value).map_err(|_| invalid())?);
+    }
+    Ok((!headers.is_empty()).then_some(headers))
 }
 
 /// Takes one from `left` unless it is zero; true when it took one.

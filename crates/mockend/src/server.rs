@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -210,11 +210,9 @@ async fn handle(shared: Arc<Shared>, reset: Option<Arc<ResetHandle>>, request: R
     }
     let in_flight = shared.recorder.begin(&request);
     let answer = match shared.routes.answer(request.uri().path()).await {
-        Outcome::Respond(status, body, location) => {
+        Outcome::Respond(status, body, headers) => {
             let mut response = json(status, body);
-            if let Some(location) = location {
-                response.headers_mut().insert(LOCATION, location);
-            }
+            response.headers_mut().extend(headers.into_iter().flatten());
             Ok(response)
         }
         Outcome::Hang => std::future::pending::<Answer>().await,

@@ -53,6 +53,9 @@ pub struct RouteSpec {
     /// A `Location` header for normal answers (e.g. with status 302, to test redirects).
     #[serde(default)]
     pub location: Option<String>,
+    /// More headers of normal answers (e.g. `cache-control: max-age=60`, `vary: accept-language`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// How a route answers once its latency has elapsed.
@@ -163,6 +166,7 @@ impl RouteSpec {
             outage: None,
             behavior: Behavior::Normal,
             location: None,
+            headers: BTreeMap::new(),
         }
     }
 
@@ -213,7 +217,14 @@ impl RouteSpec {
         self
     }
 
-    /// Adds a `Location` header to normal answers.
+    /// Adds a header to normal answers.
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets a `Location` header on normal answers.
     #[must_use]
     pub fn location(mut self, location: impl Into<String>) -> Self {
         self.location = Some(location.into());

@@ -32,6 +32,14 @@ pub const CORS_MAX_AGE: &str = "10m";
 pub const RATE_LIMIT_KEY: &str = "client_ip";
 /// `server.rate_limit.max_keys` (and `endpoints[].rate_limit.max_keys`)
 pub const RATE_LIMIT_MAX_KEYS: usize = 100_000;
+/// `backends.NAME.cache.max_bytes`
+pub const CACHE_MAX_BYTES: &str = "64MiB";
+/// `backends.NAME.cache.default_ttl`
+pub const CACHE_DEFAULT_TTL: &str = "off";
+/// `backends.NAME.cache.stale_while_revalidate`
+pub const CACHE_STALE_WHILE_REVALIDATE: &str = "10s";
+/// `backends.NAME.cache.stale_if_error`
+pub const CACHE_STALE_IF_ERROR: &str = "5m";
 /// `state.redis.timeout`
 pub const REDIS_TIMEOUT: &str = "20ms";
 /// `state.redis.key_prefix`
@@ -97,7 +105,7 @@ mod tests {
     }
 
     /// The defaults above by the docs' section heading and key.
-    const DOCUMENTED: [(&str, &str, Shown); 41] = [
+    const DOCUMENTED: [(&str, &str, Shown); 45] = [
         ("server", "listen", Shown::Text(LISTEN)),
         ("server", "admin_listen", Shown::Text(ADMIN_LISTEN)),
         ("server", "request_timeout", Shown::Text(REQUEST_TIMEOUT)),
@@ -113,6 +121,10 @@ mod tests {
         ("server.cors", "max_age", Shown::Text(CORS_MAX_AGE)),
         ("server.rate_limit", "key", Shown::Text(RATE_LIMIT_KEY)),
         ("server.rate_limit", "max_keys", Shown::Count(RATE_LIMIT_MAX_KEYS)),
+        ("backends.NAME.cache", "max_bytes", Shown::Text(CACHE_MAX_BYTES)),
+        ("backends.NAME.cache", "default_ttl", Shown::Text(CACHE_DEFAULT_TTL)),
+        ("backends.NAME.cache", "stale_while_revalidate", Shown::Text(CACHE_STALE_WHILE_REVALIDATE)),
+        ("backends.NAME.cache", "stale_if_error", Shown::Text(CACHE_STALE_IF_ERROR)),
         ("state.redis", "timeout", Shown::Text(REDIS_TIMEOUT)),
         ("state.redis", "key_prefix", Shown::Text(REDIS_KEY_PREFIX)),
         ("telemetry", "log_level", Shown::Text(LOG_LEVEL)),

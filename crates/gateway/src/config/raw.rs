@@ -128,6 +128,17 @@ pub struct RawBackend {
     pub deadline_header: Option<Text>,
     #[serde(default)]
     pub coalesce: Flag,
+    pub cache: Option<RawCache>,
+}
+
+/// `backends.NAME.cache:` — the response cache; every key has a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub max_bytes: Option<Text>,
+    pub default_ttl: Option<Text>,
+    pub stale_while_revalidate: Option<Text>,
+    pub stale_if_error: Option<Text>,
 }
 
 /// `backends.NAME.retry:` — retries with a budget; every key has a default.

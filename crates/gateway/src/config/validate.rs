@@ -317,6 +317,7 @@ fn backend(path: &str, name: &str, raw: RawBackend, errors: &mut ConfigErrors) -
         hedge: raw.hedge.map(|hedge| policies::hedge(&mut c, hedge)),
         deadline_header: raw.deadline_header.and_then(|Text(name)| c.header_name("deadline_header", &name)),
         coalesce: raw.coalesce.0,
+        cache: raw.cache.map(|cache| policies::cache(&mut c, cache)),
     };
     if settings.ca_file.is_some() && !settings.base_url.starts_with("https://") {
         c.error("ca_file", "only https:// backends use a ca_file");

@@ -4,7 +4,8 @@
 //! dropped by the log writer, and the process's resident memory; and the resilience policies'
 //! own metrics, which the `downstream` crate records ([`downstream::policy`]: retries, breaker
 //! states and transitions, hedges, coalesced calls), described here; and the rate limits'
-//! ([`crate::rate_limit`]: requests allowed and limited, client keys tracked and evicted). Label values come from config (route templates, backend names)
+//! ([`crate::rate_limit`]: requests allowed and limited, client keys tracked and evicted) and
+//! the response caches' ([`downstream::cache`]: lookups, stale answers served, evictions, bytes). Label values come from config (route templates, backend names)
 //! and fixed sets (status classes, error kinds), never from request data, so cardinality is
 //! bounded. Handles are created once from the plan ([`PlanMetrics`]): recording is an atomic
 //! update, with no key lookup or allocation per request. Without an installed [`Exporter`] the
@@ -17,6 +18,7 @@ use ::metrics::{
     Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
 };
 use ::metrics::{gauge, histogram};
+use downstream::cache;
 use downstream::policy::{CIRCUIT_STATE, CIRCUIT_TRANSITIONS, HEDGES, RETRIES};
 use downstream::{COALESCED, ERROR_KINDS};
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
@@ -95,6 +97,19 @@ impl Exporter {
             "Requests whose endpoint deadline a client's server.deadline_header shortened."
         );
         describe_counter!(COALESCED, "Backend calls that joined an identical request already in flight.");
+        describe_counter!(
+            cache::LOOKUPS,
+            "Response cache lookups, by result: hit (fresh), stale (served while revalidating), miss."
+        );
+        describe_counter!(
+            cache::STALE_SERVED,
+            "Stale cached answers served, by reason: revalidating, or the error kind of the failed call."
+        );
+        describe_counter!(
+            cache::EVICTIONS,
+            "Cached answers evicted to stay within the backend's cache.max_bytes."
+        );
+        describe_gauge!(cache::BYTES, Unit::Bytes, "Bytes a backend's response cache holds (as weighed).");
         describe_counter!(
             rate_limit::REQUESTS,
             "Requests checked by an endpoint's rate limit, by outcome: allowed, limited."

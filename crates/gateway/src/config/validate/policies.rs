@@ -1,17 +1,43 @@
-//! Checking a backend's resilience policies (`retry`, `circuit_breaker`, `hedge`): every key has a
-//! default ([`super::defaults`]), and every bad value is reported with its key path.
+//! Checking a backend's resilience policies (`retry`, `circuit_breaker`, `hedge`) and its response
+//! `cache`: every key has a default ([`super::defaults`]), and every bad value is reported with
+//! its key path.
 
 use super::Checker;
 use super::defaults;
-use crate::config::raw::{RawBreaker, RawHedge, RawRetry, Text};
+use crate::config::raw::{RawBreaker, RawCache, RawHedge, RawRetry, Text};
 use crate::config::units::parse_duration;
+use downstream::CacheSettings;
 use downstream::policy::{
     BreakerSettings, BudgetSettings, Failures, HedgeAfter, HedgeSettings, RetrySettings,
 };
+use std::time::Duration;
 
 /// The most attempts a call may make (gRPC's retry policy caps `maxAttempts` at 5; ten leaves
 /// room for hedging-like use without letting one call multiply a backend's load unboundedly).
 const MAX_ATTEMPTS: usize = 10;
+
+/// `backends.NAME.cache`.
+pub(super) fn cache(c: &mut Checker<'_>, raw: RawCache) -> CacheSettings {
+    let mut window = |key: &str, value: Option<Text>, default: &str| {
+        c.duration_or_off(key, value, Some(default)).unwrap_or(Duration::ZERO)
+    };
+    let stale_while_revalidate = window(
+        "cache.stale_while_revalidate",
+        raw.stale_while_revalidate,
+        defaults::CACHE_STALE_WHILE_REVALIDATE,
+    );
+    let stale_if_error = window("cache.stale_if_error", raw.stale_if_error, defaults::CACHE_STALE_IF_ERROR);
+    CacheSettings {
+        max_bytes: c.size("cache.max_bytes", raw.max_bytes, defaults::CACHE_MAX_BYTES),
+        default_ttl: c.duration_or_off(
+            "cache.default_ttl",
+            raw.default_ttl,
+            Some(defaults::CACHE_DEFAULT_TTL),
+        ),
+        stale_while_revalidate,
+        stale_if_error,
+    }
+}
 
 /// `backends.NAME.retry`.
 pub(super) fn retry(c: &mut Checker<'_>, raw: RawRetry) -> RetrySettings {

@@ -86,7 +86,7 @@ fn every_mistake_is_reported_with_its_key_path() {
         "telemetry.log_format: unknown variant `xml`, expected `json` or `pretty`",
         "backends.users.timeout: invalid duration \"250\": time unit needed, for example 250sec or 250ms (write e.g. 250ms, 2s, 1m)",
         "backends.users.ca_file: only https:// backends use a ca_file",
-        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`, `max_in_flight`, `retry`, `circuit_breaker`, `hedge`, `deadline_header`, `coalesce`",
+        "backends.orders.tmeout: unknown field `tmeout`, expected one of `url`, `timeout`, `connect_timeout`, `max_response_body`, `headers`, `http2`, `max_idle_connections`, `ca_file`, `max_in_flight`, `retry`, `circuit_breaker`, `hedge`, `deadline_header`, `coalesce`, `cache`",
         "backends.bad name: invalid backend name \"bad name\": use letters, digits, - and _ (not leading _)",
         "endpoints[0].forward_headers[0]: \"connection\" is a hop-by-hop header and is never forwarded",
         "endpoints[0].forward_headers[1]: \"x_custom\": header names with \"_\" are never forwarded (proxies treat them inconsistently)",
@@ -129,7 +129,7 @@ fn a_bad_value_is_reported_once_not_again_by_the_rules_that_compare_it() {
 fn structural_mistakes_are_reported() {
     assert_eq!(
         errors_of(json!([1])),
-        ["the config must be a mapping with keys server, backends, endpoints, telemetry"]
+        ["the config must be a mapping with keys server, telemetry, state, backends, endpoints"]
     );
     assert_eq!(
         errors_of(json!({})),
@@ -714,6 +714,36 @@ fn state_is_in_memory_unless_redis_is_configured_and_a_bad_redis_url_says_why() 
         [
             "state.redis.url: invalid Redis URL \"rediss://:***@redis:6380\": must start with redis:// (TLS to Redis, rediss://, is not built in)",
             "state.redis.timeout: duration \"0s\" must be at least 1ms",
+        ]
+    );
+}
+
+#[test]
+fn a_backend_cache_takes_defaults_key_by_key_and_bad_values_are_reported() {
+    assert!(validate(valid_tree()).unwrap().backends.iter().all(|b| b.settings.cache.is_none()));
+    let mut tree = valid_tree();
+    tree["backends"]["users"]["cache"] = json!({});
+    tree["backends"]["orders"]["cache"] =
+        json!({"max_bytes": "1MiB", "default_ttl": "30s", "stale_if_error": "off"});
+    let settings = validate(tree).unwrap();
+    let defaults = settings.backends[0].settings.cache.as_ref().unwrap();
+    assert_eq!(
+        (defaults.max_bytes, defaults.default_ttl, defaults.stale_while_revalidate, defaults.stale_if_error),
+        (64 << 20, None, Duration::from_secs(10), Duration::from_secs(300))
+    );
+    let own = settings.backends[1].settings.cache.as_ref().unwrap();
+    assert_eq!(
+        (own.max_bytes, own.default_ttl, own.stale_if_error),
+        (1 << 20, Some(Duration::from_secs(30)), Duration::ZERO)
+    );
+
+    let mut tree = valid_tree();
+    tree["backends"]["users"]["cache"] = json!({"max_bytes": "lots", "stale_while_revalidate": "soon"});
+    assert_eq!(
+        errors_of(tree),
+        [
+            "backends.users.cache.stale_while_revalidate: invalid duration \"soon\": expected number at 0 (write e.g. 250ms, 2s, 1m)",
+            "backends.users.cache.max_bytes: invalid size \"lots\": unknown unit \"lots\" (use B, KB, KiB, MB, MiB, GB, GiB)",
         ]
     );
 }

@@ -1,0 +1,376 @@
+//! The per-backend response cache (`backends.X.cache`): successful answers kept in memory as
+//! the backend's `Cache-Control` allows ([`control`]), served fresh without a backend request,
+//! served stale at once while one background request refreshes them (`stale-while-revalidate`),
+//! and served stale when the call fails (`stale-if-error`: timeout, connect, 5xx, open
+//! circuit). Errors are never stored.
+//!
+//! **Keys.** An answer is stored under its URL and the values of the request headers it varies
+//! on: the ones its `Vary` names and — unless the backend marked it `public` — every header the
+//! call forwards, so one user's answer (an `Authorization` forwarded) is never served to another.
+//! The per-request headers (`X-Request-Id`, trace context) never count. Which headers a URL's
+//! answers vary on is learned from the last answer stored for it ([`ResponseCache::index`]); an
+//! entry is keyed by the names and values, so a lookup only ever finds an entry stored under the
+//! same headers.
+//!
+//! **Memory.** Two moka caches, least recently used evicted first, weighed in bytes: the
+//! entries (body, key and a fixed [`ENTRY_OVERHEAD`]) get 15/16 of `max_bytes`, the per-URL
+//! index the rest. An entry is dropped when its last window ends.
+
+pub mod control;
+
+use crate::call::{PER_REQUEST, Sender};
+use crate::error::CallError;
+use crate::exchanged::Exchanged;
+use bytes::Bytes;
+use control::{Directives, Lifetimes};
+use http::{HeaderMap, HeaderName, Uri};
+use moka::notification::RemovalCause;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::time::{Instant, timeout_at};
+
+/// Lookups by `result`: `hit` (fresh), `stale` (served while revalidating) or `miss`.
+pub const LOOKUPS: &str = "fanout_cache_lookups_total";
+/// Stale answers served, by `reason`: `revalidating`, or the error kind of the failed call.
+pub const STALE_SERVED: &str = "fanout_cache_stale_served_total";
+/// Entries evicted to stay within `max_bytes`.
+pub const EVICTIONS: &str = "fanout_cache_evictions_total";
+/// The bytes the cache holds (entries and index, as weighed).
+pub const BYTES: &str = "fanout_cache_bytes";
+
+/// What an entry costs besides its body and key: the entry itself, moka's node and its
+/// bookkeeping (a few hundred bytes; rounded up so that `max_bytes` bounds the real memory).
+pub const ENTRY_OVERHEAD: usize = 512;
+
+/// `backends.X.cache`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// The most memory the cache may hold.
+    pub max_bytes: usize,
+    /// How long an answer that says nothing of its freshness is fresh; `None`: not stored.
+    pub default_ttl: Option<Duration>,
+    /// After freshness, how long a stale answer is served while it is refreshed (unless the
+    /// answer sets its own `stale-while-revalidate`).
+    pub stale_while_revalidate: Duration,
+    /// After freshness, how long a stale answer is served when the call fails (unless the
+    /// answer sets its own `stale-if-error`).
+    pub stale_if_error: Duration,
+}
+
+/// How a call's answer came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    /// A fresh stored answer: no backend request.
+    Hit,
+    /// A stale stored answer, this old.
+    Stale {
+        /// Why it was served.
+        reason: StaleReason,
+        /// Time since it was stored.
+        age: Duration,
+    },
+}
+
+/// Why a stale answer was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleReason {
+    /// Within `stale-while-revalidate`: a background request refreshes it.
+    Revalidating,
+    /// The call failed with this error kind, within `stale-if-error`.
+    Error(&'static str),
+}
+
+impl StaleReason {
+    /// `revalidating`, or the error kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleReason::Revalidating => "revalidating",
+            StaleReason::Error(kind) => kind,
+        }
+    }
+}
+
+/// One stored answer.
+#[derive(Debug)]
+struct Entry {
+    body: Bytes,
+    stored: Instant,
+    lifetimes: Lifetimes,
+    /// A background refresh is running.
+    refreshing: AtomicBool,
+}
+
+/// What a stored answer is good for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Usable {
+    Fresh,
+    Revalidate,
+    IfError,
+}
+
+impl Entry {
+    fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.stored)
+    }
+
+    fn usable(&self, now: Instant) -> Option<Usable> {
+        let (age, l) = (self.age(now), &self.lifetimes);
+        if age < l.fresh {
+            Some(Usable::Fresh)
+        } else if age < l.fresh + l.stale_while_revalidate {
+            Some(Usable::Revalidate)
+        } else if age < l.fresh + l.stale_if_error {
+            Some(Usable::IfError)
+        } else {
+            None
+        }
+    }
+}
+
+/// Entries expire when their last window ends.
+struct Expiry;
+
+impl moka::Expiry<Box<[u8]>, Arc<Entry>> for Expiry {
+    fn expire_after_create(
+        &self,
+        _: &Box<[u8]>,
+        entry: &Arc<Entry>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(entry.lifetimes.total())
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Box<[u8]>,
+        entry: &Arc<Entry>,
+        _: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.lifetimes.total())
+    }
+}
+
+/// One backend's cache.
+pub struct ResponseCache {
+    settings: CacheSettings,
+    backend: Arc<str>,
+    entries: Cache<Box<[u8]>, Arc<Entry>>,
+    /// Per URL, the request headers its last stored answer varies on.
+    index: Cache<Bytes, Arc<[HeaderName]>>,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl ResponseCache {
+    /// The cache of `backend` under `settings`.
+    pub(crate) fn new(backend: &str, settings: CacheSettings) -> Self {
+        let backend: Arc<str> = backend.into();
+        let max = u64::try_from(settings.max_bytes).unwrap_or(u64::MAX);
+        let weight = |bytes: usize| u32::try_from(bytes + ENTRY_OVERHEAD).unwrap_or(u32::MAX);
+        let label = Arc::clone(&backend);
+        let entries = Cache::<Box<[u8]>, Arc<Entry>>::builder()
+            .max_capacity(max - max / 16)
+            .weigher(move |key, entry| weight(key.len() + entry.body.len()))
+            .eviction_policy(EvictionPolicy::lru())
+            .expire_after(Expiry)
+            .eviction_listener(move |_, _, cause| {
+                if cause == RemovalCause::Size {
+                    metrics::counter!(EVICTIONS, "backend" => label.to_string()).increment(1);
+                }
+            })
+            .build();
+        let index = Cache::builder()
+            .max_capacity(max / 16)
+            .weigher(move |url: &Bytes, names: &Arc<[HeaderName]>| {
+                weight(url.len() + names.iter().map(|n| n.as_str().len() + 8).sum::<usize>())
+            })
+            .eviction_policy(EvictionPolicy::lru())
+            .build();
+        Self { settings, backend, entries, index }
+    }
+
+    /// The settings it runs under.
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    /// The bytes it holds, as weighed (after its pending evictions).
+    pub fn weighed_bytes(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.index.run_pending_tasks();
+        self.entries.weighted_size() + self.index.weighted_size()
+    }
+
+    /// The entry for a request of `url` forwarding `forwarded`, and what it is good for now.
+    fn lookup(&self, url: &Bytes, forwarded: &HeaderMap, now: Instant) -> Option<(Arc<Entry>, Usable)> {
+        let names = self.index.get(url)?;
+        let key = key(url, &names, forwarded);
+        let entry = self.entries.get(&key)?;
+        let usable = entry.usable(now)?;
+        Some((entry, usable))
+    }
+
+    /// Stores `body`, the answer to a request of `url` forwarding `forwarded`, if `directives`
+    /// allow it.
+    fn store(&self, url: Bytes, forwarded: &HeaderMap, body: Bytes, directives: &Directives) {
+        let Some(lifetimes) = directives.lifetimes(&self.settings) else { return };
+        let mut names: Vec<HeaderName> = directives.vary.clone();
+        if !directives.public {
+            names.extend(forwarded.keys().filter(|name| !PER_REQUEST.contains(&name.as_str())).cloned());
+        }
+        names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup();
+        let key = key(&url, &names, forwarded);
+        let entry = Entry { body, stored: Instant::now(), lifetimes, refreshing: AtomicBool::new(false) };
+        self.index.insert(url, names.into());
+        self.entries.insert(key, Arc::new(entry));
+    }
+
+    fn count(&self, name: &'static str, label: &'static str, value: &'static str) {
+        metrics::counter!(name, "backend" => self.backend.to_string(), label => value).increment(1);
+    }
+}
+
+/// The key of an entry: the URL, then each header name with its values (absent and empty
+/// differ).
+fn key(url: &[u8], names: &[HeaderName], forwarded: &HeaderMap) -> Box<[u8]> {
+    let mut key = url.to_vec();
+    for name in names {
+        key.push(0);
+        key.extend_from_slice(name.as_str().as_bytes());
+        let mut values = forwarded.get_all(name).iter().peekable();
+        if values.peek().is_none() {
+            key.push(1);
+        }
+        for value in values {
+            key.push(b'=');
+            key.extend_from_slice(value.as_bytes());
+        }
+    }
+    key.into_boxed_slice()
+}
+
+/// An error after which a stale answer may be served (`stale-if-error`): the backend is
+/// unreachable, slow, failing (5xx) or its circuit is open. Not `cancelled` (the endpoint's
+/// deadline passed: the answer is no longer waited for) nor bad answers (4xx, invalid bodies).
+fn stale_if(error: &CallError) -> bool {
+    match error {
+        CallError::Timeout(_)
+        | CallError::Connect(_)
+        | CallError::CircuitOpen(_)
+        | CallError::Overloaded(_) => true,
+        CallError::Status(status) => *status >= 500,
+        _ => false,
+    }
+}
+
+impl Sender<'_> {
+    /// A call to a backend with a cache: a fresh stored answer, or a stale one being refreshed
+    /// in the background, is the answer; else the backend is called (coalesced and under its
+    /// policies as configured), a good answer stored, and a failure answered by a stale entry
+    /// within `stale-if-error`. The call is bounded here (its timeout, or its policies'), not by
+    /// its caller, so that a timeout can still be answered from the cache.
+    pub(crate) async fn cached(self, cache: &Arc<ResponseCache>, uri: Uri, deadline: Instant) -> Exchanged {
+        let mut forwarded = HeaderMap::new();
+        self.headers.write(self.header_set, &mut forwarded);
+        let url = Bytes::copy_from_slice(uri.path_and_query().map_or("", |p| p.as_str()).as_bytes());
+        let now = Instant::now();
+        let found = cache.lookup(&url, &forwarded, now);
+        match &found {
+            Some((entry, Usable::Fresh)) => {
+                cache.count(LOOKUPS, "result", "hit");
+                return Exchanged::from_cache(entry.body.clone(), CacheUse::Hit);
+            }
+            Some((entry, Usable::Revalidate)) => {
+                cache.count(LOOKUPS, "result", "stale");
+                cache.count(STALE_SERVED, "reason", StaleReason::Revalidating.as_str());
+                if !entry.refreshing.swap(true, Ordering::AcqRel) {
+                    self.refresh(cache, Arc::clone(entry), uri, url, forwarded);
+                }
+                let age = entry.age(now);
+                return Exchanged::from_cache(
+                    entry.body.clone(),
+                    CacheUse::Stale { reason: StaleReason::Revalidating, age },
+                );
+            }
+            _ => cache.count(LOOKUPS, "result", "miss"),
+        }
+        let sender = Sender { headers: &forwarded, header_set: 0, ..self };
+        let bounded = self.backend.policies.are_off().then(|| (now + self.timeout).min(deadline));
+        let exchanged = match bounded {
+            None => sender.uncached(uri, deadline).await,
+            Some(ends) => match timeout_at(ends, sender.uncached(uri, deadline)).await {
+                Ok(exchanged) => exchanged,
+                Err(_) if ends < deadline => Exchanged::once(None, Err(CallError::Timeout(self.timeout))),
+                Err(_) => Exchanged::once(None, Err(CallError::Cancelled)),
+            },
+        };
+        match (&exchanged.result, found) {
+            (Ok(body), _) => {
+                if let Some(directives) = &exchanged.directives {
+                    cache.store(url, &forwarded, body.clone(), directives);
+                }
+                exchanged
+            }
+            (Err(error), Some((entry, _))) if stale_if(error) => {
+                let reason = StaleReason::Error(error.kind());
+                cache.count(STALE_SERVED, "reason", reason.as_str());
+                let age = entry.age(Instant::now());
+                Exchanged {
+                    result: Ok(entry.body.clone()),
+                    cache: Some(CacheUse::Stale { reason, age }),
+                    ..exchanged
+                }
+            }
+            _ => exchanged,
+        }
+    }
+
+    /// Refreshes `entry` in the background: one request under the call's timeout, stored if
+    /// good; the entry's `refreshing` flag is cleared when it ends, however it ends.
+    fn refresh(
+        self,
+        cache: &Arc<ResponseCache>,
+        entry: Arc<Entry>,
+        uri: Uri,
+        url: Bytes,
+        forwarded: HeaderMap,
+    ) {
+        struct Done(Arc<Entry>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.refreshing.store(false, Ordering::Release);
+            }
+        }
+        let (cache, backend, timeout) = (Arc::clone(cache), Arc::clone(self.backend), self.timeout);
+        tokio::spawn(async move {
+            let _done = Done(entry);
+            let sender = Sender {
+                backend: &backend,
+                headers: &forwarded,
+                header_set: 0,
+                timeout,
+                propagate: None,
+                directives: None,
+            };
+            let ends = Instant::now() + timeout;
+            if let Ok(Exchanged { result: Ok(body), directives: Some(directives), .. }) =
+                timeout_at(ends, sender.uncached(uri, ends)).await
+            {
+                cache.store(url, &forwarded, body, &directives);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
