@@ -142,3 +142,76 @@ async fn a_gateway_whose_redis_is_down_at_start_serves_with_its_local_limits() {
     assert_eq!(&statuses[..3], [200, 200, 429]);
     assert!(statuses[3..].iter().all(|status| *status == 429));
 }
+
+/// `GET /page` calling `b`'s `/item` as `x`, forwarding `Authorization`, with a shared cache.
+fn cached_config(backend: &MockServer, redis: &str) -> String {
+    let endpoints = "  - route: GET /page\n    forward_headers: [authorization]\n    \
+                     calls:\n      x: { backend: b, path: /item }\n";
+    Config::new(&[("b", backend)], endpoints)
+        .backend("b", "cache: { shared: true }")
+        .state(&format!("redis: {{ url: \"{redis}\", timeout: 200ms }}"))
+        .render()
+}
+
+/// GETs `/page` of `gateway` as `token`; the status and `x`'s `Server-Timing` entry.
+async fn page(gateway: &Gateway, token: &str) -> (u16, String) {
+    let response = client()
+        .get(format!("{}/page", gateway.url))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    let timing = response.headers()["server-timing"].to_str().unwrap().split(", ").next().unwrap().to_owned();
+    (response.status().as_u16(), timing)
+}
+
+#[tokio::test]
+async fn a_replica_that_starts_cold_serves_what_another_cached() {
+    let redis = RedisServer::start();
+    let route = RouteSpec::json("/item", json!({"v": 1})).header("cache-control", "max-age=60");
+    let backend = MockServer::spawn(ServiceSpec::new(vec![route])).await.unwrap();
+    let one = Gateway::start(&cached_config(&backend, &redis.url()));
+
+    let (status, timing) = page(&one, "secret-token-1").await;
+    assert_eq!(status, 200);
+    assert!(!timing.contains("desc"), "{timing}");
+    // Written to Redis in the background.
+    let started = Instant::now();
+    while redis.cli(&["--scan", "--pattern", "fanout:c:b:e:*"]).trim().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the answer never reached Redis");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let two = Gateway::start(&cached_config(&backend, &redis.url()));
+    let (status, timing) = page(&two, "secret-token-1").await;
+    let (_, other_user) = page(&two, "secret-token-2").await;
+
+    assert_eq!(status, 200);
+    assert_eq!(timing.split(';').next_back(), Some("desc=\"hit\""), "{timing}");
+    assert!(!other_user.contains("desc"), "another user's token is another entry: {other_user}");
+    assert_eq!(
+        backend.requests().len(),
+        2,
+        "one request per user; the cold replica asked Redis, not the backend"
+    );
+    let keys = redis.cli(&["--scan", "--pattern", "fanout:c:*"]);
+    assert!(keys.contains("fanout:c:b:i:/item") && !keys.contains("secret-token"), "{keys}");
+}
+
+#[tokio::test]
+async fn with_redis_down_the_cache_falls_back_to_its_local_tier() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    redis.kill();
+    let route = RouteSpec::json("/item", json!({"v": 1})).header("cache-control", "max-age=60");
+    let backend = MockServer::spawn(ServiceSpec::new(vec![route])).await.unwrap();
+    let gateway = Gateway::start(&cached_config(&backend, &url));
+
+    let first = page(&gateway, "t").await;
+    let started = Instant::now();
+    let second = page(&gateway, "t").await;
+
+    assert_eq!((first.0, second.0), (200, 200));
+    assert!(second.1.ends_with("desc=\"hit\""), "{second:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(backend.requests().len(), 1);
+}

@@ -12,11 +12,15 @@
 //! entry is keyed by the names and values, so a lookup only ever finds an entry stored under the
 //! same headers.
 //!
+//! With `shared: true` (and `state.redis`), a second tier in Redis ([`shared`]) lets every
+//! replica find what one stored.
+//!
 //! **Memory.** Two moka caches, least recently used evicted first, weighed in bytes: the
 //! entries (body, key and a fixed [`ENTRY_OVERHEAD`]) get 15/16 of `max_bytes`, the per-URL
 //! index the rest. An entry is dropped when its last window ends.
 
 pub mod control;
+mod shared;
 
 use crate::call::{PER_REQUEST, Sender};
 use crate::error::CallError;
@@ -27,8 +31,10 @@ use http::{HeaderMap, HeaderName, Uri};
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
-use std::sync::Arc;
+use shared::SharedTier;
+use state::Redis;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 
@@ -58,6 +64,8 @@ pub struct CacheSettings {
     /// After freshness, how long a stale answer is served when the call fails (unless the
     /// answer sets its own `stale-if-error`).
     pub stale_if_error: Duration,
+    /// Keep a second tier in Redis (`state.redis`), shared by every replica.
+    pub shared: bool,
 }
 
 /// How a call's answer came from the cache.
@@ -161,6 +169,8 @@ pub struct ResponseCache {
     entries: Cache<Box<[u8]>, Arc<Entry>>,
     /// Per URL, the request headers its last stored answer varies on.
     index: Cache<Bytes, Arc<[HeaderName]>>,
+    /// The tier in Redis, once the process's Redis is given ([`ResponseCache::share`]).
+    shared: OnceLock<Arc<SharedTier>>,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -194,7 +204,14 @@ impl ResponseCache {
             })
             .eviction_policy(EvictionPolicy::lru())
             .build();
-        Self { settings, backend, entries, index }
+        Self { settings, backend, entries, index, shared: OnceLock::new() }
+    }
+
+    /// With `shared: true`, keeps the second tier in `redis` from now on (else nothing).
+    pub fn share(&self, redis: &Arc<Redis>) {
+        if self.settings.shared {
+            let _ = self.shared.set(Arc::new(SharedTier::new(Arc::clone(redis), &self.backend)));
+        }
     }
 
     /// The settings it runs under.
@@ -219,7 +236,7 @@ impl ResponseCache {
     }
 
     /// Stores `body`, the answer to a request of `url` forwarding `forwarded`, if `directives`
-    /// allow it.
+    /// allow it (and writes it to the shared tier, if any).
     fn store(&self, url: Bytes, forwarded: &HeaderMap, body: Bytes, directives: &Directives) {
         let Some(lifetimes) = directives.lifetimes(&self.settings) else { return };
         let mut names: Vec<HeaderName> = directives.vary.clone();
@@ -228,10 +245,43 @@ impl ResponseCache {
         }
         names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
         names.dedup();
+        if let Some(tier) = self.shared.get() {
+            tier.store(url.clone(), forwarded, &names, &body, lifetimes);
+        }
+        self.insert(url, forwarded, names, body, lifetimes, Instant::now());
+    }
+
+    /// Puts an entry in the local tier.
+    fn insert(
+        &self,
+        url: Bytes,
+        forwarded: &HeaderMap,
+        names: Vec<HeaderName>,
+        body: Bytes,
+        lifetimes: Lifetimes,
+        stored: Instant,
+    ) -> Arc<Entry> {
         let key = key(&url, &names, forwarded);
-        let entry = Entry { body, stored: Instant::now(), lifetimes, refreshing: AtomicBool::new(false) };
+        let entry = Arc::new(Entry { body, stored, lifetimes, refreshing: AtomicBool::new(false) });
         self.index.insert(url, names.into());
-        self.entries.insert(key, Arc::new(entry));
+        self.entries.insert(key, Arc::clone(&entry));
+        entry
+    }
+
+    /// The entry for a request of `url` forwarding `forwarded`: the local tier's, or, when it
+    /// has nothing better than an answer usable on error, the shared tier's (kept locally from
+    /// then on).
+    async fn find(&self, url: &Bytes, forwarded: &HeaderMap, now: Instant) -> Option<(Arc<Entry>, Usable)> {
+        let local = self.lookup(url, forwarded, now);
+        let Some(tier) = self.shared.get() else { return local };
+        if matches!(local, Some((_, Usable::Fresh | Usable::Revalidate))) {
+            return local;
+        }
+        let Some(found) = tier.lookup(url, forwarded).await else { return local };
+        let stored = now.checked_sub(found.age)?;
+        let entry = self.insert(url.clone(), forwarded, found.names, found.body, found.lifetimes, stored);
+        let usable = entry.usable(now)?;
+        Some((entry, usable))
     }
 
     fn count(&self, name: &'static str, label: &'static str, value: &'static str) {
@@ -283,7 +333,7 @@ impl Sender<'_> {
         self.headers.write(self.header_set, &mut forwarded);
         let url = Bytes::copy_from_slice(uri.path_and_query().map_or("", |p| p.as_str()).as_bytes());
         let now = Instant::now();
-        let found = cache.lookup(&url, &forwarded, now);
+        let found = cache.find(&url, &forwarded, now).await;
         match &found {
             Some((entry, Usable::Fresh)) => {
                 cache.count(LOOKUPS, "result", "hit");

@@ -73,6 +73,7 @@ pub fn settings(plan: &Plan) -> Value {
                     "default_ttl": s.default_ttl.map(ms),
                     "stale_while_revalidate": ms(s.stale_while_revalidate),
                     "stale_if_error": ms(s.stale_if_error),
+                    "shared": s.shared,
                 })
             }),
             "retry": backend.retry().map(|r| json!({

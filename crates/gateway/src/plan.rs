@@ -223,8 +223,12 @@ impl Plan {
         })
     }
 
-    /// Keeps every rate limiter's buckets in `redis` (`state.redis`), from now on.
+    /// Keeps every rate limiter's buckets, and the shared tier of every cache with `shared`, in
+    /// `redis` (`state.redis`), from now on.
     pub fn share_state(&mut self, redis: &Arc<Redis>) {
+        for cache in self.backends.iter().filter_map(|backend| backend.cache()) {
+            cache.share(redis);
+        }
         for endpoint in &mut self.endpoints {
             if let Some(limiter) = &mut endpoint.rate_limit {
                 limiter.share(Arc::clone(redis), &endpoint.route);

@@ -150,6 +150,7 @@ mod tests {
             default_ttl: default_ttl.map(Duration::from_secs),
             stale_while_revalidate: Duration::from_secs(10),
             stale_if_error: Duration::from_secs(300),
+            shared: false,
         }
     }
 

@@ -9,6 +9,7 @@ fn settings(max_bytes: usize) -> CacheSettings {
         default_ttl: None,
         stale_while_revalidate: Duration::from_secs(10),
         stale_if_error: Duration::from_secs(60),
+        shared: false,
     }
 }
 

@@ -139,6 +139,8 @@ pub struct RawCache {
     pub default_ttl: Option<Text>,
     pub stale_while_revalidate: Option<Text>,
     pub stale_if_error: Option<Text>,
+    #[serde(default)]
+    pub shared: Flag,
 }
 
 /// `backends.NAME.retry:` — retries with a budget; every key has a default.

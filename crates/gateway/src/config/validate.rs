@@ -76,6 +76,16 @@ pub fn validate(tree: Value) -> Result<Settings, ConfigErrors> {
     let state = optional::<RawState>(top.remove("state"), "state", &mut errors);
     let state = state::state_settings(state, &mut errors);
     let (backend_names, backends) = backends(top.remove("backends"), &mut errors);
+    for (name, backend) in backend_names.iter().zip(&backends) {
+        let shared =
+            backend.as_ref().and_then(|b| b.settings.cache.as_ref()).is_some_and(|cache| cache.shared);
+        if shared && state.redis.is_none() {
+            errors.push(
+                format!("backends.{name}.cache.shared"),
+                "needs state.redis: the shared tier lives there (or set shared: false)",
+            );
+        }
+    }
     let endpoints = endpoints(top.remove("endpoints"), &server, &backend_names, &backends, &mut errors);
     let router = route_table(&endpoints, &mut errors);
     let endpoints = endpoints.into_iter().map(|(_, e)| e).collect();

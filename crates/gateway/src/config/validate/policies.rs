@@ -36,6 +36,7 @@ pub(super) fn cache(c: &mut Checker<'_>, raw: RawCache) -> CacheSettings {
         ),
         stale_while_revalidate,
         stale_if_error,
+        shared: raw.shared.0,
     }
 }
 

@@ -738,6 +738,17 @@ fn a_backend_cache_takes_defaults_key_by_key_and_bad_values_are_reported() {
     );
 
     let mut tree = valid_tree();
+    tree["backends"]["users"]["cache"] = json!({"shared": true});
+    assert_eq!(
+        errors_of(tree.clone()),
+        [
+            "backends.users.cache.shared: needs state.redis: the shared tier lives there (or set shared: false)"
+        ]
+    );
+    tree["state"] = json!({"redis": {"url": "redis://redis:6379"}});
+    assert!(validate(tree).unwrap().backends[0].settings.cache.as_ref().unwrap().shared);
+
+    let mut tree = valid_tree();
     tree["backends"]["users"]["cache"] = json!({"max_bytes": "lots", "stale_while_revalidate": "soon"});
     assert_eq!(
         errors_of(tree),
