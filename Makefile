@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build run test test-rust lint fmt check-config openapi check-openapi check-deploy check-load check-fuzz fuzz load resilience bench cost bench-pure clean ci
+.PHONY: help build run test test-rust lint fmt check-config openapi check-openapi check-deploy check-load check-fuzz fuzz load resilience state bench cost bench-pure clean ci
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ resilience: ## The table of docs/resilience.md: misbehaving backends, each polic
 
 bench: ## End-to-end benchmark with oha: direct backend vs gateway (installs oha if missing)
 	bash scripts/bench.sh
+
+state: ## The cache and rate-limit figures (docs/caching.md, docs/rate-limits.md): hit vs miss, Redis vs local, with oha
+	bash scripts/state_bench.sh
 
 cost: ## Callgrind instructions and allocation calls per five-call page, deterministic (MODE=off|metrics|otlp, SAMPLING=0.1, LOG_LEVEL)
 	bash scripts/callgrind.sh

@@ -134,6 +134,40 @@ async fn a_backend_that_goes_down_is_answered_from_stale_within_stale_if_error_a
 }
 
 #[tokio::test]
+async fn a_call_that_times_out_is_answered_from_stale_in_its_timeout() {
+    // Good for its first 2 s, then it never answers.
+    let route = RouteSpec::json("/h", json!({"v": 1}))
+        .header("cache-control", "max-age=1")
+        .hang_during(Duration::from_secs(2), Duration::from_secs(60));
+    let backend = spawn(vec![route]).await;
+    let up = Instant::now();
+    let yaml = Config::new(&[("b", &backend)], PAGE)
+        .backend("b", "cache: { stale_while_revalidate: off }")
+        .backend("b", "timeout: 300ms")
+        .render();
+    let gateway = Gateway::start(&yaml);
+    let url = format!("{}/page/h", gateway.url);
+
+    let stored = Instant::now();
+    assert_eq!(get_json(&url).await.2, json!({"x": {"v": 1}}));
+    assert!(stored < up + Duration::from_secs(2), "the gateway took too long to start for this timeline");
+    tokio::time::sleep((up + Duration::from_millis(2_500)).saturating_duration_since(Instant::now())).await;
+    let asked = Instant::now();
+    let (status, headers, stale) = get_json(&url).await;
+    let waited = asked.elapsed();
+
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&stale["x"], &stale["_stale"]["x"]["reason"]),
+        (&json!({"v": 1}), &json!("timeout")),
+        "{stale}"
+    );
+    assert!(timing(&headers).ends_with(";desc=\"stale\""), "{}", timing(&headers));
+    assert!(waited >= Duration::from_millis(300), "it waited the call's timeout first: {waited:?}");
+    assert!(waited < Duration::from_millis(1_500), "then answered at once: {waited:?}");
+}
+
+#[tokio::test]
 async fn a_stale_answer_is_served_at_once_and_refreshed_by_one_background_request() {
     let route = RouteSpec::json("/r", json!({"v": 1}))
         .header("cache-control", "max-age=1, stale-while-revalidate=30")

@@ -7,10 +7,12 @@
 //! **Keys.** An answer is stored under its URL and the values of the request headers it varies
 //! on: the ones its `Vary` names and — unless the backend marked it `public` — every header the
 //! call forwards, so one user's answer (an `Authorization` forwarded) is never served to another.
-//! The per-request headers (`X-Request-Id`, trace context) never count. Which headers a URL's
-//! answers vary on is learned from the last answer stored for it ([`ResponseCache::index`]); an
-//! entry is keyed by the names and values, so a lookup only ever finds an entry stored under the
-//! same headers.
+//! The per-request headers (`X-Request-Id`, trace context) never count. What a URL's answers
+//! vary on ([`Variance`]: the `Vary` names, public or not) is learned from the last answer stored
+//! for it; a lookup keys on those names plus, unless public, every header *it* forwards, with its
+//! own values. An entry is keyed by names and values, so a lookup only ever finds an entry
+//! stored under the same headers with the same values: a request with a token never finds one
+//! stored without, nor the reverse.
 //!
 //! With `shared: true` (and `state.redis`), a second tier in Redis ([`shared`]) lets every
 //! replica find what one stored.
@@ -27,7 +29,7 @@ use crate::error::CallError;
 use crate::exchanged::Exchanged;
 use bytes::Bytes;
 use control::{Directives, Lifetimes};
-use http::{HeaderMap, HeaderName, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
@@ -91,6 +93,16 @@ pub enum StaleReason {
     Error(&'static str),
 }
 
+impl CacheUse {
+    /// `hit` or `stale`: the `Server-Timing` description and the span field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheUse::Hit => "hit",
+            CacheUse::Stale { .. } => "stale",
+        }
+    }
+}
+
 impl StaleReason {
     /// `revalidating`, or the error kind.
     pub fn as_str(self) -> &'static str {
@@ -128,9 +140,9 @@ impl Entry {
         let (age, l) = (self.age(now), &self.lifetimes);
         if age < l.fresh {
             Some(Usable::Fresh)
-        } else if age < l.fresh + l.stale_while_revalidate {
+        } else if age < l.fresh.saturating_add(l.stale_while_revalidate) {
             Some(Usable::Revalidate)
-        } else if age < l.fresh + l.stale_if_error {
+        } else if age < l.fresh.saturating_add(l.stale_if_error) {
             Some(Usable::IfError)
         } else {
             None
@@ -167,8 +179,8 @@ pub struct ResponseCache {
     settings: CacheSettings,
     backend: Arc<str>,
     entries: Cache<Box<[u8]>, Arc<Entry>>,
-    /// Per URL, the request headers its last stored answer varies on.
-    index: Cache<Bytes, Arc<[HeaderName]>>,
+    /// Per URL, what its last stored answer varies on.
+    index: Cache<Bytes, Variance>,
     /// The tier in Redis, once the process's Redis is given ([`ResponseCache::share`]).
     shared: OnceLock<Arc<SharedTier>>,
 }
@@ -199,8 +211,8 @@ impl ResponseCache {
             .build();
         let index = Cache::builder()
             .max_capacity(max / 16)
-            .weigher(move |url: &Bytes, names: &Arc<[HeaderName]>| {
-                weight(url.len() + names.iter().map(|n| n.as_str().len() + 8).sum::<usize>())
+            .weigher(move |url: &Bytes, variance: &Variance| {
+                weight(url.len() + variance.vary.iter().map(|n| n.as_str().len() + 8).sum::<usize>())
             })
             .eviction_policy(EvictionPolicy::lru())
             .build();
@@ -228,8 +240,8 @@ impl ResponseCache {
 
     /// The entry for a request of `url` forwarding `forwarded`, and what it is good for now.
     fn lookup(&self, url: &Bytes, forwarded: &HeaderMap, now: Instant) -> Option<(Arc<Entry>, Usable)> {
-        let names = self.index.get(url)?;
-        let key = key(url, &names, forwarded);
+        let variance = self.index.get(url)?;
+        let key = key(url, &variance.names(forwarded), forwarded);
         let entry = self.entries.get(&key)?;
         let usable = entry.usable(now)?;
         Some((entry, usable))
@@ -239,16 +251,11 @@ impl ResponseCache {
     /// allow it (and writes it to the shared tier, if any).
     fn store(&self, url: Bytes, forwarded: &HeaderMap, body: Bytes, directives: &Directives) {
         let Some(lifetimes) = directives.lifetimes(&self.settings) else { return };
-        let mut names: Vec<HeaderName> = directives.vary.clone();
-        if !directives.public {
-            names.extend(forwarded.keys().filter(|name| !PER_REQUEST.contains(&name.as_str())).cloned());
-        }
-        names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-        names.dedup();
+        let variance = Variance { vary: directives.vary.as_slice().into(), public: directives.public };
         if let Some(tier) = self.shared.get() {
-            tier.store(url.clone(), forwarded, &names, &body, lifetimes);
+            tier.store(url.clone(), forwarded, &variance, &body, lifetimes);
         }
-        self.insert(url, forwarded, names, body, lifetimes, Instant::now());
+        self.insert(url, forwarded, variance, body, lifetimes, Instant::now());
     }
 
     /// Puts an entry in the local tier.
@@ -256,21 +263,21 @@ impl ResponseCache {
         &self,
         url: Bytes,
         forwarded: &HeaderMap,
-        names: Vec<HeaderName>,
+        variance: Variance,
         body: Bytes,
         lifetimes: Lifetimes,
         stored: Instant,
     ) -> Arc<Entry> {
-        let key = key(&url, &names, forwarded);
+        let key = key(&url, &variance.names(forwarded), forwarded);
         let entry = Arc::new(Entry { body, stored, lifetimes, refreshing: AtomicBool::new(false) });
-        self.index.insert(url, names.into());
+        self.index.insert(url, variance);
         self.entries.insert(key, Arc::clone(&entry));
         entry
     }
 
     /// The entry for a request of `url` forwarding `forwarded`: the local tier's, or, when it
-    /// has nothing better than an answer usable on error, the shared tier's (kept locally from
-    /// then on).
+    /// has nothing better than an answer usable on error, the shared tier's if that is younger
+    /// and usable (kept locally from then on).
     async fn find(&self, url: &Bytes, forwarded: &HeaderMap, now: Instant) -> Option<(Arc<Entry>, Usable)> {
         let local = self.lookup(url, forwarded, now);
         let Some(tier) = self.shared.get() else { return local };
@@ -278,15 +285,52 @@ impl ResponseCache {
             return local;
         }
         let Some(found) = tier.lookup(url, forwarded).await else { return local };
-        let stored = now.checked_sub(found.age)?;
-        let entry = self.insert(url.clone(), forwarded, found.names, found.body, found.lifetimes, stored);
-        let usable = entry.usable(now)?;
+        let younger = local.as_ref().is_none_or(|(entry, _)| found.age < entry.age(now));
+        let stored = now.checked_sub(found.age);
+        let (Some(stored), true) = (stored, younger) else { return local };
+        let shared = Entry {
+            body: found.body,
+            stored,
+            lifetimes: found.lifetimes,
+            refreshing: AtomicBool::new(false),
+        };
+        let Some(usable) = shared.usable(now) else { return local };
+        let entry =
+            self.insert(url.clone(), forwarded, found.variance, shared.body, shared.lifetimes, stored);
         Some((entry, usable))
     }
 
     fn count(&self, name: &'static str, label: &'static str, value: &'static str) {
         metrics::counter!(name, "backend" => self.backend.to_string(), label => value).increment(1);
     }
+}
+
+/// What a URL's answers vary on, learned from the last answer stored for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Variance {
+    /// The request headers its `Vary` named.
+    pub(crate) vary: Arc<[HeaderName]>,
+    /// It was `public`: shared whatever else the request forwarded.
+    pub(crate) public: bool,
+}
+
+impl Variance {
+    /// The header names a request forwarding `forwarded` is keyed on: the `Vary` names and,
+    /// unless public, every header it forwards (but the per-request ones); sorted, once each.
+    fn names(&self, forwarded: &HeaderMap) -> Vec<HeaderName> {
+        let mut names = self.vary.to_vec();
+        if !self.public {
+            names.extend(key_headers(forwarded).map(|(name, _)| name.clone()));
+        }
+        names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup();
+        names
+    }
+}
+
+/// The forwarded headers that can be part of a key: all but the per-request ones.
+pub(crate) fn key_headers(forwarded: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    forwarded.iter().filter(|(name, _)| !PER_REQUEST.contains(&name.as_str()))
 }
 
 /// The key of an entry: the URL, then each header name with its values (absent and empty
@@ -370,7 +414,8 @@ impl Sender<'_> {
                 }
                 exchanged
             }
-            (Err(error), Some((entry, _))) if stale_if(error) => {
+            // Still within its windows now that the call has failed (retries may have taken long).
+            (Err(error), Some((entry, _))) if stale_if(error) && entry.usable(Instant::now()).is_some() => {
                 let reason = StaleReason::Error(error.kind());
                 cache.count(STALE_SERVED, "reason", reason.as_str());
                 let age = entry.age(Instant::now());

@@ -220,7 +220,7 @@ pub(crate) struct Sender<'a> {
 }
 
 /// The caching directives of an exchange's good answer, written by its attempts.
-pub(crate) type DirectivesSlot = Mutex<Option<Directives>>;
+pub(crate) type DirectivesSlot = Mutex<Option<Box<Directives>>>;
 
 impl<'a> Sender<'a> {
     /// The exchange without the cache: shared with identical requests in flight (`coalesce`),
@@ -327,7 +327,8 @@ impl<'a> Sender<'a> {
             return (Some(status), Err(CallError::Status(status)));
         }
         if let Some(slot) = self.directives {
-            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Directives::of(answer.headers()));
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(Box::new(Directives::of(answer.headers())));
         }
         let body = answer
             .body(backend.max_response_body)

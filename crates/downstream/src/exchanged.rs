@@ -22,8 +22,9 @@ pub struct Exchanged {
     pub attempts: u32,
     /// Hedges sent and won.
     pub hedges: Hedges,
-    /// For a backend with a cache: what the good answer said about caching it.
-    pub directives: Option<Directives>,
+    /// For a backend with a cache: what the good answer said about caching it (boxed: every
+    /// exchange's future carries the field, few fill it).
+    pub directives: Option<Box<Directives>>,
     /// The answer came from the cache.
     pub cache: Option<CacheUse>,
 }

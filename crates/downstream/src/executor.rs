@@ -8,6 +8,7 @@
 //! endpoint's [`Budget`] as they arrive: a call, or a list element, that would take the results
 //! past it fails the call with `too_large` before anything is copied.
 
+use crate::cache::CacheUse;
 use crate::call::{CallOutcome, CallRequest};
 use crate::error::CallError;
 use crate::exchanged::Exchanged;
@@ -174,7 +175,9 @@ async fn gather(
     if fits {
         taken = 2;
     }
+    let mut cache = ListCache::default();
     while fits && let Some(element) = elements.next().await {
+        cache.add(element.cache);
         let body = match element.result {
             Ok(output) => output.into_body(),
             Err(error) => {
@@ -196,7 +199,34 @@ async fn gather(
     if result.is_err() {
         budget.give_back(taken);
     }
-    CallOutcome { result, elapsed: started.elapsed(), attempts: 0, element_errors, cache: None }
+    CallOutcome { result, elapsed: started.elapsed(), attempts: 0, element_errors, cache: cache.of_list() }
+}
+
+/// How a list's elements came from the cache: the list is stale if any element was (reported
+/// with the first stale element's reason and the oldest age), a hit if every element was.
+#[derive(Default)]
+struct ListCache {
+    elements: usize,
+    hits: usize,
+    stale: Option<CacheUse>,
+}
+
+impl ListCache {
+    fn add(&mut self, element: Option<CacheUse>) {
+        self.elements += 1;
+        match (element, &mut self.stale) {
+            (Some(CacheUse::Hit), _) => self.hits += 1,
+            (Some(stale @ CacheUse::Stale { .. }), None) => self.stale = Some(stale),
+            (Some(CacheUse::Stale { age, .. }), Some(CacheUse::Stale { age: oldest, .. })) => {
+                *oldest = (*oldest).max(age);
+            }
+            _ => {}
+        }
+    }
+
+    fn of_list(self) -> Option<CacheUse> {
+        self.stale.or((self.elements > 0 && self.hits == self.elements).then_some(CacheUse::Hit))
+    }
 }
 
 /// Requests in flight or done during one execution, by backend and URL, so identical requests
@@ -241,5 +271,30 @@ impl<'a> Dedup<'a> {
             outcome.result = Err(CallError::TooLarge(self.budget.limit()));
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::StaleReason;
+    use std::time::Duration;
+
+    fn list(elements: &[Option<CacheUse>]) -> Option<CacheUse> {
+        let mut cache = ListCache::default();
+        for element in elements {
+            cache.add(*element);
+        }
+        cache.of_list()
+    }
+
+    #[test]
+    fn a_list_is_a_hit_when_every_element_is_and_stale_when_any_is() {
+        let stale =
+            |age| CacheUse::Stale { reason: StaleReason::Error("timeout"), age: Duration::from_secs(age) };
+        assert_eq!(list(&[Some(CacheUse::Hit), Some(CacheUse::Hit)]), Some(CacheUse::Hit));
+        assert_eq!(list(&[Some(CacheUse::Hit), None]), None, "one element came from the backend");
+        assert_eq!(list(&[]), None);
+        assert_eq!(list(&[None, Some(stale(3)), Some(CacheUse::Hit), Some(stale(9))]), Some(stale(9)));
     }
 }

@@ -5,7 +5,6 @@
 //! (`lazy(..).flatten()` around a `Timeout`): the exchange stays where it was created, instead
 //! of being moved into the timeout at the first poll, a copy of the whole call future per call.
 
-use crate::cache::CacheUse;
 use crate::call::CallOutcome;
 use crate::error::CallError;
 use crate::exchanged::Exchanged;
@@ -91,7 +90,7 @@ fn outcome(span: &tracing::Span, started: Instant, exchanged: Exchanged) -> Call
         tracing::debug!(parent: span, error.kind = error.kind(), %error, "backend call failed");
     }
     if let Some(cache) = cache {
-        span.record("cache", if cache == CacheUse::Hit { "hit" } else { "stale" });
+        span.record("cache", cache.as_str());
     }
     CallOutcome { result: result.map(Output::Body), elapsed, attempts, element_errors: Vec::new(), cache }
 }

@@ -247,7 +247,12 @@ impl Problem<'_> {
 /// A wait as `Retry-After` seconds: whole, rounded up (a client retrying then finds the breaker
 /// letting trial calls through, or its bucket holding a request), at least 1.
 fn retry_after_seconds(wait: Duration) -> u64 {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+    whole_seconds(wait).max(1)
+}
+
+/// `duration` in whole seconds, rounded up (what a header in seconds may promise).
+pub fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ impl RateLimiter {
 
 /// Microseconds as whole seconds, rounded up.
 fn whole_seconds(us: u64) -> u64 {
-    us.div_ceil(1_000_000)
+    crate::problem::whole_seconds(Duration::from_micros(us))
 }
 
 #[cfg(test)]

@@ -258,7 +258,7 @@ pub fn timing(ran: Option<(&EndpointPlan, &Execution)>, total: Duration) -> Opti
     let calls = endpoint.calls.iter().zip(&execution.outcomes);
     let entries = calls.filter_map(|(call, outcome)| {
         let outcome = outcome.as_ref()?;
-        let desc = outcome.cache.map(|cache| if cache == CacheUse::Hit { "hit" } else { "stale" });
+        let desc = outcome.cache.map(CacheUse::as_str);
         Some((&*call.name, outcome.elapsed, desc))
     });
     timing_value(entries.chain([(GATEWAY_TIMING, total.saturating_sub(critical), None)]), total)

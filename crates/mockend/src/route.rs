@@ -96,6 +96,9 @@ impl Routes {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        if down && route.outage.is_some_and(|outage| outage.hang) {
+            return Outcome::Hang;
+        }
         let failing = count_down(&route.fail_first);
         if down || failing || (route.error_rate > 0.0 && rng::unit() < route.error_rate) {
             return Outcome::Respond(route.error_status, body::simulated_error(), None);

@@ -107,7 +107,8 @@ pub struct Tail {
 }
 
 /// A stretch of time, counted from the service's start, in which a route answers
-/// `error_status` to every request: a backend that goes down, then comes back.
+/// `error_status` to every request (or, with `hang`, none): a backend that goes down, then
+/// comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Outage {
@@ -117,6 +118,9 @@ pub struct Outage {
     /// How long it lasts.
     #[serde(deserialize_with = "human_duration", rename = "for")]
     pub lasts: Duration,
+    /// Requests in it are never answered, instead of answered `error_status`.
+    #[serde(default)]
+    pub hang: bool,
 }
 
 /// One simulated service: where it listens and what it answers.
@@ -250,8 +254,16 @@ impl RouteSpec {
     /// start with `status`.
     #[must_use]
     pub fn outage(mut self, after: Duration, lasts: Duration, status: u16) -> Self {
-        self.outage = Some(Outage { after, lasts });
+        self.outage = Some(Outage { after, lasts, hang: false });
         self.error_status = status;
+        self
+    }
+
+    /// Never answers requests arriving from `after` the service's start for `lasts` (a backend
+    /// that hangs, then comes back).
+    #[must_use]
+    pub fn hang_during(mut self, after: Duration, lasts: Duration) -> Self {
+        self.outage = Some(Outage { after, lasts, hang: true });
         self
     }
 

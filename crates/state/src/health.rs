@@ -20,6 +20,8 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Redis's recent record.
 #[derive(Debug)]
 pub struct Health {
+    /// The purpose it keeps the record of (the [`UP`] gauge's label).
+    purpose: &'static str,
     /// Zero of the millisecond clock below.
     epoch: Instant,
     /// Until when Redis is skipped (ms since `epoch`; 0: not skipped).
@@ -31,9 +33,11 @@ pub struct Health {
 }
 
 impl Health {
-    /// A Redis with no failures yet.
-    pub fn new() -> Self {
+    /// A record with no failures yet, shown as up.
+    pub fn new(purpose: &'static str) -> Self {
+        metrics::gauge!(UP, "purpose" => purpose).set(1.0);
         Self {
+            purpose,
             epoch: Instant::now(),
             skip_until: AtomicU64::new(0),
             logged: AtomicU64::new(0),
@@ -50,34 +54,31 @@ impl Health {
         self.now_ms() < self.skip_until.load(Ordering::Relaxed)
     }
 
-    /// An operation for `op` failed with `failure`.
-    pub fn failed(&self, op: &'static str, failure: &Unavailable) {
+    /// An operation for `op` failed with `failure`; `unreachable`: Redis did not answer (it is
+    /// then skipped a while and shown down), else it answered with an error.
+    pub fn failed(&self, op: &'static str, failure: &Unavailable, unreachable: bool) {
         let now = self.now_ms();
-        let skip = u64::try_from(SKIP_AFTER_FAILURE.as_millis()).unwrap_or(u64::MAX);
-        self.skip_until.store(now.saturating_add(skip), Ordering::Relaxed);
-        if !self.down.swap(true, Ordering::Relaxed) {
-            metrics::gauge!(UP).set(0.0);
+        if unreachable {
+            let skip = u64::try_from(SKIP_AFTER_FAILURE.as_millis()).unwrap_or(u64::MAX);
+            self.skip_until.store(now.saturating_add(skip), Ordering::Relaxed);
+            if !self.down.swap(true, Ordering::Relaxed) {
+                metrics::gauge!(UP, "purpose" => self.purpose).set(0.0);
+            }
         }
         let last = self.logged.load(Ordering::Relaxed);
         let every = u64::try_from(LOG_EVERY.as_millis()).unwrap_or(u64::MAX);
         let due = last == 0 || now.saturating_sub(last - 1) >= every;
         if due && self.logged.compare_exchange(last, now + 1, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            tracing::warn!(op, error = %failure, "redis unavailable: using local state (logged at most every 10 s; fanout_redis_operations_total counts each)");
+            tracing::warn!(op, error = %failure, "redis unavailable: using local state (logged at most every 10 s per purpose; fanout_redis_operations_total counts each)");
         }
     }
 
     /// An operation succeeded.
     pub fn succeeded(&self) {
         if self.down.swap(false, Ordering::Relaxed) {
-            metrics::gauge!(UP).set(1.0);
-            tracing::info!("redis answers again: shared state resumes");
+            metrics::gauge!(UP, "purpose" => self.purpose).set(1.0);
+            tracing::info!(purpose = self.purpose, "redis answers again: shared state resumes");
         }
-    }
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -87,9 +88,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn after_a_failure_redis_is_skipped_for_a_second_then_tried_again() {
-        let health = Health::new();
+        let health = Health::new("test");
         assert!(!health.skipping());
-        health.failed("test", &Unavailable::Timeout(Duration::from_millis(20)));
+        health.failed("test", &Unavailable::Timeout(Duration::from_millis(20)), true);
         assert!(health.skipping());
         tokio::time::advance(SKIP_AFTER_FAILURE - Duration::from_millis(1)).await;
         assert!(health.skipping());
@@ -100,16 +101,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_error_answer_skips_nothing() {
+        let health = Health::new("test");
+        health.failed("test", &Unavailable::Timeout(Duration::from_millis(20)), false);
+        assert!(!health.skipping());
+        assert!(!health.down.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn failures_are_logged_at_most_every_ten_seconds() {
-        let health = Health::new();
+        let health = Health::new("test");
         let failure = Unavailable::Timeout(Duration::from_millis(20));
-        health.failed("test", &failure);
+        health.failed("test", &failure, true);
         let first = health.logged.load(Ordering::Relaxed);
         tokio::time::advance(Duration::from_secs(5)).await;
-        health.failed("test", &failure);
+        health.failed("test", &failure, true);
         assert_eq!(health.logged.load(Ordering::Relaxed), first, "not again within 10 s");
         tokio::time::advance(Duration::from_secs(5)).await;
-        health.failed("test", &failure);
+        health.failed("test", &failure, true);
         assert_eq!(health.logged.load(Ordering::Relaxed), first + 10_000);
     }
 }

@@ -1,11 +1,14 @@
 //! Shared state across replicas (`state.redis`): one [`Redis`] per process, a reconnecting
 //! multiplexed connection (redis-rs's `ConnectionManager`) that every operation goes through
 //! under the configured `timeout`. Redis is a help, never a dependency: an operation that fails
-//! or times out returns [`Unavailable`] and the caller falls back to its local state; after a
-//! failure Redis is skipped for [`SKIP_AFTER_FAILURE`] so that requests do not each wait out a
-//! `timeout` while it is down ([`health`]). Every operation is counted by outcome
-//! ([`OPERATIONS`]), [`UP`] says whether Redis answers, and a log line at most every
-//! [`health::LOG_EVERY`] says when it stops (and one when it answers again).
+//! or times out returns [`Unavailable`] and the caller falls back to its local state; after
+//! Redis failed to answer (timeout, connection refused or dropped) it is skipped for
+//! [`SKIP_AFTER_FAILURE`] so that requests do not each wait out a `timeout` while it is down
+//! ([`health`]). Each purpose ([`Op::purpose`]: rate limits, the cache) keeps its own record, so
+//! a slow cache write cannot switch shared rate limits off; an error *answer* (out of memory, a
+//! script error) is counted and logged but skips nothing. Every operation is counted by
+//! outcome ([`OPERATIONS`]), [`UP`] says per purpose whether Redis answers, and a log line at
+//! most every [`health::LOG_EVERY`] says when it fails (and one when it answers again).
 //!
 //! What is stored, and the scripts that store it, belong to the callers (the gateway's rate
 //! limits); this crate owns the connection and the failing open.
@@ -23,12 +26,53 @@ pub use redis::{FromRedisValue, Script, ScriptInvocation};
 /// Redis operations, by `op` (what they were for) and `outcome` (`ok`, `timeout`, `error`,
 /// or `skipped`: not tried, Redis failed less than [`SKIP_AFTER_FAILURE`] ago).
 pub const OPERATIONS: &str = "fanout_redis_operations_total";
-/// 1 while Redis answers, 0 after an operation failed (until one succeeds again).
+/// Per purpose: 1 while Redis answers, 0 after it failed to (until an operation succeeds again).
 pub const UP: &str = "fanout_redis_up";
+
+/// What an operation is for: its metric label, and whose failures it shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A rate-limit check.
+    RateLimit,
+    /// A cache lookup.
+    CacheGet,
+    /// A cache write.
+    CacheSet,
+}
+
+impl Op {
+    /// The `op` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::RateLimit => "rate_limit",
+            Op::CacheGet => "cache_get",
+            Op::CacheSet => "cache_set",
+        }
+    }
+
+    /// The purpose whose record of failures it shares: `rate_limit` or `cache`.
+    pub fn purpose(self) -> &'static str {
+        match self {
+            Op::RateLimit => "rate_limit",
+            Op::CacheGet | Op::CacheSet => "cache",
+        }
+    }
+}
 
 /// How long one (re)connection attempt may take. Requests never wait for it longer than
 /// `timeout`: it runs on while they fall back.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The SHA-1 digest of `bytes`: what stands for a secret (an API key, a forwarded token) in a
+/// key name or a script argument, so that neither `SCAN` nor `MONITOR` shows it.
+pub fn digest(bytes: &[u8]) -> [u8; 20] {
+    sha1_smol::Sha1::from(bytes).digest().bytes()
+}
+
+/// [`digest`] in lowercase hex.
+pub fn hex_digest(bytes: &[u8]) -> String {
+    sha1_smol::Sha1::from(bytes).hexdigest()
+}
 
 /// `state.redis`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +117,20 @@ impl Unavailable {
             Unavailable::Error(_) => "error",
         }
     }
+
+    /// Redis did not answer (as opposed to answering with an error): worth skipping it a while.
+    fn unreachable(&self) -> bool {
+        match self {
+            Unavailable::Skipped | Unavailable::Timeout(_) => true,
+            Unavailable::Error(error) => {
+                error.is_io_error()
+                    || error.is_connection_refusal()
+                    || error.is_connection_dropped()
+                    || error.is_timeout()
+                    || error.is_unrecoverable_error()
+            }
+        }
+    }
 }
 
 /// Why a Redis connection could not be set up.
@@ -85,7 +143,8 @@ pub struct Redis {
     connection: ConnectionManager,
     timeout: Duration,
     key_prefix: Box<[u8]>,
-    health: Health,
+    /// The rate limits' record, then the cache's.
+    health: [Health; 2],
 }
 
 impl std::fmt::Debug for Redis {
@@ -106,12 +165,11 @@ impl Redis {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(SKIP_AFTER_FAILURE);
         let connection = ConnectionManager::new_lazy_with_config(client, config)?;
-        metrics::gauge!(UP).set(1.0);
         Ok(Self {
             connection,
             timeout: settings.timeout,
             key_prefix: settings.key_prefix.as_bytes().into(),
-            health: Health::new(),
+            health: [Health::new(Op::RateLimit.purpose()), Health::new(Op::CacheGet.purpose())],
         })
     }
 
@@ -129,7 +187,7 @@ impl Redis {
     /// Runs a script (EVALSHA, loading it on first use) for `op`.
     pub async fn invoke<T: FromRedisValue>(
         &self,
-        op: &'static str,
+        op: Op,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, Unavailable> {
         let mut connection = self.connection.clone();
@@ -140,10 +198,11 @@ impl Redis {
     /// logging what came of it.
     async fn guarded<T>(
         &self,
-        op: &'static str,
+        op: Op,
         operation: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
-        let result = if self.health.skipping() {
+        let health = &self.health[usize::from(op.purpose() == "cache")];
+        let result = if health.skipping() {
             Err(Unavailable::Skipped)
         } else {
             match tokio::time::timeout(self.timeout, operation).await {
@@ -154,16 +213,16 @@ impl Redis {
         };
         let outcome = match &result {
             Ok(_) => {
-                self.health.succeeded();
+                health.succeeded();
                 "ok"
             }
             Err(Unavailable::Skipped) => "skipped",
             Err(failure) => {
-                self.health.failed(op, failure);
+                health.failed(op.name(), failure, failure.unreachable());
                 failure.outcome()
             }
         };
-        metrics::counter!(OPERATIONS, "op" => op, "outcome" => outcome).increment(1);
+        metrics::counter!(OPERATIONS, "op" => op.name(), "outcome" => outcome).increment(1);
         result
     }
 }

@@ -14,7 +14,7 @@ pub struct Directives {
     /// `no-store`: never stored.
     pub no_store: bool,
     /// `no-cache`: stored, but never used without revalidation (here: only when the backend
-    /// fails, within `stale-if-error`).
+    /// fails, within `stale-if-error`; never while revalidating).
     pub no_cache: bool,
     /// `private`: for one user's cache only: never stored by a gateway.
     pub private: bool,
@@ -53,9 +53,13 @@ pub struct Lifetimes {
 impl Lifetimes {
     /// How long it is of any use.
     pub fn total(&self) -> Duration {
-        self.fresh + self.stale_while_revalidate.max(self.stale_if_error)
+        self.fresh.saturating_add(self.stale_while_revalidate.max(self.stale_if_error))
     }
 }
+
+/// The largest delta-seconds value taken as it is (RFC 9111 §1.2.2: 2^31 s, about 68 years);
+/// a larger one means as much, and cannot overflow a time computation.
+const MAX_DELTA_SECONDS: u64 = 1 << 31;
 
 impl Directives {
     /// Reads the caching headers of an answer.
@@ -68,7 +72,8 @@ impl Directives {
                     Some((name, argument)) => (name.trim(), Some(argument.trim().trim_matches('"'))),
                     None => (directive.trim(), None),
                 };
-                let seconds = || argument.and_then(|a| a.parse::<u64>().ok());
+                let seconds =
+                    || argument.and_then(|a| a.parse::<u64>().ok()).map(|s| s.min(MAX_DELTA_SECONDS));
                 match name.to_ascii_lowercase().as_str() {
                     "no-store" => directives.no_store = true,
                     "no-cache" => directives.no_cache = true,
@@ -95,7 +100,10 @@ impl Directives {
                 }
             }
         }
-        directives.age = headers.get(AGE).and_then(|age| age.to_str().ok()?.trim().parse().ok()).unwrap_or(0);
+        directives.age = headers
+            .get(AGE)
+            .and_then(|age| age.to_str().ok()?.trim().parse::<u64>().ok())
+            .map_or(0, |age| age.min(MAX_DELTA_SECONDS));
         directives
     }
 
@@ -111,20 +119,34 @@ impl Directives {
         if self.no_store || self.private || self.vary_any {
             return None;
         }
-        let fresh = if self.no_cache {
+        let lifetime = if self.no_cache {
             Duration::ZERO
         } else if self.explicit_freshness() {
-            Duration::from_secs(self.s_maxage.or(self.max_age).unwrap_or(0).saturating_sub(self.age))
+            Duration::from_secs(self.s_maxage.or(self.max_age).unwrap_or(0))
         } else {
             settings.default_ttl?
         };
-        let window = |own: Option<u64>, default: Duration| match self.must_revalidate {
-            true => Duration::ZERO,
-            false => own.map_or(default, Duration::from_secs),
+        // Already this much past its freshness when it arrived: the stale windows started then.
+        let age = Duration::from_secs(self.age);
+        let late = age.saturating_sub(lifetime);
+        // `s-maxage` means `proxy-revalidate` to a shared cache (RFC 9111 §5.2.2.10): no stale
+        // use by default, only what the answer itself allows with an explicit window.
+        let defaults_allowed = self.s_maxage.is_none();
+        let window = |own: Option<u64>, default: Duration| {
+            let window = match own {
+                Some(seconds) => Duration::from_secs(seconds),
+                None if defaults_allowed => default,
+                None => Duration::ZERO,
+            };
+            if self.must_revalidate { Duration::ZERO } else { window.saturating_sub(late) }
         };
         let lifetimes = Lifetimes {
-            fresh,
-            stale_while_revalidate: window(self.stale_while_revalidate, settings.stale_while_revalidate),
+            fresh: lifetime.saturating_sub(age),
+            // `no-cache`: never used without revalidation, so never while revalidating.
+            stale_while_revalidate: match self.no_cache {
+                true => Duration::ZERO,
+                false => window(self.stale_while_revalidate, settings.stale_while_revalidate),
+            },
             stale_if_error: window(self.stale_if_error, settings.stale_if_error),
         };
         (lifetimes.total() > Duration::ZERO).then_some(lifetimes)
@@ -206,7 +228,11 @@ mod tests {
     fn no_cache_is_never_fresh_and_must_revalidate_is_never_stale() {
         let no_cache =
             answer(&[("cache-control", "no-cache, max-age=60")]).lifetimes(&settings(None)).unwrap();
-        assert_eq!((no_cache.fresh, no_cache.stale_if_error), (Duration::ZERO, Duration::from_secs(300)));
+        assert_eq!(
+            (no_cache.fresh, no_cache.stale_while_revalidate, no_cache.stale_if_error),
+            (Duration::ZERO, Duration::ZERO, Duration::from_secs(300)),
+            "no-cache: only when the backend fails"
+        );
         let strict =
             answer(&[("cache-control", "max-age=60, must-revalidate")]).lifetimes(&settings(None)).unwrap();
         assert_eq!(strict.total(), Duration::from_secs(60));
@@ -214,5 +240,35 @@ mod tests {
             answer(&[("cache-control", "no-cache, must-revalidate")]).lifetimes(&settings(None)),
             None
         );
+    }
+
+    #[test]
+    fn s_maxage_allows_only_the_stale_windows_the_answer_gives() {
+        let bare = answer(&[("cache-control", "s-maxage=60")]).lifetimes(&settings(None)).unwrap();
+        assert_eq!(bare.total(), Duration::from_secs(60), "proxy-revalidate: no default windows");
+        let own =
+            answer(&[("cache-control", "s-maxage=1, stale-while-revalidate=59")]).lifetimes(&settings(None));
+        assert_eq!(own.unwrap().stale_while_revalidate, Duration::from_secs(59));
+    }
+
+    #[test]
+    fn an_answer_already_stale_on_arrival_has_its_windows_shortened() {
+        let late = answer(&[("cache-control", "max-age=60, stale-if-error=100"), ("age", "90")]);
+        let lifetimes = late.lifetimes(&settings(None)).unwrap();
+        assert_eq!(
+            (lifetimes.fresh, lifetimes.stale_while_revalidate, lifetimes.stale_if_error),
+            (Duration::ZERO, Duration::ZERO, Duration::from_secs(70))
+        );
+    }
+
+    #[test]
+    fn huge_values_are_capped_not_overflowed() {
+        let huge = answer(&[(
+            "cache-control",
+            "max-age=18446744073709551615, stale-while-revalidate=18446744073709551615",
+        )]);
+        let lifetimes = huge.lifetimes(&settings(None)).unwrap();
+        assert_eq!(lifetimes.fresh, Duration::from_secs(1 << 31));
+        assert!(lifetimes.total() >= lifetimes.fresh);
     }
 }

@@ -5,29 +5,44 @@
 //! stored locally is written to Redis too, in the background. Redis slow or down: the local
 //! tier alone (the [`state`] crate's timeout, skip and metrics).
 //!
-//! Two scripts, one round trip each, build an entry's Redis key the same way (in Lua, once):
-//! `{key_prefix}c:{backend}:i:{url}` holds the header names the URL's answers vary on, and the
-//! entry lives at `{key_prefix}c:{backend}:e:` + the SHA-1 of the URL and those headers' values
-//! (forwarded tokens never appear in a key name). The scripts read keys their `KEYS` do not
-//! list: a single Redis (or one behind Sentinel), not Redis Cluster.
+//! Two scripts, one round trip each, build an entry's Redis key the same way (in Lua, once,
+//! as the local tier does in Rust): `{key_prefix}c:{backend}:i:{SHA-1 of the URL}` holds what
+//! the URL's answers vary on (public or not, the `Vary` names), and the entry lives at
+//! `{key_prefix}c:{backend}:e:` + the SHA-1 of the URL's and the key headers' digests. Header
+//! values and URLs reach Redis only as SHA-1 digests, in key names and script arguments alike
+//! (`MONITOR` and `SLOWLOG` record arguments). The scripts read keys their `KEYS` do not list:
+//! a single Redis (or one behind Sentinel), not Redis Cluster.
 //!
 //! A stored value is the answer's wall-clock store time and its three windows (milliseconds,
 //! big-endian u64) followed by the body: replicas' clocks must agree (NTP) for ages to.
 
 use super::control::Lifetimes;
-use crate::call::PER_REQUEST;
+use super::{Variance, key_headers};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
-use state::{Redis, Script};
+use state::{Op, Redis, Script, ScriptInvocation, hex_digest};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Builds the entry's key from `url`, the names (newline-separated) and the request's
-/// `name, value` pairs from `ARGV[first]` on.
+/// Builds the entry's key from the URL's digest, the variance (`public`: `1` or `0`; `vary`:
+/// newline-separated names) and the request's `name, value digest` pairs from `ARGV[first]` on:
+/// the names are the `Vary` ones and, unless public, every name the request has, sorted.
 const ENTRY_KEY_LUA: &str = r"
-local function entry_key(prefix, url, names, first)
+local function entry_key(prefix, url, public, vary, first)
+  local names, seen = {}, {}
+  local function add(name)
+    if not seen[name] then
+      seen[name] = true
+      table.insert(names, name)
+    end
+  end
+  for name in string.gmatch(vary, '[^\n]+') do add(name) end
+  if public ~= '1' then
+    for i = first, #ARGV, 2 do add(ARGV[i]) end
+  end
+  table.sort(names)
   local key = url
-  for name in string.gmatch(names, '[^\n]+') do
+  for _, name in ipairs(names) do
     key = key .. '\0' .. name
     local found = false
     for i = first, #ARGV, 2 do
@@ -42,21 +57,22 @@ local function entry_key(prefix, url, names, first)
 end
 ";
 
-/// `KEYS[1]`: the URL's index; `ARGV`: entry prefix, URL, then the request's header pairs.
-/// Returns `{names, value}`, or nil.
+/// `KEYS[1]`: the URL's index; `ARGV`: entry prefix, URL digest, then the request's pairs.
+/// Returns `{index, value}`, or nil.
 const LOOKUP_LUA: &str = r"
-local names = redis.call('GET', KEYS[1])
-if not names then return nil end
-local value = redis.call('GET', entry_key(ARGV[1], ARGV[2], names, 3))
+local index = redis.call('GET', KEYS[1])
+if not index then return nil end
+local value = redis.call('GET', entry_key(ARGV[1], ARGV[2], string.sub(index, 1, 1), string.sub(index, 3), 3))
 if not value then return nil end
-return {names, value}
+return {index, value}
 ";
 
-/// `KEYS[1]`: the URL's index; `ARGV`: entry prefix, URL, names, value, TTL (ms), then the
-/// request's header pairs.
+/// `KEYS[1]`: the URL's index; `ARGV`: entry prefix, URL digest, index, value, TTL (ms), then
+/// the request's pairs.
 const STORE_LUA: &str = r"
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[5])
-redis.call('SET', entry_key(ARGV[1], ARGV[2], ARGV[3], 6), ARGV[4], 'PX', ARGV[5])
+local key = entry_key(ARGV[1], ARGV[2], string.sub(ARGV[3], 1, 1), string.sub(ARGV[3], 3), 6)
+redis.call('SET', key, ARGV[4], 'PX', ARGV[5])
 return 1
 ";
 
@@ -73,11 +89,33 @@ pub(crate) struct SharedTier {
 
 /// An entry as found in Redis.
 pub(crate) struct Found {
-    pub(crate) names: Vec<HeaderName>,
+    pub(crate) variance: Variance,
     pub(crate) body: Bytes,
     pub(crate) lifetimes: Lifetimes,
     /// Time since it was stored (by whichever replica).
     pub(crate) age: Duration,
+}
+
+/// A request as the scripts see it: its URL's digest and its key headers' `name, value digest`
+/// pairs.
+struct Hashed {
+    url: String,
+    pairs: Vec<(HeaderName, String)>,
+}
+
+impl Hashed {
+    fn of(url: &[u8], forwarded: &HeaderMap) -> Self {
+        let pairs = key_headers(forwarded)
+            .map(|(name, value)| (name.clone(), hex_digest(value.as_bytes())))
+            .collect();
+        Self { url: hex_digest(url), pairs }
+    }
+
+    fn push_pairs(&self, invocation: &mut ScriptInvocation<'_>) {
+        for (name, value) in &self.pairs {
+            invocation.arg(name.as_str()).arg(value);
+        }
+    }
 }
 
 impl SharedTier {
@@ -97,14 +135,14 @@ impl SharedTier {
     /// The entry for a request of `url` forwarding `forwarded`, if Redis has one (and answers
     /// in time).
     pub(crate) async fn lookup(&self, url: &Bytes, forwarded: &HeaderMap) -> Option<Found> {
-        let mut invocation = self.lookup.key(self.index_key(url));
-        invocation.arg(&self.entry_prefix[..]).arg(&url[..]);
-        push_pairs(&mut invocation, forwarded);
-        let found: Option<(Vec<u8>, Vec<u8>)> = self.redis.invoke("cache_get", &invocation).await.ok()?;
-        let (names, value) = found?;
-        let names =
-            names.split(|b| *b == b'\n').filter_map(|name| HeaderName::from_bytes(name).ok()).collect();
-        decode(value).map(|(body, lifetimes, age)| Found { names, body, lifetimes, age })
+        let hashed = Hashed::of(url, forwarded);
+        let mut invocation = self.lookup.key(self.index_key(&hashed.url));
+        invocation.arg(&self.entry_prefix[..]).arg(&hashed.url);
+        hashed.push_pairs(&mut invocation);
+        let found: Option<(Vec<u8>, Vec<u8>)> = self.redis.invoke(Op::CacheGet, &invocation).await.ok()?;
+        let (index, value) = found?;
+        let variance = parse_index(&index)?;
+        decode(value).map(|(body, lifetimes, age)| Found { variance, body, lifetimes, age })
     }
 
     /// Writes an entry stored locally to Redis too, in the background (never waited for).
@@ -112,43 +150,42 @@ impl SharedTier {
         self: &Arc<Self>,
         url: Bytes,
         forwarded: &HeaderMap,
-        names: &[HeaderName],
+        variance: &Variance,
         body: &Bytes,
         lifetimes: Lifetimes,
     ) {
-        let names = names.iter().map(HeaderName::as_str).collect::<Vec<_>>().join("\n");
+        let hashed = Hashed::of(&url, forwarded);
+        let index = index_text(variance);
         let value = encode(body, lifetimes);
         let ttl = u64::try_from(lifetimes.total().as_millis()).unwrap_or(u64::MAX).max(1);
-        let pairs = pairs(forwarded);
         let tier = Arc::clone(self);
         tokio::spawn(async move {
-            let mut invocation = tier.store.key(tier.index_key(&url));
-            invocation.arg(&tier.entry_prefix[..]).arg(&url[..]).arg(names).arg(value).arg(ttl);
-            for (name, value) in &pairs {
-                invocation.arg(name.as_str()).arg(&value[..]);
-            }
-            let _: Result<u8, _> = tier.redis.invoke("cache_set", &invocation).await;
+            let mut invocation = tier.store.key(tier.index_key(&hashed.url));
+            invocation.arg(&tier.entry_prefix[..]).arg(&hashed.url).arg(index).arg(value).arg(ttl);
+            hashed.push_pairs(&mut invocation);
+            let _: Result<u8, _> = tier.redis.invoke(Op::CacheSet, &invocation).await;
         });
     }
 
-    fn index_key(&self, url: &[u8]) -> Vec<u8> {
-        [&self.index_prefix[..], url].concat()
+    fn index_key(&self, url_digest: &str) -> Vec<u8> {
+        [&self.index_prefix[..], url_digest.as_bytes()].concat()
     }
 }
 
-/// The request's forwarded `name, value` pairs that can be part of a key.
-fn pairs(forwarded: &HeaderMap) -> Vec<(HeaderName, Bytes)> {
-    forwarded
-        .iter()
-        .filter(|(name, _)| !PER_REQUEST.contains(&name.as_str()))
-        .map(|(name, value)| (name.clone(), Bytes::copy_from_slice(value.as_bytes())))
-        .collect()
+/// What the index holds: `1` or `0` (public), a newline, the `Vary` names one per line.
+fn index_text(variance: &Variance) -> String {
+    let names: Vec<&str> = variance.vary.iter().map(HeaderName::as_str).collect();
+    format!("{}\n{}", if variance.public { '1' } else { '0' }, names.join("\n"))
 }
 
-fn push_pairs(invocation: &mut state::ScriptInvocation<'_>, forwarded: &HeaderMap) {
-    for (name, value) in forwarded.iter().filter(|(name, _)| !PER_REQUEST.contains(&name.as_str())) {
-        invocation.arg(name.as_str()).arg(value.as_bytes());
-    }
+fn parse_index(index: &[u8]) -> Option<Variance> {
+    let (public, vary) = (index.first()?, index.get(2..).unwrap_or_default());
+    let vary: Vec<HeaderName> = vary
+        .split(|b| *b == b'\n')
+        .filter(|n| !n.is_empty())
+        .filter_map(|n| HeaderName::from_bytes(n).ok())
+        .collect();
+    Some(Variance { vary: vary.into(), public: *public == b'1' })
 }
 
 fn unix_ms() -> u64 {
@@ -207,5 +244,15 @@ mod tests {
         assert_eq!((&body[..], decoded), (&b"{\"a\":1}"[..], lifetimes));
         assert!(age < Duration::from_secs(1));
         assert!(decode(b"short".to_vec()).is_none());
+    }
+
+    #[test]
+    fn the_index_reads_back_as_written() {
+        for variance in [
+            Variance { vary: vec![HeaderName::from_static("accept-language")].into(), public: true },
+            Variance { vary: Vec::new().into(), public: false },
+        ] {
+            assert_eq!(parse_index(index_text(&variance).as_bytes()), Some(variance));
+        }
     }
 }

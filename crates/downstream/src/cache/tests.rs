@@ -69,6 +69,20 @@ async fn answers_are_keyed_by_the_forwarded_headers_unless_public() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_answer_stored_without_credentials_is_never_served_to_a_request_with_them() {
+    let cache = ResponseCache::new("b", settings(1 << 20));
+    let anonymous = forwarded(&[("x-request-id", "1")]);
+    let bob = forwarded(&[("authorization", "Bearer bob")]);
+    store(&cache, "/me", &anonymous, &directives("max-age=60", ""));
+    assert_eq!(usable(&cache, "/me", &anonymous), Some(Usable::Fresh));
+    assert_eq!(usable(&cache, "/me", &bob), None, "the anonymous answer is not Bob's");
+    store(&cache, "/me", &bob, &directives("max-age=60", ""));
+    assert_eq!(usable(&cache, "/me", &bob), Some(Usable::Fresh));
+    assert_eq!(usable(&cache, "/me", &anonymous), Some(Usable::Fresh), "each keeps its own entry");
+    assert_eq!(usable(&cache, "/me", &forwarded(&[("authorization", "Bearer eve")])), None);
+}
+
+#[tokio::test(start_paused = true)]
 async fn vary_keeps_one_entry_per_value_even_for_public_answers() {
     let cache = ResponseCache::new("b", settings(1 << 20));
     let (en, de) = (forwarded(&[("accept-language", "en")]), forwarded(&[("accept-language", "de")]));

@@ -7,6 +7,8 @@
 //! Never the left-most: a client can write anything there. IPv6 clients are keyed by their
 //! /64 (one subscriber's allocation), so rotating addresses inside it does not make new keys.
 //! A request without a key value (no such header) shares one [`ClientKey::Anonymous`] bucket.
+//! Header values are kept only as their SHA-1 digest: an API key is a secret, and a key of a
+//! fixed 20 bytes keeps the limiter's memory per key the same whatever clients send.
 
 use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
@@ -58,7 +60,7 @@ impl KeySource {
                 None => ClientKey::Anonymous,
             },
             KeySource::Header(name) => match headers.get(name) {
-                Some(value) if !value.is_empty() => ClientKey::Text(value.as_bytes().into()),
+                Some(value) if !value.is_empty() => ClientKey::Digest(state::digest(value.as_bytes())),
                 _ => ClientKey::Anonymous,
             },
             KeySource::Global => ClientKey::Anonymous,
@@ -71,8 +73,8 @@ impl KeySource {
 pub enum ClientKey {
     /// A client address (IPv6: its /64).
     Ip(IpAddr),
-    /// A header's value, or a forwarded entry that is not an address.
-    Text(Box<[u8]>),
+    /// The SHA-1 digest of a header's value, or of a forwarded entry that is not an address.
+    Digest([u8; 20]),
     /// No key value: the shared bucket.
     Anonymous,
 }
@@ -109,7 +111,7 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> ClientKey 
             match std::str::from_utf8(entry).ok().and_then(address) {
                 Some(ip) if is_trusted(ip) => nearest = ip,
                 Some(ip) => return ClientKey::of_ip(ip),
-                None => return ClientKey::Text(entry.into()),
+                None => return ClientKey::Digest(state::digest(entry)),
             }
         }
     }
@@ -175,7 +177,7 @@ mod tests {
 
     #[test]
     fn an_entry_that_is_not_an_address_is_keyed_as_written() {
-        assert_eq!(client("10.0.0.2", &["unknown"]), ClientKey::Text((*b"unknown").into()));
+        assert_eq!(client("10.0.0.2", &["unknown"]), ClientKey::Digest(state::digest(b"unknown")));
     }
 
     #[test]
@@ -194,7 +196,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert_eq!(source.key_of(&headers, None, &[]), ClientKey::Anonymous);
         headers.insert("x-api-key", "k1".parse().unwrap());
-        assert_eq!(source.key_of(&headers, None, &[]), ClientKey::Text((*b"k1").into()));
+        assert_eq!(source.key_of(&headers, None, &[]), ClientKey::Digest(state::digest(b"k1")));
         assert_eq!(KeySource::ClientIp.key_of(&headers, None, &[]), ClientKey::Anonymous);
         assert_eq!(KeySource::Global.key_of(&headers, Some(ip("192.0.2.1")), &[]), ClientKey::Anonymous);
     }

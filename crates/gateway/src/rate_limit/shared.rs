@@ -4,18 +4,14 @@
 //! bucket would be full again (then it is the same as no key). When Redis does not answer
 //! within `state.redis.timeout` the caller uses its local bucket instead ([`state`]).
 //!
-//! Keys: `{key_prefix}rl:{route}:{client}`, the client as `ip:ADDRESS`, `h:HASH` (a header
-//! value, hashed: API keys are secrets and do not belong in key names that `SCAN` or `MONITOR`
+//! Keys: `{key_prefix}rl:{route}:{client}`, the client as `ip:ADDRESS`, `h:SHA1` (a header
+//! value's digest: API keys are secrets and do not belong in key names that `SCAN` or `MONITOR`
 //! show) or `anon`.
 
 use super::client_key::ClientKey;
 use super::gcra::{Decision, Quota};
-use crate::config::fnv1a;
-use state::{Redis, Script, Unavailable};
+use state::{Op, Redis, Script, Unavailable};
 use std::sync::Arc;
-
-/// What the script is counted as in `fanout_redis_operations_total`.
-const OP: &str = "rate_limit";
 
 /// `KEYS[1]`: the bucket; `ARGV`: the quota's interval (µs) and burst. Returns the decision
 /// as `{allowed, remaining, reset_us, retry_after_us}` — the arithmetic of `gcra::decide`.
@@ -56,13 +52,18 @@ impl SharedBuckets {
         let mut name = self.prefix.clone();
         match key {
             ClientKey::Ip(ip) => name.extend_from_slice(format!("ip:{ip}").as_bytes()),
-            ClientKey::Text(value) => name.extend_from_slice(format!("h:{:016x}", fnv1a(value)).as_bytes()),
+            ClientKey::Digest(digest) => {
+                name.extend_from_slice(b"h:");
+                for byte in digest {
+                    name.extend_from_slice(format!("{byte:02x}").as_bytes());
+                }
+            }
             ClientKey::Anonymous => name.extend_from_slice(b"anon"),
         }
         let mut invocation = self.script.key(name);
         invocation.arg(quota.interval_us).arg(quota.burst);
         let (allowed, remaining, reset_us, retry_after_us): (u8, u64, u64, u64) =
-            self.redis.invoke(OP, &invocation).await?;
+            self.redis.invoke(Op::RateLimit, &invocation).await?;
         // The stored TAT is Redis's; nothing local is updated.
         Ok(Decision { allowed: allowed == 1, tat: 0, remaining, reset_us, retry_after_us })
     }

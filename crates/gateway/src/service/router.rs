@@ -1,6 +1,7 @@
 //! [`Router`]: the innermost layer — the route table of the request's config (404), the method
-//! (405 with `Allow`: endpoints answer GET and HEAD), the endpoint's rate limit (429, before
-//! any backend call: [`crate::rate_limit`]), then the endpoint ([`crate::endpoint`]);
+//! (405 with `Allow`: endpoints answer GET and HEAD), the client's deadline header (400 when
+//! malformed), the endpoint's rate limit (429, before any backend call: [`crate::rate_limit`]),
+//! then the endpoint ([`crate::endpoint`]);
 //! and, only with `telemetry.debug_endpoints`, the route that blocks a worker on purpose.
 
 use crate::Body;
@@ -40,20 +41,6 @@ impl Handle for Router {
                 let response = Problem::MethodNotAllowed.response();
                 return Handled { response, endpoint: matched, execution: None, calls: None };
             }
-            let limited = match &endpoint.rate_limit {
-                None => None,
-                Some(limiter) => {
-                    let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0);
-                    let checked = limiter.check(&parts.headers, peer, &plan.server.trusted_proxies).await;
-                    scope.metrics.rate_limit(endpoint.index, checked.allowed());
-                    Some((limiter, checked))
-                }
-            };
-            if let Some((limiter, checked)) = limited.filter(|(_, checked)| !checked.allowed()) {
-                let mut response = Problem::RateLimited(checked.retry_after()).response();
-                limiter.set_headers(checked, response.headers_mut());
-                return Handled { response, endpoint: matched, execution: None, calls: None };
-            }
             let budget = match &plan.server.deadline_header {
                 None => None,
                 Some(header) => match deadline::client_budget(&parts.headers, header) {
@@ -69,6 +56,20 @@ impl Handle for Router {
                     }
                 },
             };
+            let limited = match &endpoint.rate_limit {
+                None => None,
+                Some(limiter) => {
+                    let peer = parts.extensions.get::<PeerAddr>().map(|peer| peer.0);
+                    let checked = limiter.check(&parts.headers, peer, &plan.server.trusted_proxies).await;
+                    scope.metrics.rate_limit(endpoint.index, checked.allowed());
+                    Some((limiter, checked))
+                }
+            };
+            if let Some((limiter, checked)) = limited.filter(|(_, checked)| !checked.allowed()) {
+                let mut response = Problem::RateLimited(checked.retry_after()).response();
+                limiter.set_headers(checked, response.headers_mut());
+                return Handled { response, endpoint: matched, execution: None, calls: None };
+            }
             let Served { mut response, execution, calls } = endpoint::serve(
                 endpoint,
                 budget,

@@ -98,6 +98,14 @@ impl Exporter {
         );
         describe_counter!(COALESCED, "Backend calls that joined an identical request already in flight.");
         describe_counter!(
+            state::OPERATIONS,
+            "Redis operations (state.redis), by op and outcome: ok, timeout, error, skipped (Redis failed under a second ago)."
+        );
+        describe_gauge!(
+            state::UP,
+            "Per purpose (rate_limit, cache): 1 while Redis answers, 0 after it failed to."
+        );
+        describe_counter!(
             cache::LOOKUPS,
             "Response cache lookups, by result: hit (fresh), stale (served while revalidating), miss."
         );
