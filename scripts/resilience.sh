@@ -18,19 +18,8 @@ bash scripts/tools.sh oha
 cargo build --release --locked --quiet -p gateway -p mockend
 mkdir -p "$OUT"
 
-PIDS=()
-stop() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  PIDS=()
-}
-trap stop EXIT
-
-wait_for() {
-  for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.05; done
-  echo "resilience: $1 did not answer" >&2
-  exit 1
-}
+# shellcheck source=scripts/processes.sh
+source scripts/processes.sh
 
 # run MODE SCENARIO BACKEND_PORT OHA_ARGS...
 run() {

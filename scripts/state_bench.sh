@@ -21,19 +21,8 @@ bash scripts/tools.sh oha redis
 cargo build --release --locked --quiet -p gateway -p mockend
 mkdir -p "$OUT"
 
-PIDS=()
-stop() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  PIDS=()
-}
-trap stop EXIT
-
-wait_for() {
-  for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.05; done
-  echo "state_bench: $1 did not answer" >&2
-  exit 1
-}
+# shellcheck source=scripts/processes.sh
+source scripts/processes.sh
 
 # The gateway's CPU time so far, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -24,21 +24,20 @@
 pub mod control;
 mod shared;
 
-use crate::call::{PER_REQUEST, Sender};
 use crate::error::CallError;
-use crate::exchanged::Exchanged;
+use crate::forward::PER_REQUEST;
 use bytes::Bytes;
 use control::{Directives, Lifetimes};
-use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use shared::SharedTier;
 use state::Redis;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 /// Lookups by `result`: `hit` (fresh), `stale` (served while revalidating) or `miss`.
 pub const LOOKUPS: &str = "fanout_cache_lookups_total";
@@ -115,28 +114,28 @@ impl StaleReason {
 
 /// One stored answer.
 #[derive(Debug)]
-struct Entry {
-    body: Bytes,
+pub(crate) struct Entry {
+    pub(crate) body: Bytes,
     stored: Instant,
     lifetimes: Lifetimes,
     /// A background refresh is running.
-    refreshing: AtomicBool,
+    pub(crate) refreshing: AtomicBool,
 }
 
 /// What a stored answer is good for now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Usable {
+pub(crate) enum Usable {
     Fresh,
     Revalidate,
     IfError,
 }
 
 impl Entry {
-    fn age(&self, now: Instant) -> Duration {
+    pub(crate) fn age(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.stored)
     }
 
-    fn usable(&self, now: Instant) -> Option<Usable> {
+    pub(crate) fn usable(&self, now: Instant) -> Option<Usable> {
         let (age, l) = (self.age(now), &self.lifetimes);
         if age < l.fresh {
             Some(Usable::Fresh)
@@ -249,7 +248,7 @@ impl ResponseCache {
 
     /// Stores `body`, the answer to a request of `url` forwarding `forwarded`, if `directives`
     /// allow it (and writes it to the shared tier, if any).
-    fn store(&self, url: Bytes, forwarded: &HeaderMap, body: Bytes, directives: &Directives) {
+    pub(crate) fn store(&self, url: Bytes, forwarded: &HeaderMap, body: Bytes, directives: &Directives) {
         let Some(lifetimes) = directives.lifetimes(&self.settings) else { return };
         let variance = Variance { vary: directives.vary.as_slice().into(), public: directives.public };
         if let Some(tier) = self.shared.get() {
@@ -278,7 +277,12 @@ impl ResponseCache {
     /// The entry for a request of `url` forwarding `forwarded`: the local tier's, or, when it
     /// has nothing better than an answer usable on error, the shared tier's if that is younger
     /// and usable (kept locally from then on).
-    async fn find(&self, url: &Bytes, forwarded: &HeaderMap, now: Instant) -> Option<(Arc<Entry>, Usable)> {
+    pub(crate) async fn find(
+        &self,
+        url: &Bytes,
+        forwarded: &HeaderMap,
+        now: Instant,
+    ) -> Option<(Arc<Entry>, Usable)> {
         let local = self.lookup(url, forwarded, now);
         let Some(tier) = self.shared.get() else { return local };
         if matches!(local, Some((_, Usable::Fresh | Usable::Revalidate))) {
@@ -300,7 +304,7 @@ impl ResponseCache {
         Some((entry, usable))
     }
 
-    fn count(&self, name: &'static str, label: &'static str, value: &'static str) {
+    pub(crate) fn count(&self, name: &'static str, label: &'static str, value: &'static str) {
         metrics::counter!(name, "backend" => self.backend.to_string(), label => value).increment(1);
     }
 }
@@ -355,7 +359,7 @@ fn key(url: &[u8], names: &[HeaderName], forwarded: &HeaderMap) -> Box<[u8]> {
 /// An error after which a stale answer may be served (`stale-if-error`): the backend is
 /// unreachable, slow, failing (5xx) or its circuit is open. Not `cancelled` (the endpoint's
 /// deadline passed: the answer is no longer waited for) nor bad answers (4xx, invalid bodies).
-fn stale_if(error: &CallError) -> bool {
+pub(crate) fn stale_if(error: &CallError) -> bool {
     match error {
         CallError::Timeout(_)
         | CallError::Connect(_)
@@ -363,106 +367,6 @@ fn stale_if(error: &CallError) -> bool {
         | CallError::Overloaded(_) => true,
         CallError::Status(status) => *status >= 500,
         _ => false,
-    }
-}
-
-impl Sender<'_> {
-    /// A call to a backend with a cache: a fresh stored answer, or a stale one being refreshed
-    /// in the background, is the answer; else the backend is called (coalesced and under its
-    /// policies as configured), a good answer stored, and a failure answered by a stale entry
-    /// within `stale-if-error`. The call is bounded here (its timeout, or its policies'), not by
-    /// its caller, so that a timeout can still be answered from the cache.
-    pub(crate) async fn cached(self, cache: &Arc<ResponseCache>, uri: Uri, deadline: Instant) -> Exchanged {
-        let mut forwarded = HeaderMap::new();
-        self.headers.write(self.header_set, &mut forwarded);
-        let url = Bytes::copy_from_slice(uri.path_and_query().map_or("", |p| p.as_str()).as_bytes());
-        let now = Instant::now();
-        let found = cache.find(&url, &forwarded, now).await;
-        match &found {
-            Some((entry, Usable::Fresh)) => {
-                cache.count(LOOKUPS, "result", "hit");
-                return Exchanged::from_cache(entry.body.clone(), CacheUse::Hit);
-            }
-            Some((entry, Usable::Revalidate)) => {
-                cache.count(LOOKUPS, "result", "stale");
-                cache.count(STALE_SERVED, "reason", StaleReason::Revalidating.as_str());
-                if !entry.refreshing.swap(true, Ordering::AcqRel) {
-                    self.refresh(cache, Arc::clone(entry), uri, url, forwarded);
-                }
-                let age = entry.age(now);
-                return Exchanged::from_cache(
-                    entry.body.clone(),
-                    CacheUse::Stale { reason: StaleReason::Revalidating, age },
-                );
-            }
-            _ => cache.count(LOOKUPS, "result", "miss"),
-        }
-        let sender = Sender { headers: &forwarded, header_set: 0, ..self };
-        let bounded = self.backend.policies.are_off().then(|| (now + self.timeout).min(deadline));
-        let exchanged = match bounded {
-            None => sender.uncached(uri, deadline).await,
-            Some(ends) => match timeout_at(ends, sender.uncached(uri, deadline)).await {
-                Ok(exchanged) => exchanged,
-                Err(_) if ends < deadline => Exchanged::once(None, Err(CallError::Timeout(self.timeout))),
-                Err(_) => Exchanged::once(None, Err(CallError::Cancelled)),
-            },
-        };
-        match (&exchanged.result, found) {
-            (Ok(body), _) => {
-                if let Some(directives) = &exchanged.directives {
-                    cache.store(url, &forwarded, body.clone(), directives);
-                }
-                exchanged
-            }
-            // Still within its windows now that the call has failed (retries may have taken long).
-            (Err(error), Some((entry, _))) if stale_if(error) && entry.usable(Instant::now()).is_some() => {
-                let reason = StaleReason::Error(error.kind());
-                cache.count(STALE_SERVED, "reason", reason.as_str());
-                let age = entry.age(Instant::now());
-                Exchanged {
-                    result: Ok(entry.body.clone()),
-                    cache: Some(CacheUse::Stale { reason, age }),
-                    ..exchanged
-                }
-            }
-            _ => exchanged,
-        }
-    }
-
-    /// Refreshes `entry` in the background: one request under the call's timeout, stored if
-    /// good; the entry's `refreshing` flag is cleared when it ends, however it ends.
-    fn refresh(
-        self,
-        cache: &Arc<ResponseCache>,
-        entry: Arc<Entry>,
-        uri: Uri,
-        url: Bytes,
-        forwarded: HeaderMap,
-    ) {
-        struct Done(Arc<Entry>);
-        impl Drop for Done {
-            fn drop(&mut self) {
-                self.0.refreshing.store(false, Ordering::Release);
-            }
-        }
-        let (cache, backend, timeout) = (Arc::clone(cache), Arc::clone(self.backend), self.timeout);
-        tokio::spawn(async move {
-            let _done = Done(entry);
-            let sender = Sender {
-                backend: &backend,
-                headers: &forwarded,
-                header_set: 0,
-                timeout,
-                propagate: None,
-                directives: None,
-            };
-            let ends = Instant::now() + timeout;
-            if let Ok(Exchanged { result: Ok(body), directives: Some(directives), .. }) =
-                timeout_at(ends, sender.uncached(uri, ends)).await
-            {
-                cache.store(url, &forwarded, body, &directives);
-            }
-        });
     }
 }
 

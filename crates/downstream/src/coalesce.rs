@@ -6,8 +6,8 @@
 //! caller's). The exchange is owned by nobody in particular: it runs while any caller still
 //! awaits it, each under its own timeout, and is dropped (and forgotten) with the last one.
 
-use crate::call::PER_REQUEST;
 use crate::exchanged::Exchanged;
+use crate::forward::PER_REQUEST;
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use http::{HeaderMap, HeaderName, HeaderValue};

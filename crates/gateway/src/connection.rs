@@ -167,6 +167,11 @@ impl<S> ConnService for S where
 {
 }
 
+/// A request's peer address (its connection's), a request extension — set only while some
+/// endpoint limits by `client_ip` (`Plan::needs_peer`): other requests skip its allocations.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::IpAddr);
+
 /// The h2 connection preface, which an h2c connection opens with.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

@@ -13,7 +13,7 @@
 use crate::Body;
 use crate::admin::{Admin, AdminState};
 use crate::config::RuntimeMode;
-use crate::connection::{self, Drain, Http, Limits};
+use crate::connection::{self, Drain, Http, Limits, PeerAddr};
 use crate::limits::{MAX_HEAD_BYTES, MAX_HEADERS};
 use crate::plan::Plan;
 use crate::reload::Live;
@@ -194,11 +194,6 @@ struct Shared<S> {
     peer: IpAddr,
     live: Arc<Live>,
 }
-
-/// A request's peer address (the connection's), a request extension — set only while some
-/// endpoint limits by `client_ip` ([`Plan::needs_peer`]): other requests skip its allocations.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub IpAddr);
 
 impl<S: PublicService> hyper::service::Service<Request<Incoming>> for Shared<S> {
     type Response = Response<Body>;

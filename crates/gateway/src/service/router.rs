@@ -5,11 +5,11 @@
 //! and, only with `telemetry.debug_endpoints`, the route that blocks a worker on purpose.
 
 use crate::Body;
+use crate::connection::PeerAddr;
 use crate::deadline;
 use crate::endpoint::{self, Served};
 use crate::handle::{Handle, Handled, Scope};
 use crate::problem::Problem;
-use crate::server::PeerAddr;
 use http::{HeaderValue, Method, Request, Response};
 use std::future::Future;
 use std::time::Duration;
