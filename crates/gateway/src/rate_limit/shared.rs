@@ -11,6 +11,7 @@
 use super::client_key::ClientKey;
 use super::gcra::{Decision, Quota};
 use state::{Op, Redis, Script, Unavailable};
+use std::io::Write;
 use std::sync::Arc;
 
 /// `KEYS[1]`: the bucket; `ARGV`: the quota's interval (µs) and burst. Returns the decision
@@ -50,16 +51,15 @@ impl SharedBuckets {
     /// Takes one request from `key`'s bucket, unless it is empty.
     pub async fn take(&self, key: &ClientKey, quota: Quota) -> Result<Decision, Unavailable> {
         let mut name = self.prefix.clone();
-        match key {
-            ClientKey::Ip(ip) => name.extend_from_slice(format!("ip:{ip}").as_bytes()),
+        // Written in place (writing into a Vec cannot fail): no string per check.
+        let _ = match key {
+            ClientKey::Ip(ip) => write!(name, "ip:{ip}"),
             ClientKey::Digest(digest) => {
                 name.extend_from_slice(b"h:");
-                for byte in digest {
-                    name.extend_from_slice(format!("{byte:02x}").as_bytes());
-                }
+                digest.iter().try_for_each(|byte| write!(name, "{byte:02x}"))
             }
-            ClientKey::Anonymous => name.extend_from_slice(b"anon"),
-        }
+            ClientKey::Anonymous => name.write_all(b"anon"),
+        };
         let mut invocation = self.script.key(name);
         invocation.arg(quota.interval_us).arg(quota.burst);
         let (allowed, remaining, reset_us, retry_after_us): (u8, u64, u64, u64) =
