@@ -2,7 +2,7 @@
 //! classified [`CHUNK`] at a time as the reader reaches them, their escapes checked and their
 //! strings followed, so a body of any size is read in one pass with constant memory.
 
-use super::blocks::{BLOCK, Masks, Strings};
+use super::blocks::{Avx2, BLOCK, Masks, Strings, prefix_xor, prefix_xor_clmul};
 use super::escape_end;
 
 /// Blocks classified per fill of [`Blocks`]: 1 KiB of body.
@@ -113,10 +113,13 @@ pub(super) struct Blocks<'a> {
     escaped_to: usize,
     /// No byte from 0x80 up in the blocks read.
     ascii: bool,
+    /// Whether blocks are classified with AVX2.
+    avx2: Option<Avx2>,
 }
 
 impl<'a> Blocks<'a> {
-    pub fn new(body: &'a Body<'a>) -> Self {
+    /// The blocks of `body`, classified with AVX2 when `avx2` is given.
+    pub fn new(body: &'a Body<'a>, avx2: Option<Avx2>) -> Self {
         Blocks {
             body,
             masks: [0; CHUNK],
@@ -124,6 +127,7 @@ impl<'a> Blocks<'a> {
             valid: true,
             escaped_to: 0,
             ascii: true,
+            avx2,
         }
     }
 
@@ -141,7 +145,30 @@ impl<'a> Blocks<'a> {
     /// Classifies up to [`CHUNK`] blocks from block `first`: `None` at the end of the body or
     /// (for good) when a block has a control character in a string or an invalid escape.
     #[inline(never)]
+    #[expect(unsafe_code, reason = "AVX2 code runs only with the proof that the CPU has it")]
     fn fill(&mut self, first: usize) -> Option<()> {
+        match self.avx2 {
+            // SAFETY: an `Avx2` exists only where `Avx2::detect` found AVX2 on this CPU.
+            Some(_) => unsafe { self.fill_avx2(first) },
+            None => self.fill_with(first, Masks::of, prefix_xor),
+        }
+    }
+
+    /// [`Blocks::fill`] with [`Masks::of_avx2`] and [`prefix_xor_clmul`].
+    #[target_feature(enable = "avx2,pclmulqdq")]
+    fn fill_avx2(&mut self, first: usize) -> Option<()> {
+        self.fill_with(first, |block| Masks::of_avx2(block), |bits| prefix_xor_clmul(bits))
+    }
+
+    /// [`Blocks::fill`] with `classify` making the masks of each block, and `prefix_xor` for
+    /// [`Strings::scan`].
+    #[inline(always)]
+    fn fill_with(
+        &mut self,
+        first: usize,
+        classify: impl Fn(&[u8; BLOCK]) -> Masks,
+        prefix_xor: impl Fn(u64) -> u64 + Copy,
+    ) -> Option<()> {
         if !self.valid {
             return None;
         }
@@ -150,9 +177,9 @@ impl<'a> Blocks<'a> {
         let mut filled = 0;
         while filled < CHUNK {
             let Some(block) = self.body.block(first + filled) else { break };
-            let masks = Masks::of(block);
+            let masks = classify(block);
             ascii &= masks.ascii;
-            let scanned = strings.scan(&masks);
+            let scanned = strings.scan(&masks, prefix_xor);
             let start = (first + filled) * BLOCK;
             if scanned.control_in_string != 0
                 || (scanned.escapes != 0

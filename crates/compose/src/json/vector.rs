@@ -3,13 +3,19 @@
 //! ends, checked its control characters and handed over its escapes. It answers only yes or no;
 //! the byte walk in [`super`] says why a body is refused.
 
+use super::blocks::Avx2;
 use super::tokens::{Blocks, Body, Tokens};
 use super::{MAX_BODY_NESTING, literal_end, number_end};
 
 /// Whether `bytes` is one JSON value that the byte walk accepts (UTF-8 included).
 pub(super) fn is_valid(bytes: &[u8]) -> bool {
+    is_valid_with(bytes, Avx2::detect())
+}
+
+/// [`is_valid`] with blocks classified by AVX2 when `avx2` is given, by SSE2 otherwise.
+pub(super) fn is_valid_with(bytes: &[u8], avx2: Option<Avx2>) -> bool {
     let body = Body::new(bytes);
-    let mut blocks = Blocks::new(&body);
+    let mut blocks = Blocks::new(&body, avx2);
     let mut tokens = Tokens::new(&body);
     document(bytes, &mut tokens, &mut blocks).is_some()
         && blocks.complete()
