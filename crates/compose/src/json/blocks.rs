@@ -7,6 +7,11 @@
 //! second", 2019): escapes from the odd-length runs of backslashes, strings as the prefix XOR
 //! of the unescaped quotes.
 
+use std::arch::x86_64::{
+    __m256i, _mm256_cmpeq_epi8, _mm256_min_epu8, _mm256_movemask_epi8, _mm256_or_si256, _mm256_set_m128i,
+    _mm256_set1_epi8, _mm256_setr_epi8, _mm256_shuffle_epi8,
+};
+
 use safe_arch::{
     add_saturating_u8_m128i, bitxor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, m128i, max_u8_m128i,
     min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
@@ -24,8 +29,9 @@ pub(super) struct Masks {
     pub control: u64,
     /// JSON whitespace: space, tab, LF, CR.
     pub whitespace: u64,
-    /// No byte from 0x80 up (so the block is valid UTF-8).
-    pub ascii: bool,
+    /// Nonzero when some byte is from 0x80 up (zero: the block is ASCII, so valid UTF-8). A
+    /// number to OR across blocks rather than a flag to AND: no conversion per block.
+    pub beyond_ascii: u32,
 }
 
 impl Masks {
@@ -46,35 +52,37 @@ impl Masks {
             add_saturating_u8_m128i(lowest, set_splat_i8_m128i(0x60)),
             add_saturating_u8_m128i(lowest_unlike_backslash, set_splat_i8_m128i(0x7f)),
         );
-        let ascii = move_mask_i8_m128i(fold(max_u8_m128i, lanes)) == 0;
+        let beyond_ascii = move_mask_i8_m128i(fold(max_u8_m128i, lanes)) as u32;
         if move_mask_i8_m128i(plain) == 0xffff {
             // No control character: the bytes up to 0x20 are spaces (0x5f sets the high bit of
             // the bytes from 0x21 up).
             let whitespace = !bits(&lanes, |lane| add_saturating_u8_m128i(lane, set_splat_i8_m128i(0x5f)));
-            return Masks { quote, backslash: 0, control: 0, whitespace, ascii };
+            return Masks { quote, backslash: 0, control: 0, whitespace, beyond_ascii };
         }
         let control = !bits(&lanes, |lane| add_saturating_u8_m128i(lane, set_splat_i8_m128i(0x60)));
         let mut whitespace = equal(&lanes, b' ');
         if control != 0 {
             whitespace |= equal(&lanes, b'\t') | equal(&lanes, b'\n') | equal(&lanes, b'\r');
         }
-        Masks { quote, backslash: equal(&lanes, b'\\'), control, whitespace, ascii }
+        Masks { quote, backslash: equal(&lanes, b'\\'), control, whitespace, beyond_ascii }
     }
 }
 
-/// Proof that the CPU has AVX2 and PCLMULQDQ (carry-less multiplication, which every CPU with
-/// AVX2 has): only [`Avx2::detect`] makes one, so holding one makes the AVX2 code safe to run.
+/// Proof that the CPU has AVX2, and with it BMI1, BMI2 and PCLMULQDQ (carry-less
+/// multiplication), which every CPU with AVX2 has but which are tested too: only
+/// [`Avx2::detect`] makes one, so holding one makes code compiled for them safe to run.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Avx2 {
     _detected: (),
 }
 
 impl Avx2 {
-    /// `Some` when the CPU has both (cached tests after the first call: a load and a branch each).
+    /// `Some` when the CPU has all four (cached tests after the first call: a load and a branch
+    /// each).
     #[inline(always)]
     pub fn detect() -> Option<Avx2> {
-        let found =
-            std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("pclmulqdq");
+        use std::arch::is_x86_feature_detected as has;
+        let found = has!("avx2") && has!("bmi1") && has!("bmi2") && has!("pclmulqdq");
         found.then_some(Avx2 { _detected: () })
     }
 }
@@ -86,10 +94,6 @@ impl Masks {
     #[target_feature(enable = "avx2")]
     #[inline]
     pub fn of_avx2(block: &[u8; BLOCK]) -> Masks {
-        use std::arch::x86_64::{
-            __m256i, _mm256_cmpeq_epi8, _mm256_min_epu8, _mm256_movemask_epi8, _mm256_or_si256,
-            _mm256_set_m128i, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_shuffle_epi8,
-        };
         let (chunks, _) = block.as_chunks::<16>();
         let load = |index: usize| {
             _mm256_set_m128i(
@@ -98,13 +102,6 @@ impl Masks {
             )
         };
         let lanes = [load(0), load(2)];
-        // The high bit of each byte of `test(lane)`, for both lanes.
-        let bits = |test: &dyn Fn(__m256i) -> __m256i| {
-            // `movemask` sets all 32 bits of an `i32`: the cast keeps exactly those.
-            u64::from(_mm256_movemask_epi8(test(lanes[0])) as u32)
-                | u64::from(_mm256_movemask_epi8(test(lanes[1])) as u32) << 32
-        };
-        let equal = |byte: u8| bits(&|lane| _mm256_cmpeq_epi8(lane, _mm256_set1_epi8(byte as i8)));
         // Whitespace is the bytes equal to the entry at their low four bits: space at 0, tab,
         // LF and CR at 9, 10 and 13; 0xff elsewhere matches nothing below 0x80, and bytes from
         // 0x80 up look up 0.
@@ -113,19 +110,26 @@ impl Masks {
             0x20, -1, -1, -1, -1, -1, -1, -1, -1, 0x09, 0x0a, -1, -1, 0x0d, -1, -1,
             0x20, -1, -1, -1, -1, -1, -1, -1, -1, 0x09, 0x0a, -1, -1, 0x0d, -1, -1,
         );
-        let whitespace = bits(&|lane| _mm256_cmpeq_epi8(_mm256_shuffle_epi8(spaces, lane), lane));
-        let quote = equal(b'"');
-        let both = _mm256_or_si256(lanes[0], lanes[1]);
-        let ascii = _mm256_movemask_epi8(both) == 0;
-        // Control characters are the bytes that 0x1f as a floor does not change.
-        let control_test = |lane| _mm256_cmpeq_epi8(_mm256_min_epu8(lane, _mm256_set1_epi8(0x1f)), lane);
-        let backslash_test = |lane| _mm256_cmpeq_epi8(lane, _mm256_set1_epi8(b'\\' as i8));
-        let special = lanes.map(|lane| _mm256_or_si256(control_test(lane), backslash_test(lane)));
-        if _mm256_movemask_epi8(_mm256_or_si256(special[0], special[1])) == 0 {
-            return Masks { quote, backslash: 0, control: 0, whitespace, ascii };
-        }
-        Masks { quote, backslash: bits(&backslash_test), control: bits(&control_test), whitespace, ascii }
+        let whitespace =
+            bits_avx2(lanes.map(|lane| _mm256_cmpeq_epi8(_mm256_shuffle_epi8(spaces, lane), lane)));
+        let quote = bits_avx2(lanes.map(|lane| _mm256_cmpeq_epi8(lane, _mm256_set1_epi8(b'"' as i8))));
+        let beyond_ascii = _mm256_movemask_epi8(_mm256_or_si256(lanes[0], lanes[1])) as u32;
+        // Control characters are the bytes that 0x1f as a floor does not change. (Both masks
+        // cost less than the test for a block that has neither, which SSE2 makes.)
+        let control = bits_avx2(
+            lanes.map(|lane| _mm256_cmpeq_epi8(_mm256_min_epu8(lane, _mm256_set1_epi8(0x1f)), lane)),
+        );
+        let backslash = bits_avx2(lanes.map(|lane| _mm256_cmpeq_epi8(lane, _mm256_set1_epi8(b'\\' as i8))));
+        Masks { quote, backslash, control, whitespace, beyond_ascii }
     }
+}
+
+/// The high bit of each byte of both lanes of a block.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn bits_avx2(lanes: [__m256i; 2]) -> u64 {
+    // `movemask` sets all 32 bits of an `i32`: the cast keeps exactly those.
+    u64::from(_mm256_movemask_epi8(lanes[0]) as u32) | u64::from(_mm256_movemask_epi8(lanes[1]) as u32) << 32
 }
 
 /// [`prefix_xor`] as one carry-less multiplication by all ones: bit `i` of the product is the
@@ -287,6 +291,11 @@ mod tests {
         unsafe { (Masks::of_avx2(block), prefix_xor_clmul(bits)) }
     }
 
+    /// Masks as far as they must agree: `beyond_ascii` only in being zero or not.
+    fn same(masks: Masks) -> Masks {
+        Masks { beyond_ascii: u32::from(masks.beyond_ascii != 0), ..masks }
+    }
+
     /// A way to classify a block, by name.
     type Classifier = (&'static str, Box<dyn Fn(&[u8; BLOCK]) -> Masks>);
 
@@ -311,14 +320,14 @@ mod tests {
             assert_eq!(masks.backslash, 1 << 8, "{name}");
             assert_eq!(masks.control, 0b1111100, "{name}");
             assert_eq!(masks.whitespace, 0b11110, "{name}");
-            assert!(!masks.ascii, "{name}");
+            assert_ne!(masks.beyond_ascii, 0, "{name}");
             // A block with no control character and no backslash takes the short way.
             let mut block = [b'a'; BLOCK];
             block[..4].copy_from_slice(b"\" {\x7f");
             block[62] = b' ';
             assert_eq!(
                 classify(&block),
-                Masks { quote: 1, backslash: 0, control: 0, whitespace: 0b10 | 1 << 62, ascii: true },
+                Masks { quote: 1, backslash: 0, control: 0, whitespace: 0b10 | 1 << 62, beyond_ascii: 0 },
                 "{name}"
             );
         }
@@ -338,8 +347,8 @@ mod tests {
                     let mut block = [background; BLOCK];
                     block[position] = byte;
                     assert_eq!(
-                        with_avx2(avx2, &block, 0).0,
-                        Masks::of(&block),
+                        same(with_avx2(avx2, &block, 0).0),
+                        same(Masks::of(&block)),
                         "{byte:#x} at {position} over {background}"
                     );
                 }
@@ -361,7 +370,7 @@ mod tests {
             });
             let bits = state.rotate_left(17) ^ state;
             let (masks, xor) = with_avx2(avx2, &block, bits);
-            assert_eq!(masks, Masks::of(&block), "{block:?}");
+            assert_eq!(same(masks), same(Masks::of(&block)), "{block:?}");
             assert_eq!(xor, prefix_xor(bits), "{bits:#x}");
         }
     }

@@ -111,8 +111,8 @@ pub(super) struct Blocks<'a> {
     valid: bool,
     /// The end of the last escape checked: a surrogate pair is checked at its first `\`.
     escaped_to: usize,
-    /// No byte from 0x80 up in the blocks read.
-    ascii: bool,
+    /// Nonzero when a block read had a byte from 0x80 up.
+    beyond_ascii: u32,
     /// Whether blocks are classified with AVX2.
     avx2: Option<Avx2>,
 }
@@ -126,7 +126,7 @@ impl<'a> Blocks<'a> {
             strings: Strings::default(),
             valid: true,
             escaped_to: 0,
-            ascii: true,
+            beyond_ascii: 0,
             avx2,
         }
     }
@@ -139,7 +139,7 @@ impl<'a> Blocks<'a> {
 
     /// Whether the blocks read were all ASCII (so valid UTF-8).
     pub fn ascii(&self) -> bool {
-        self.ascii
+        self.beyond_ascii == 0
     }
 
     /// Classifies up to [`CHUNK`] blocks from block `first`: `None` at the end of the body or
@@ -173,12 +173,12 @@ impl<'a> Blocks<'a> {
             return None;
         }
         // The state in locals for the loop (registers), written back after it.
-        let (mut strings, mut ascii) = (self.strings, self.ascii);
+        let (mut strings, mut beyond_ascii) = (self.strings, self.beyond_ascii);
         let mut filled = 0;
         while filled < CHUNK {
             let Some(block) = self.body.block(first + filled) else { break };
             let masks = classify(block);
-            ascii &= masks.ascii;
+            beyond_ascii |= masks.beyond_ascii;
             let scanned = strings.scan(&masks, prefix_xor);
             let start = (first + filled) * BLOCK;
             if scanned.control_in_string != 0
@@ -194,7 +194,7 @@ impl<'a> Blocks<'a> {
             self.masks[filled] = scanned.tokens;
             filled += 1;
         }
-        (self.strings, self.ascii) = (strings, ascii);
+        (self.strings, self.beyond_ascii) = (strings, beyond_ascii);
         (filled > 0).then_some(())
     }
 }
