@@ -363,18 +363,25 @@ fn hex4(bytes: &[u8], at: usize) -> Result<u32, Invalid> {
 /// after it.
 #[inline(always)]
 fn number_end(bytes: &[u8], start: usize) -> Result<usize, Invalid> {
-    match short_number_end(bytes, start) {
-        Some(end) => Ok(end),
+    number_end_from(bytes, start, word_at(bytes, start))
+}
+
+/// [`number_end`] where `word` holds the bytes from `start` on, as [`word_at`] reads them
+/// (any bytes past the end of the body that are not part of a number will do).
+#[inline(always)]
+fn number_end_from(bytes: &[u8], start: usize, word: u64) -> Result<usize, Invalid> {
+    match short_number_length(word) {
+        Some(length) => Ok(start + length as usize),
         None => long_number_end(bytes, start),
     }
 }
 
-/// [`number_end`] for most numbers, read as one word: an integer or a decimal, with no exponent,
-/// that ends within the eight bytes from `start`. `None` when the number needs the full reading
-/// of [`long_number_end`], which also says what is wrong with one that is invalid.
+/// The length of the number at the start of `word` (eight bytes, the first lowest) for most
+/// numbers: an integer or a decimal, with no exponent, that ends within the word. `None` when
+/// the number needs the full reading of [`long_number_end`], which also says what is wrong
+/// with one that is invalid.
 #[inline(always)]
-fn short_number_end(bytes: &[u8], start: usize) -> Option<usize> {
-    let word = word_at(bytes, start);
+fn short_number_length(word: u64) -> Option<u32> {
     let sign = u32::from(word as u8 == b'-');
     let word = word >> (8 * sign);
     // The bytes shifted in at the top are not the body's: a number must end before them.
@@ -401,7 +408,7 @@ fn short_number_end(bytes: &[u8], start: usize) -> Option<usize> {
     if byte_at(end) | 0x20 == b'e' {
         return None;
     }
-    Some(start + (sign + end) as usize)
+    Some(sign + end)
 }
 
 /// [`number_end`] for any number, a byte at a time.

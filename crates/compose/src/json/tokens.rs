@@ -75,6 +75,14 @@ impl<'a> Tokens<'a> {
         self.index * BLOCK + bit
     }
 
+    /// The eight bytes from `bit` of the current block, the first lowest, when the block holds
+    /// them all (its padding included: spaces, which end any number).
+    #[inline(always)]
+    pub fn word(&self, bit: usize) -> Option<u64> {
+        let bytes = self.block.get(bit..bit + 8)?.first_chunk::<8>()?;
+        Some(u64::from_le_bytes(*bytes))
+    }
+
     /// Drops the tokens before `end`: the bytes after the first of a number or literal.
     #[inline(always)]
     pub fn skip_to(&mut self, blocks: &mut Blocks<'a>, end: usize) {

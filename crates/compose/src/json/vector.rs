@@ -5,7 +5,7 @@
 
 use super::blocks::Avx2;
 use super::tokens::{Blocks, Body, Tokens};
-use super::{MAX_BODY_NESTING, literal_end, number_end};
+use super::{MAX_BODY_NESTING, literal_end, number_end_from, word_at};
 
 /// Whether `bytes` is one JSON value that the byte walk accepts (UTF-8 included).
 #[expect(unsafe_code, reason = "AVX2 code runs only with the proof that the CPU has it")]
@@ -110,13 +110,18 @@ fn scalar<'a>(
     bit: usize,
 ) -> Option<()> {
     let start = tokens.offset(bit);
-    let end = match byte {
-        b'"' => return Some(()),
-        b'-' | b'0'..=b'9' => number_end(bytes, start),
-        b't' => literal_end(bytes, start, b"true"),
-        b'f' => literal_end(bytes, start, b"false"),
-        b'n' => literal_end(bytes, start, b"null"),
-        _ => return None,
+    // Numbers first, the most common of these (one test for the digits).
+    let end = if byte.wrapping_sub(b'0') < 10 || byte == b'-' {
+        let word = tokens.word(bit).unwrap_or_else(|| word_at(bytes, start));
+        number_end_from(bytes, start, word)
+    } else {
+        match byte {
+            b'"' => return Some(()),
+            b't' => literal_end(bytes, start, b"true"),
+            b'f' => literal_end(bytes, start, b"false"),
+            b'n' => literal_end(bytes, start, b"null"),
+            _ => return None,
+        }
     };
     tokens.skip_to(blocks, end.ok()?);
     Some(())
