@@ -382,33 +382,39 @@ fn number_end_from(bytes: &[u8], start: usize, word: u64) -> Result<usize, Inval
 /// with one that is invalid.
 #[inline(always)]
 fn short_number_length(word: u64) -> Option<u32> {
-    let sign = u32::from(word as u8 == b'-');
-    let word = word >> (8 * sign);
-    // The bytes shifted in at the top are not the body's: a number must end before them.
-    let seen = 8 - sign;
+    if word as u8 == b'-' {
+        // The byte shifted in at the top is not the body's: the number must end before it.
+        return unsigned_length::<7>(word >> 8).map(|length| length + 1);
+    }
+    unsigned_length::<8>(word)
+}
+
+/// [`short_number_length`] for a number with no sign, of which only the first `SEEN` bytes of
+/// `word` may be part (the others are not the body's).
+#[inline(always)]
+fn unsigned_length<const SEEN: u32>(word: u64) -> Option<u32> {
     // The high bit of each byte that is not a digit (`x & 0x7f` + 0x76 carries into the high
     // bit from 10 up; `| x` adds the bytes from 0x80 up).
     let x = word ^ repeated(b'0');
     let other = (((x & repeated(0x7f)) + repeated(0x76)) | x) & repeated(0x80);
-    // The index of the first byte at or after `from` that is not a digit.
-    let digits_end =
-        |from: u32| other.checked_shr(8 * from).map_or(8, |rest| rest.trailing_zeros() / 8 + from);
-    let byte_at = |index: u32| word.checked_shr(8 * index).unwrap_or(0) as u8;
-    let mut end = digits_end(0);
-    if end == 0 || end >= seen || (word as u8 == b'0' && end > 1) {
+    // The index of the first byte that is not a digit (8 when all are): its high bit is the
+    // lowest bit of `other`.
+    let mut end = other.trailing_zeros() / 8;
+    if end == 0 || end >= SEEN || (word as u8 == b'0' && end > 1) {
         return None;
     }
-    if byte_at(end) == b'.' {
-        let fraction_end = digits_end(end + 1);
-        if fraction_end == end + 1 || fraction_end >= seen {
+    if (word >> (8 * end)) as u8 == b'.' {
+        // The next byte that is not a digit: the lowest bit of `other` once the point's is cleared.
+        let fraction_end = (other & (other - 1)).trailing_zeros() / 8;
+        if fraction_end == end + 1 || fraction_end >= SEEN {
             return None;
         }
         end = fraction_end;
     }
-    if byte_at(end) | 0x20 == b'e' {
+    if (word >> (8 * end)) as u8 | 0x20 == b'e' {
         return None;
     }
-    Some(sign + end)
+    Some(end)
 }
 
 /// [`number_end`] for any number, a byte at a time.
