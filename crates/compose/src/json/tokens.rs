@@ -56,6 +56,8 @@ impl<'a> Tokens<'a> {
     #[inline(always)]
     pub fn next(&mut self, blocks: &mut Blocks<'a>) -> Option<(u8, usize)> {
         while self.bits == 0 {
+            // Once a block: the walk's other paths come first.
+            std::hint::cold_path();
             self.step(blocks)?;
         }
         let bit = self.bits.trailing_zeros() as usize % BLOCK;
