@@ -839,6 +839,24 @@ mod tests {
     }
 
     #[test]
+    fn long_bodies_are_read_across_every_block_and_fill() {
+        // An element with a string holding escapes and text beyond ASCII, numbers and nested
+        // containers, repeated past several fills of the vector check (2 KiB each) and shifted
+        // by 0 to 63 bytes, so that every kind of token, escape and string edge falls across
+        // block and fill edges; then a fault in the last element, far from the start.
+        let element = r#"{"s":"a \"quoted\" é \\ ","n":-12.5,"b":[true,null,{}],"e":1e3}"#;
+        for shift in 0..64 {
+            let elements = vec![element; 90].join(",");
+            let body = format!("{}[{elements}]", " ".repeat(shift));
+            let last_text = body.rfind('é').unwrap();
+            let control = format!("{}\u{1}{}", &body[..last_text], &body[last_text..]);
+            let unclosed = &body[..body.len() - 1];
+            assert_cases(true, &[body.as_bytes()]);
+            assert_cases(false, &[control.as_bytes(), unclosed.as_bytes()]);
+        }
+    }
+
+    #[test]
     fn whole_word_string_scanning_finds_every_special_byte_at_every_position() {
         // Each special byte at each offset of a long string, with plain bytes (ASCII and
         // multi-byte) around it: the word-at-a-time scan must see it wherever it falls.
