@@ -11,6 +11,7 @@ use std::arch::x86_64::{
     __m256i, _mm256_cmpeq_epi8, _mm256_min_epu8, _mm256_movemask_epi8, _mm256_or_si256, _mm256_set_m128i,
     _mm256_set1_epi8, _mm256_setr_epi8, _mm256_shuffle_epi8,
 };
+use std::sync::LazyLock;
 
 use safe_arch::{
     add_saturating_u8_m128i, bitxor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, m128i, max_u8_m128i,
@@ -77,13 +78,14 @@ pub(super) struct Avx2 {
 }
 
 impl Avx2 {
-    /// `Some` when the CPU has all four (cached tests after the first call: a load and a branch
-    /// each).
+    /// `Some` when the CPU has all four (tested once, then a load and a branch).
     #[inline(always)]
     pub fn detect() -> Option<Avx2> {
-        use std::arch::is_x86_feature_detected as has;
-        let found = has!("avx2") && has!("bmi1") && has!("bmi2") && has!("pclmulqdq");
-        found.then_some(Avx2 { _detected: () })
+        static FOUND: LazyLock<bool> = LazyLock::new(|| {
+            use std::arch::is_x86_feature_detected as has;
+            has!("avx2") && has!("bmi1") && has!("bmi2") && has!("pclmulqdq")
+        });
+        FOUND.then_some(Avx2 { _detected: () })
     }
 }
 
