@@ -363,14 +363,7 @@ fn hex4(bytes: &[u8], at: usize) -> Result<u32, Invalid> {
 /// after it.
 #[inline(always)]
 fn number_end(bytes: &[u8], start: usize) -> Result<usize, Invalid> {
-    number_end_from(bytes, start, word_at(bytes, start))
-}
-
-/// [`number_end`] where `word` holds the bytes from `start` on, as [`word_at`] reads them
-/// (any bytes past the end of the body that are not part of a number will do).
-#[inline(always)]
-fn number_end_from(bytes: &[u8], start: usize, word: u64) -> Result<usize, Invalid> {
-    match short_number_length(word) {
+    match short_number_length(word_at(bytes, start)) {
         Some(length) => Ok(start + length as usize),
         None => long_number_end(bytes, start),
     }

@@ -87,6 +87,12 @@ impl<'a> Tokens<'a> {
         Some(u64::from_le_bytes(*bytes))
     }
 
+    /// Drops the tokens of the current block before `bit` (all of them at 64).
+    #[inline(always)]
+    pub fn skip_in_block(&mut self, bit: usize) {
+        self.bits &= u64::MAX.checked_shl(bit as u32).unwrap_or(0);
+    }
+
     /// Drops the tokens before `end`: the bytes after the first of a number or literal.
     #[inline(always)]
     pub fn skip_to(&mut self, blocks: &mut Blocks<'a>, end: usize) {

@@ -5,7 +5,7 @@
 
 use super::blocks::Avx2;
 use super::tokens::{Blocks, Body, Tokens};
-use super::{MAX_BODY_NESTING, literal_end, number_end_from, word_at};
+use super::{MAX_BODY_NESTING, literal_end, number_end, short_number_length};
 
 /// Whether `bytes` is one JSON value that the byte walk accepts (UTF-8 included).
 #[expect(unsafe_code, reason = "AVX2 code runs only with the proof that the CPU has it")]
@@ -109,12 +109,16 @@ fn scalar<'a>(
     byte: u8,
     bit: usize,
 ) -> Option<()> {
-    let start = tokens.offset(bit);
-    // Numbers first, the most common of these (one test for the digits).
+    // Numbers first, the most common of these (one test for the digits); most are read from a
+    // word of their block and end in it.
     let end = if byte.wrapping_sub(b'0') < 10 || byte == b'-' {
-        let word = tokens.word(bit).unwrap_or_else(|| word_at(bytes, start));
-        number_end_from(bytes, start, word)
+        if let Some(length) = tokens.word(bit).and_then(short_number_length) {
+            tokens.skip_in_block(bit + length as usize);
+            return Some(());
+        }
+        number_end(bytes, tokens.offset(bit))
     } else {
+        let start = tokens.offset(bit);
         match byte {
             b'"' => return Some(()),
             b't' => literal_end(bytes, start, b"true"),
