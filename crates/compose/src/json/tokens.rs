@@ -162,18 +162,25 @@ impl<'a> Blocks<'a> {
 
     /// Classifies up to [`CHUNK`] blocks from block `first`: `None` at the end of the body or
     /// (for good) when a block has a control character in a string or an invalid escape.
-    #[inline(never)]
+    #[inline(always)]
     #[expect(unsafe_code, reason = "AVX2 code runs only with the proof that the CPU has it")]
     fn fill(&mut self, first: usize) -> Option<()> {
         match self.avx2 {
             // SAFETY: an `Avx2` exists only where `Avx2::detect` found AVX2 on this CPU.
             Some(_) => unsafe { self.fill_avx2(first) },
-            None => self.fill_with(first, Masks::of, prefix_xor),
+            None => self.fill_sse2(first),
         }
+    }
+
+    /// [`Blocks::fill`] with [`Masks::of`] and [`prefix_xor`].
+    #[inline(never)]
+    fn fill_sse2(&mut self, first: usize) -> Option<()> {
+        self.fill_with(first, Masks::of, prefix_xor)
     }
 
     /// [`Blocks::fill`] with [`Masks::of_avx2`] and [`prefix_xor_clmul`].
     #[target_feature(enable = "avx2,pclmulqdq")]
+    #[inline(never)]
     fn fill_avx2(&mut self, first: usize) -> Option<()> {
         self.fill_with(first, |block| Masks::of_avx2(block), |bits| prefix_xor_clmul(bits))
     }
