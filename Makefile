@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help build run test test-rust lint fmt check-config openapi check-openapi check-deploy check-load check-fuzz fuzz load resilience state bench cost bench-pure clean ci
+.PHONY: help build run test test-rust lint fmt check-config openapi check-openapi check-deploy check-load check-fuzz fuzz load resilience state bench cost json-cost bench-pure clean ci
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ state: ## The cache and rate-limit figures (docs/caching.md, docs/rate-limits.md
 
 cost: ## Callgrind instructions and allocation calls per five-call page, deterministic (MODE=off|metrics|otlp, SAMPLING=0.1, LOG_LEVEL)
 	bash scripts/callgrind.sh
+
+json-cost: ## Callgrind instructions per byte of the strict JSON check on the 1 KB /bench body, deterministic
+	bash scripts/json_cost.sh
 
 bench-pure: ## Criterion benchmarks of the pure composition code (templates, graph, shaping)
 	$(CARGO) bench --locked -p compose --bench composition

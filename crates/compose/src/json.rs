@@ -3,16 +3,19 @@
 //! [`MAX_BODY_NESTING`] containers deep.
 //!
 //! Two readings of the same grammar, neither recursive nor building anything:
-//! - **The vector check** (x86_64; `json/vector.rs`, over `json/tokens.rs` and `json/blocks.rs`), which answers
-//!   yes or no. A first stage classifies each 64-byte block with AVX2 where the CPU has it
-//!   (detected once; the one `unsafe` call is behind a proof-of-detection value, `Avx2`), else
-//!   with SSE2 (every x86_64 CPU has it; `safe_arch` wraps the intrinsics) into bit masks of
-//!   quotes, backslashes, control characters and whitespace; finds the escaped bytes from the
-//!   odd runs of backslashes and the strings as the prefix XOR of the real quotes (simdjson's
-//!   arithmetic); checks the control characters and escapes inside strings; and keeps where
-//!   each token starts. A second stage walks the grammar over those token starts
+//! - **The vector check** (x86_64; `json/vector.rs`, over `json/tokens.rs` and
+//!   `json/blocks.rs`), which answers yes or no. A first stage classifies each 64-byte block
+//!   into bit masks of quotes, backslashes, control characters and whitespace; finds the escaped
+//!   bytes from the odd runs of backslashes and the strings as the prefix XOR of the real quotes
+//!   (simdjson's arithmetic); checks the control characters and escapes inside strings; and
+//!   keeps where each token starts. A second stage walks the grammar over those token starts
 //!   (`trailing_zeros` on the masks), never visiting string contents. A body of ASCII needs no
-//!   UTF-8 pass; one with other bytes gets `simdutf8`'s.
+//!   UTF-8 pass; one with other bytes gets `simdutf8`'s. Two builds of it: with **AVX2** (and
+//!   BMI1, BMI2 and PCLMULQDQ, which every AVX2 CPU has) where the CPU has them, tested once
+//!   per process, and with **SSE2** (every x86_64 CPU has it; `safe_arch` wraps the
+//!   intrinsics) elsewhere. Running code compiled for features the CPU may lack is the one
+//!   `unsafe` thing here: both calls take a `blocks::Avx2`, which only the detection makes
+//!   (the intrinsics themselves are safe inside `#[target_feature]` functions).
 //! - **The byte walk** (`walk`), which says why a body is refused (the vector check only
 //!   says that it is) and is the whole check on other CPUs: the UTF-8 of the whole body with
 //!   `simdutf8` (outside strings JSON is ASCII, so this is the same as validating every
@@ -21,17 +24,19 @@
 //!
 //! Both keep, per open container, the byte that closes the one around it, and share the
 //! readings of numbers, literals and escapes. Numbers follow the JSON grammar, most read as one
-//! word (an integer or decimal that ends within eight bytes); one too large for an `f64` is an
-//! error in `serde_json`, so a number that might be (more than 300 digits before the point,
-//! exponent included) is read by `serde_json` itself, which keeps its exact rules. The case
-//! tables below run every body through both readings against `serde_json`, and in debug builds
-//! (tests, fuzzing) `check` asserts that the byte walk finds a fault in every body that the
-//! vector check refuses.
+//! word (an integer or decimal that ends within eight bytes, its digits found with SSE2); one
+//! too large for an `f64` is an error in `serde_json`, so a number that might be (more than 300
+//! digits before the point, exponent included) is read by `serde_json` itself, which keeps its
+//! exact rules. The case tables below run every body through both readings, and the vector
+//! check with both classifiers, against `serde_json`; in debug builds (tests, fuzzing) `check`
+//! asserts that the byte walk finds a fault in every body that the vector check refuses.
 //!
-//! Measured on the 1,009-byte body of the demo's `/bench` backends: instructions counted by
-//! callgrind over a small binary that checks the body 1 and 1,001 times (the difference over
-//! 1,000), time by `cargo bench -p compose --bench composition -- check_json` on this shared
-//! 2-core machine (noisy: the ratios are what holds).
+//! Measured on the 1,009-byte body of the demo's `/bench` backends: instructions by `make
+//! json-cost` (callgrind over the `check_json_cost` example, which checks the body 1 and 1,001
+//! times: the difference over 1,000), time by `cargo bench -p compose --bench composition --
+//! check_json` on this shared 2-core machine (noisy: the ratios are what holds). Rows before
+//! "AVX2" were measured with Rust 1.89 (the SSE2 check then: 5.66); with Rust 1.95 the same
+//! code counts 5.91, the start of the rows below it.
 //!
 //! | variant | instructions per byte | time per body |
 //! |---|---|---|
@@ -39,33 +44,35 @@
 //! | the byte walk, first version (stop byte loaded again, `token` after every string) | ~9.1 | ~0.61 µs |
 //! | the byte walk now (with `simdutf8`) | ~8.0 | ~0.65 µs |
 //! | the vector check, first version (a call per block, tokens read back from the body) | ~7.2 | |
-//! | **the vector check now** | **~5.7** | **~0.48 µs** |
+//! | the vector check with SSE2 (Rust 1.89 / 1.95) | 5.66 / 5.91 | ~0.48 µs |
+//! | + AVX2 classifier, carry-less multiply for the prefix XOR | 5.27 | |
+//! | + the whole check compiled for AVX2 + BMI (`blsr`, `shrx` in the walk); AVX2 makes the backslash and control masks outright (cheaper than SSE2's test for neither); ASCII ORed per block, not ANDed | 4.45 | |
+//! | + numbers tested first among scalars, read from their block's word | 4.34 | |
+//! | + a number's sign handled apart, its fraction's end found by clearing the point's bit | 4.23 | |
+//! | + the block refill marked cold (`std::hint::cold_path`): the walk keeps its depth in a register | 4.18 | |
+//! | + 2 KiB per fill (a 1 KB body's end needs no second fill); features tested once per process | 4.11 | |
+//! | + a number's digits found with four SSE2 instructions, one bit per byte | 4.05 | |
+//! | + a short number's other tokens dropped by bit position; the fill dispatch inlined | **3.99** | see docs/performance.md |
 //! | sonic-rs 0.5 `from_slice::<IgnoredAny>` (SSE2 build) | ~11.8 | ~0.97 µs |
 //! | jiter 0.19 `next_skip` + `finish` | ~14.4 | ~1.0 µs |
 //! | simd-json 0.19 `to_tape` on a copy | ~16.5 | ~1.7 µs |
 //!
-//! Of the vector check's ~5.7 per byte, the first stage is ~2.0 (some 125 instructions per
-//! block: with 16-byte vectors each mask takes four compares, four `movemask`s and six shifts and
-//! ORs, and SSE2's two-operand instructions add copies) and the second ~3.6 (~17 instructions per
-//! token; this body has 218 tokens in 1,009 bytes). What it took to get there, measured: the
-//! masks of a block classified 16 blocks at a time into an array rather than by a call per block
-//! (~0.5 per byte), the token's byte read from its block by the bit's index (no bounds check)
-//! and its offset computed only for numbers and literals (~0.45), the UTF-8 pass skipped for
-//! ASCII bodies (~0.2), numbers read as one word (~0.13), and ~0.2 from smaller changes: the
-//! tests for "no control character, no backslash, no byte beyond ASCII" made on the byte-wise
-//! minimum and maximum of the four lanes, the string state kept in registers across a fill.
-//!
-//! The target, at most 4 per byte, is not reached. Getting there needs about 1,600
-//! fewer instructions on this body: AVX2 would halve the first stage (32-byte vectors,
-//! three-operand instructions, one `pclmulqdq` for the prefix XOR) to ~0.8 per byte, but needs
-//! runtime detection and so `unsafe` calls, which this workspace keeps to two FFI functions; and
-//! the second stage would then still have to lose ~4 instructions per token. The JSON crates
-//! measured above are slower on bodies of this size (their setup per document counts for much
-//! at 1 KB), add 13 to 30 crates to the build, and none has `serde_json`'s exact acceptance out
-//! of the box: sonic-rs takes lone surrogates and `1e400`, jiter's skip takes `1e400` and
-//! invalid UTF-8 in strings, and none of the three stops at 125 levels (all took 200). The case
-//! tables below and the differential fuzz target (`fuzz/`, target `body`) hold both readings
-//! to that acceptance.
+//! Of the 3.99 per byte, the first stage is ~1.07 (~62 instructions per 64-byte block: two
+//! 32-byte loads; per mask two compares, two `movemask`s, a shift and an OR; the string scan
+//! with one `pclmulqdq`) and the second ~2.9 (~15 instructions per token over the body's 196:
+//! ~7 for a string, a `:` or a `,`, ~17 for a bracket, ~45 for a number). Measured and dropped
+//! (each against the build it was tried on): the grammar as a table of moves indexed by state
+//! and token byte (+1.2 per byte: the table's address arithmetic and a spilled state cost more
+//! than the branches it replaces), the open containers as bits of a `u128` (+0.39: two
+//! registers more, and the walk's hot values went to the stack), numbers read a byte at a time
+//! (+0.19), the masks of a block with a backslash or control character made in a cold function
+//! (+0.34: the call stopped the classifier from being inlined).
+//! The JSON crates measured above are slower on bodies of this size (their setup per document
+//! counts for much at 1 KB), add 13 to 30 crates to the build, and none has `serde_json`'s
+//! exact acceptance out of the box: sonic-rs takes lone surrogates and `1e400`, jiter's skip
+//! takes `1e400` and invalid UTF-8 in strings, and none of the three stops at 125 levels (all
+//! took 200). The case tables below and the differential fuzz target (`fuzz/`, target `body`)
+//! hold both readings to that acceptance.
 
 /// The most containers a backend body may nest. `serde_json` reads at most 127; an answer wraps
 /// a body in its own object and, for a call over a list, in a list too, so bodies stop two

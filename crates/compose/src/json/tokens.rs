@@ -166,7 +166,7 @@ impl<'a> Blocks<'a> {
     #[expect(unsafe_code, reason = "AVX2 code runs only with the proof that the CPU has it")]
     fn fill(&mut self, first: usize) -> Option<()> {
         match self.avx2 {
-            // SAFETY: an `Avx2` exists only where `Avx2::detect` found AVX2 on this CPU.
+            // SAFETY: an `Avx2` exists only where `Avx2::detect` found AVX2 and PCLMULQDQ.
             Some(_) => unsafe { self.fill_avx2(first) },
             None => self.fill_sse2(first),
         }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Deterministic cost of the strict JSON check (compose::check_json) on the ~1 KB body of the
+# demo's /bench backends: callgrind counts the instructions of the check_json_cost example run
+# with 1 and with 1,001 checks; the difference over 1,000 is one check. Prints instructions per
+# body and per byte. On a CPU with AVX2 this is the AVX2 path (valgrind runs AVX2, not AVX-512).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 2; }
+cargo build --release --locked -q -p compose --example check_json_cost
+binary=target/release/examples/check_json_cost
+bytes=$("$binary" 0 | cut -d' ' -f1)
+count() {
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$binary" "$1" 2>&1 |
+    sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+one=$(count 1)
+many=$(count 1001)
+python3 -c "per_body = ($many - $one) / 1000; print(f'check_json: {per_body:.0f} instructions per {$bytes}-byte body, {per_body / $bytes:.2f} per byte')"
