@@ -6,8 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 2; }
-cargo build --release --locked -q -p compose --example check_json_cost
-binary=target/release/examples/check_json_cost
+cargo=${CARGO:-cargo}
+"$cargo" build --release --locked -q -p compose --example check_json_cost
+# Where cargo put it (CARGO_TARGET_DIR or a config may move the target directory).
+target=$("$cargo" metadata --format-version 1 --no-deps --locked |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+binary=$target/release/examples/check_json_cost
 bytes=$("$binary" 0 | cut -d' ' -f1)
 count() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$binary" "$1" 2>&1 |
@@ -15,4 +19,7 @@ count() {
 }
 one=$(count 1)
 many=$(count 1001)
-python3 -c "per_body = ($many - $one) / 1000; print(f'check_json: {per_body:.0f} instructions per {$bytes}-byte body, {per_body / $bytes:.2f} per byte')"
+awk -v one="$one" -v many="$many" -v bytes="$bytes" 'BEGIN {
+  body = (many - one) / 1000
+  printf "check_json: %.0f instructions per %d-byte body, %.2f per byte\n", body, bytes, body / bytes
+}'

@@ -10,10 +10,9 @@
 //!   (simdjson's arithmetic); checks the control characters and escapes inside strings; and
 //!   keeps where each token starts. A second stage walks the grammar over those token starts
 //!   (`trailing_zeros` on the masks), never visiting string contents. A body of ASCII needs no
-//!   UTF-8 pass; one with other bytes gets `simdutf8`'s. Two builds of it: with **AVX2** (and
-//!   BMI1, BMI2 and PCLMULQDQ, which every AVX2 CPU has) where the CPU has them, tested once
-//!   per process, and with **SSE2** (every x86_64 CPU has it; `safe_arch` wraps the
-//!   intrinsics) elsewhere. Running code compiled for features the CPU may lack is the one
+//!   UTF-8 pass; one with other bytes gets `simdutf8`'s. Two builds of it: with **AVX2**, BMI1,
+//!   BMI2 and PCLMULQDQ where the CPU has all four, tested once per process, and with **SSE2**
+//!   (every x86_64 CPU has it; `safe_arch` wraps the intrinsics) elsewhere. Running code compiled for features the CPU may lack is the one
 //!   `unsafe` thing here: both calls take a `blocks::Avx2`, which only the detection makes
 //!   (the intrinsics themselves are safe inside `#[target_feature]` functions).
 //! - **The byte walk** (`walk`), which says why a body is refused (the vector check only
@@ -441,7 +440,7 @@ fn non_digits(word: u64) -> u32 {
 /// (`x & 0x7f` + 0x76 carries into the high bit from 10 up; `| x` adds the bytes from 0x80
 /// up), gathered into the top byte by one multiplication (bit `8i + 7` times `2^(7(7 - i))`
 /// lands on bit `56 + i`, and no two products share a bit).
-#[cfg_attr(target_arch = "x86_64", allow(dead_code, reason = "held to `non_digits` by a test"))]
+#[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline(always)]
 fn non_digits_in_word(word: u64) -> u32 {
     let x = word ^ repeated(b'0');
@@ -536,6 +535,14 @@ mod tests {
         let shown = String::from_utf8_lossy(bytes);
         assert_eq!(vector::is_valid(bytes), sse2, "AVX2 (where the CPU has it) and SSE2 on {shown:?}");
         sse2
+    }
+
+    /// The next of a sequence of pseudo-random numbers (xorshift64) from `state`, nonzero.
+    pub(super) fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
     }
 
     /// Asserts that the check says `accepted` for each body, as the oracle does.
@@ -843,12 +850,7 @@ mod tests {
         assert!(serde_accepts(seed.as_bytes()));
         const BYTES: &[u8] = b"{}[],:\"\\ \n\t\x01-0123456789.eE+tfnu\xc3\xa9\xff";
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut random = |below: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % below as u64) as usize
-        };
+        let mut random = |below: usize| (xorshift(&mut state) % below as u64) as usize;
         for _ in 0..20_000 {
             let mut body = seed.as_bytes().to_vec();
             for _ in 0..1 + random(3) {
@@ -888,9 +890,7 @@ mod tests {
             .collect();
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         words.extend((0..100_000).map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = xorshift(&mut state);
             // Mostly digits, so that long runs of them occur.
             state & 0x0f0f_0f0f_0f0f_0f0f
                 | if state.is_multiple_of(3) { state & 0xf0f0_f0f0_f0f0_f0f0 } else { repeated(0x30) }

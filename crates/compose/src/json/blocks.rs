@@ -1,7 +1,9 @@
 //! The first pass of the vector JSON check: a body read 64 bytes at a time as bit masks (bit
-//! `i` for byte `i` of the block), with SSE2, which every x86_64 CPU has. [`Masks::of`] finds
-//! the bytes that matter; [`Strings::scan`] follows string state across blocks (which quotes
-//! are escaped, which bytes are inside a string) and returns where the tokens start.
+//! `i` for byte `i` of the block). [`Masks::of`] finds the bytes that matter with SSE2, which
+//! every x86_64 CPU has, and [`Masks::of_avx2`] with AVX2, which [`Avx2`] proves the CPU has
+//! (with [`prefix_xor_clmul`], its carry-less multiplication); [`Strings::scan`] follows string
+//! state across blocks (which quotes are escaped, which bytes are inside a string) and returns
+//! where the tokens start.
 //!
 //! The bit arithmetic is simdjson's (Langdale and Lemire, "Parsing gigabytes of JSON per
 //! second", 2019): escapes from the odd-length runs of backslashes, strings as the prefix XOR
@@ -69,9 +71,9 @@ impl Masks {
     }
 }
 
-/// Proof that the CPU has AVX2, and with it BMI1, BMI2 and PCLMULQDQ (carry-less
-/// multiplication), which every CPU with AVX2 has but which are tested too: only
-/// [`Avx2::detect`] makes one, so holding one makes code compiled for them safe to run.
+/// Proof that the CPU has AVX2, BMI1, BMI2 and PCLMULQDQ (carry-less multiplication), which
+/// the AVX2 build of the check uses: only [`Avx2::detect`] makes one, so holding one makes code
+/// compiled for them safe to run.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Avx2 {
     _detected: (),
@@ -242,6 +244,7 @@ pub(super) fn prefix_xor(mut bits: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::tests::xorshift;
 
     /// What `Strings::scan` must find, byte by byte: `(tokens, escapes, control in strings)`
     /// for each block of `body` (a whole number of blocks).
@@ -359,9 +362,7 @@ mod tests {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         for _ in 0..50_000 {
             let block: [u8; BLOCK] = std::array::from_fn(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+                let state = xorshift(&mut state);
                 // Mostly the bytes that matter, some of any value.
                 let bytes = b" \t\n\r\"\\\x00\x1fa{";
                 if state.is_multiple_of(4) {
@@ -386,12 +387,7 @@ mod tests {
             let mut state = 0x9e37_79b9_7f4a_7c15_u64;
             for _ in 0..20_000 {
                 let body: Vec<u8> = (0..3 * BLOCK)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        alphabet[(state % alphabet.len() as u64) as usize]
-                    })
+                    .map(|_| alphabet[(xorshift(&mut state) % alphabet.len() as u64) as usize])
                     .collect();
                 assert_eq!(scanned(&body), reference(&body), "{}", String::from_utf8_lossy(&body));
             }

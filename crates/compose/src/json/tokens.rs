@@ -87,10 +87,11 @@ impl<'a> Tokens<'a> {
         Some(u64::from_le_bytes(*bytes))
     }
 
-    /// Drops the tokens of the current block before `bit` (all of them at 64).
+    /// Drops the tokens of the current block before `bit`, which is in the block.
     #[inline(always)]
     pub fn skip_in_block(&mut self, bit: usize) {
-        self.bits &= u64::MAX.checked_shl(bit as u32).unwrap_or(0);
+        debug_assert!(bit < BLOCK, "bit {bit} is past the block");
+        self.bits &= u64::MAX << (bit % BLOCK);
     }
 
     /// Drops the tokens before `end`: the bytes after the first of a number or literal.
@@ -167,7 +168,7 @@ impl<'a> Blocks<'a> {
     fn fill(&mut self, first: usize) -> Option<()> {
         match self.avx2 {
             // SAFETY: an `Avx2` exists only where `Avx2::detect` found AVX2 and PCLMULQDQ.
-            Some(_) => unsafe { self.fill_avx2(first) },
+            Some(avx2) => unsafe { self.fill_avx2(first, avx2) },
             None => self.fill_sse2(first),
         }
     }
@@ -178,10 +179,11 @@ impl<'a> Blocks<'a> {
         self.fill_with(first, Masks::of, prefix_xor)
     }
 
-    /// [`Blocks::fill`] with [`Masks::of_avx2`] and [`prefix_xor_clmul`].
+    /// [`Blocks::fill`] with [`Masks::of_avx2`] and [`prefix_xor_clmul`], on a CPU that has
+    /// them (the proof is taken where this is called).
     #[target_feature(enable = "avx2,pclmulqdq")]
     #[inline(never)]
-    fn fill_avx2(&mut self, first: usize) -> Option<()> {
+    fn fill_avx2(&mut self, first: usize, _: Avx2) -> Option<()> {
         self.fill_with(first, |block| Masks::of_avx2(block), |bits| prefix_xor_clmul(bits))
     }
 
