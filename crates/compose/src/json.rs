@@ -51,7 +51,7 @@
 //! | + the block refill marked cold (`std::hint::cold_path`): the walk keeps its depth in a register | 4.18 | |
 //! | + 2 KiB per fill (a 1 KB body's end needs no second fill); features tested once per process | 4.11 | |
 //! | + a number's digits found with four SSE2 instructions, one bit per byte | 4.05 | |
-//! | + a short number's other tokens dropped by bit position; the fill dispatch inlined | **3.99** | see docs/performance.md |
+//! | + a short number's other tokens dropped by bit position; the fill dispatch inlined | **3.99** | **~0.30 µs** (the `serde_json` baseline: 1.70 µs in the same run) |
 //! | sonic-rs 0.5 `from_slice::<IgnoredAny>` (SSE2 build) | ~11.8 | ~0.97 µs |
 //! | jiter 0.19 `next_skip` + `finish` | ~14.4 | ~1.0 µs |
 //! | simd-json 0.19 `to_tape` on a copy | ~16.5 | ~1.7 µs |
