@@ -21,6 +21,33 @@ async fn metric(gateway: &Gateway, series: &str) -> Option<f64> {
 }
 
 /// `x`'s `Server-Timing` entry.
+/// A cached page whose backend answers `route` well for its first 2 s, then fails: the backend,
+/// the gateway (its backend `b` set with `settings`), the page's URL, when the backend started
+/// and when the first answer was stored (well within the good 2 s).
+struct StoredBeforeTheFailure {
+    backend: MockServer,
+    gateway: Gateway,
+    url: String,
+    up: Instant,
+    stored: Instant,
+}
+
+impl StoredBeforeTheFailure {
+    async fn start(route: RouteSpec, path: &str, settings: &[&str]) -> Self {
+        let backend = spawn(vec![route]).await;
+        let up = Instant::now();
+        let config = settings
+            .iter()
+            .fold(Config::new(&[("b", &backend)], PAGE), |config, setting| config.backend("b", setting));
+        let gateway = Gateway::start(&config.render());
+        let url = format!("{}/page/{path}", gateway.url);
+        let stored = Instant::now();
+        assert_eq!(get_json(&url).await.2, json!({"x": {"v": 1}}));
+        assert!(stored < up + Duration::from_secs(2), "the gateway took too long to start for this timeline");
+        StoredBeforeTheFailure { backend, gateway, url, up, stored }
+    }
+}
+
 fn timing(headers: &reqwest::header::HeaderMap) -> String {
     let value = headers["server-timing"].to_str().unwrap();
     value.split(", ").find(|entry| entry.starts_with("x;")).unwrap_or_default().to_owned()
@@ -100,16 +127,8 @@ async fn a_backend_that_goes_down_is_answered_from_stale_within_stale_if_error_a
     let route = RouteSpec::json("/s", json!({"v": 1}))
         .header("cache-control", "max-age=1, stale-if-error=3")
         .outage(Duration::from_secs(2), Duration::from_secs(60), 503);
-    let backend = spawn(vec![route]).await;
-    let up = Instant::now();
-    let yaml =
-        Config::new(&[("b", &backend)], PAGE).backend("b", "cache: { stale_while_revalidate: off }").render();
-    let gateway = Gateway::start(&yaml);
-    let url = format!("{}/page/s", gateway.url);
-
-    let stored = Instant::now();
-    assert_eq!(get_json(&url).await.2, json!({"x": {"v": 1}}));
-    assert!(stored < up + Duration::from_secs(2), "the gateway took too long to start for this timeline");
+    let StoredBeforeTheFailure { backend, gateway, url, up, stored } =
+        StoredBeforeTheFailure::start(route, "s", &["cache: { stale_while_revalidate: off }"]).await;
     // Down, and the answer stored 1–4 s ago: stale, within stale-if-error.
     tokio::time::sleep((up + Duration::from_millis(2_500)).saturating_duration_since(Instant::now())).await;
     let (status, headers, stale) = get_json(&url).await;
@@ -139,18 +158,14 @@ async fn a_call_that_times_out_is_answered_from_stale_in_its_timeout() {
     let route = RouteSpec::json("/h", json!({"v": 1}))
         .header("cache-control", "max-age=1")
         .hang_during(Duration::from_secs(2), Duration::from_secs(60));
-    let backend = spawn(vec![route]).await;
-    let up = Instant::now();
-    let yaml = Config::new(&[("b", &backend)], PAGE)
-        .backend("b", "cache: { stale_while_revalidate: off }")
-        .backend("b", "timeout: 300ms")
-        .render();
-    let gateway = Gateway::start(&yaml);
-    let url = format!("{}/page/h", gateway.url);
-
-    let stored = Instant::now();
-    assert_eq!(get_json(&url).await.2, json!({"x": {"v": 1}}));
-    assert!(stored < up + Duration::from_secs(2), "the gateway took too long to start for this timeline");
+    // Both servers held to the end of the test (a `_` pattern would drop them here).
+    let StoredBeforeTheFailure { backend: _backend, gateway: _gateway, url, up, .. } =
+        StoredBeforeTheFailure::start(
+            route,
+            "h",
+            &["cache: { stale_while_revalidate: off }", "timeout: 300ms"],
+        )
+        .await;
     tokio::time::sleep((up + Duration::from_millis(2_500)).saturating_duration_since(Instant::now())).await;
     let asked = Instant::now();
     let (status, headers, stale) = get_json(&url).await;
