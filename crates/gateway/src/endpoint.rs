@@ -16,7 +16,7 @@ use downstream::{CallError, CallOutcome, CallRequest, Execution, FanOut, Forward
 use http::header::{CONNECTION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri};
 use serde_json::Value;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -138,7 +138,7 @@ fn record_calls(
 
 thread_local! {
     /// Where this thread renders backend paths (see [`Outgoing::request`]).
-    static PATH_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    static PATH_BUFFER: Cell<String> = const { Cell::new(String::new()) };
 }
 
 /// Decides, per call, what to send once the calls it depends on are done.

@@ -22,7 +22,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use http_body_util::Full;
 use serde_json::{Map, Value};
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::time::Duration;
 
 /// Header saying whether every call succeeded.
@@ -243,7 +243,7 @@ fn error_entry<'a>(call: &CallPlan, error: &'a CallError, outcome: &CallOutcome)
 
 thread_local! {
     /// Where this thread formats `Server-Timing` values (see [`timing`]).
-    static TIMING_BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+    static TIMING_BUFFER: Cell<String> = const { Cell::new(String::new()) };
 }
 
 /// The `Server-Timing` value of an answer that took `total`: when an endpoint `ran` its calls,

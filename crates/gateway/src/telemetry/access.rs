@@ -1,8 +1,9 @@
 //! The per-request `request` log line (the access log), built directly rather than by
 //! tracing-subscriber's JSON formatter, which for every event parses the stored JSON text of its
 //! span's fields back into a `serde_json::Value` before writing it out again: that was most of
-//! what a line cost. Here the line is one `serde_json` serialisation of the values the request
-//! already holds, into a reused per-thread buffer, handed to the non-blocking
+//! what a line cost. Here the line is laid out member by member from the values the request
+//! already holds (names as literals, values serialised by `serde_json`, the timestamp by
+//! humantime) into a per-thread buffer ([`scratch`]), handed to the non-blocking
 //! [`writer`](super::writer). Same shape and field names as the formatter's lines:
 //!
 //! ```json
@@ -19,12 +20,11 @@
 //! a span event: the span's own attributes say the same.
 
 use super::REQUEST_LOG_TARGET;
+use crate::scratch;
 use serde::Serialize;
 use std::cell::Cell;
-use std::fmt;
-use std::time::Duration;
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use std::io::Write;
+use std::time::{Duration, SystemTime};
 
 /// Span name of one inbound request.
 pub const REQUEST_SPAN: &str = "request";
@@ -56,85 +56,138 @@ pub fn enabled() -> bool {
 impl RequestLine<'_> {
     /// Writes the line (JSON), or logs it as a `request` event in the request's span (pretty).
     pub fn log(&self) {
-        let duration_ms = self.duration.as_secs_f64() * 1000.0;
         let Some(writer) = super::json_lines() else {
             tracing::info!(
                 target: REQUEST_LOG_TARGET,
                 status = self.status,
-                duration_ms,
+                duration_ms = self.duration_ms(),
                 http.route = self.route,
                 calls = self.calls,
                 "request"
             );
             return;
         };
-        let line = Json {
-            timestamp: Timestamp,
-            level: "INFO",
-            message: "request",
-            status: self.status,
-            duration_ms,
-            route: self.route,
-            calls: self.calls,
-            span: Span {
-                method: self.method,
-                request_id: self.request_id,
-                trace_id: self.trace_id,
-                name: REQUEST_SPAN,
-            },
-        };
-        let mut buffer = BUFFER.try_with(Cell::take).unwrap_or_default();
-        buffer.clear();
-        if serde_json::to_writer(&mut buffer, &line).is_ok() {
-            buffer.push(b'\n');
-            writer.write_line(&buffer);
-        }
-        let _ = BUFFER.try_with(|cell| cell.set(buffer));
+        scratch::with(&LINE_BUFFER, |line| {
+            self.write_json(SystemTime::now(), line);
+            writer.write_line(line);
+        });
     }
+
+    /// Appends the JSON line, stamped `now`, to `line`. The members are laid out here, names as
+    /// literals, so only the values are serialised (by `serde_json`, strings escaped): a derived
+    /// `Serialize` escaped every member name of every line again.
+    fn write_json(&self, now: SystemTime, line: &mut Vec<u8>) {
+        // Writing into a `Vec` cannot fail.
+        let _ = write!(line, "{{\"timestamp\":\"{}\"", humantime::format_rfc3339_micros(now));
+        line.extend_from_slice(b",\"level\":\"INFO\",\"message\":\"request\"");
+        member(line, b",\"status\":", &self.status);
+        member(line, b",\"duration_ms\":", &self.duration_ms());
+        if let Some(route) = self.route {
+            member(line, b",\"http.route\":", route);
+        }
+        if let Some(calls) = self.calls {
+            member(line, b",\"calls\":", calls);
+        }
+        member(line, b",\"span\":{\"http.request.method\":", self.method);
+        member(line, b",\"request_id\":", self.request_id);
+        if let Some(trace_id) = self.trace_id {
+            member(line, b",\"trace_id\":", trace_id);
+        }
+        member(line, b",\"name\":", REQUEST_SPAN);
+        line.extend_from_slice(b"}}\n");
+    }
+
+    fn duration_ms(&self) -> f64 {
+        self.duration.as_secs_f64() * 1000.0
+    }
+}
+
+/// Appends `name` (`,"name":`, as a literal) and `value`, serialised.
+fn member(line: &mut Vec<u8>, name: &[u8], value: &(impl Serialize + ?Sized)) {
+    line.extend_from_slice(name);
+    // Plain strings and numbers serialise into a `Vec` without fail (a non-finite number as
+    // `null`).
+    let _ = serde_json::to_writer(&mut *line, value);
 }
 
 thread_local! {
-    /// Each thread's line buffer, reused from line to line.
-    static BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// Where this thread builds its lines.
+    static LINE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
-/// The line, field for field, as tracing-subscriber's JSON formatter lays it out.
-#[derive(Serialize)]
-struct Json<'a> {
-    timestamp: Timestamp,
-    level: &'static str,
-    message: &'static str,
-    status: u16,
-    duration_ms: f64,
-    #[serde(rename = "http.route", skip_serializing_if = "Option::is_none")]
-    route: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    calls: Option<&'a str>,
-    span: Span<'a>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+    use std::time::UNIX_EPOCH;
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::time::FormatTime;
 
-/// The `span` object: the request span's fields and name.
-#[derive(Serialize)]
-struct Span<'a> {
-    #[serde(rename = "http.request.method")]
-    method: &'a str,
-    request_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trace_id: Option<&'a str>,
-    name: &'static str,
-}
-
-/// Now, as every other line's `timestamp` (tracing-subscriber's RFC 3339 UTC, microseconds).
-struct Timestamp;
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        SystemTime.format_time(&mut Writer::new(f))
+    fn line() -> RequestLine<'static> {
+        RequestLine {
+            status: 504,
+            duration: Duration::from_micros(1_875),
+            route: Some("GET /page/{id}"),
+            calls: Some("a:ok b:timeout"),
+            method: "GET",
+            request_id: "r-1",
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        }
     }
-}
 
-impl Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+    fn written(line: &RequestLine<'_>, now: SystemTime) -> (Vec<u8>, Value) {
+        let mut bytes = Vec::new();
+        line.write_json(now, &mut bytes);
+        let value = serde_json::from_slice(&bytes).unwrap();
+        (bytes, value)
+    }
+
+    #[test]
+    fn a_line_is_one_json_object_with_the_formatters_members() {
+        let now = UNIX_EPOCH + Duration::from_micros(1_796_080_769_123_456);
+        let (bytes, value) = written(&line(), now);
+        assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 1);
+        assert!(bytes.ends_with(b"\n"));
+        assert_eq!(
+            value,
+            json!({
+                "timestamp": "2026-11-30T23:19:29.123456Z",
+                "level": "INFO",
+                "message": "request",
+                "status": 504,
+                "duration_ms": 1.875,
+                "http.route": "GET /page/{id}",
+                "calls": "a:ok b:timeout",
+                "span": {
+                    "http.request.method": "GET",
+                    "request_id": "r-1",
+                    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                    "name": "request",
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn absent_values_are_left_out_and_text_is_escaped() {
+        let line = RequestLine { route: None, calls: Some("a\"b:ok \\ \u{1}"), trace_id: None, ..line() };
+        let (_, value) = written(&line, SystemTime::now());
+        assert!(value.get("http.route").is_none());
+        assert!(value["span"].get("trace_id").is_none());
+        assert_eq!(value["calls"], "a\"b:ok \\ \u{1}");
+    }
+
+    #[test]
+    fn the_timestamp_reads_as_every_other_lines() {
+        let now = SystemTime::now();
+        let (_, value) = written(&line(), now);
+        let mut formatter = String::new();
+        tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut formatter)).unwrap();
+        let ours = value["timestamp"].as_str().unwrap();
+        // The same layout, digit for digit where the two clocks can differ.
+        let layout =
+            |text: &str| text.chars().map(|c| if c.is_ascii_digit() { '0' } else { c }).collect::<String>();
+        assert_eq!(layout(ours), layout(&formatter));
+        assert_eq!(ours.len(), "2026-11-30T23:59:29.123456Z".len());
     }
 }

@@ -1,6 +1,7 @@
 //! Telemetry: logging setup here — `tracing` events and spans written as JSON lines
 //! (production) or pretty text (development), filtered by `RUST_LOG` when set, else by
-//! `telemetry.log_level`, the per-request line in [`access`], every line written to stdout
+//! `telemetry.log_level`, the per-request line in [`access`], span fields kept by
+//! [`span_fields`], every line written to stdout
 //! through the non-blocking [`writer`] — OpenTelemetry traces in [`otel`], W3C trace context
 //! from clients in [`trace_context`], Prometheus metrics in [`metrics`] and the runtime stall
 //! detector in [`stall`]. The layer of the inbound stack that uses them for each request is
@@ -9,6 +10,7 @@
 pub mod access;
 pub mod metrics;
 pub mod otel;
+pub mod span_fields;
 pub mod stall;
 pub mod trace_context;
 pub mod writer;
@@ -78,7 +80,8 @@ where
     let lines = tracing_subscriber::fmt::layer().with_target(false).with_writer(writer);
     match settings.log_format {
         LogFormat::Json => {
-            Box::new(lines.json().flatten_event(true).with_current_span(true).with_span_list(false))
+            let lines = lines.json().flatten_event(true).with_current_span(true).with_span_list(false);
+            Box::new(lines.fmt_fields(span_fields::SpanFields))
         }
         LogFormat::Pretty => Box::new(lines),
     }
