@@ -98,9 +98,10 @@ impl<B: Send + 'static, H: Handle> Service<Request<B>> for RequestTelemetry<H> {
             }
             None => {
                 // A log-only span: just what its lines show, every field given here and none
-                // declared for later. Recording a field makes the JSON log formatter parse and
-                // rewrite them all, and a backend call records its status on the current span,
-                // which is this one when the call's own span is off (`debug`, untraced).
+                // declared for later. A backend call records its status on the current span,
+                // which is this one when the call's own span is off (`debug`, untraced): with
+                // no such field declared, that record costs nothing (else each would append to
+                // the span's stored fields, see `telemetry::span_fields`).
                 let caller_trace = telemetry
                     .otlp_endpoint
                     .is_some()

@@ -2,8 +2,7 @@
 //! tracing-subscriber's JSON formatter, which for every event parses the stored JSON text of its
 //! span's fields back into a `serde_json::Value` before writing it out again: that was most of
 //! what a line cost. Here the line is laid out member by member from the values the request
-//! already holds (names as literals, values serialised by `serde_json`, the timestamp by
-//! humantime) into a per-thread buffer ([`scratch`]), handed to the non-blocking
+//! already holds (names as literals, values by [`json_text`], the timestamp by humantime) into a per-thread buffer ([`scratch`]), handed to the non-blocking
 //! [`writer`](super::writer). Same shape and field names as the formatter's lines:
 //!
 //! ```json
@@ -19,9 +18,8 @@
 //! A JSON line is no `tracing` event, so a sampled request's exported span does not carry it as
 //! a span event: the span's own attributes say the same.
 
-use super::REQUEST_LOG_TARGET;
+use super::{REQUEST_LOG_TARGET, json_text};
 use crate::scratch;
-use serde::Serialize;
 use std::cell::Cell;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -74,14 +72,15 @@ impl RequestLine<'_> {
     }
 
     /// Appends the JSON line, stamped `now`, to `line`. The members are laid out here, names as
-    /// literals, so only the values are serialised (by `serde_json`, strings escaped): a derived
-    /// `Serialize` escaped every member name of every line again.
+    /// literals, so only the values are written ([`json_text`]): a derived `Serialize` escaped
+    /// every member name of every line again.
     fn write_json(&self, now: SystemTime, line: &mut Vec<u8>) {
         // Writing into a `Vec` cannot fail.
         let _ = write!(line, "{{\"timestamp\":\"{}\"", humantime::format_rfc3339_micros(now));
-        line.extend_from_slice(b",\"level\":\"INFO\",\"message\":\"request\"");
-        member(line, b",\"status\":", &self.status);
-        member(line, b",\"duration_ms\":", &self.duration_ms());
+        line.extend_from_slice(b",\"level\":\"INFO\",\"message\":\"request\",\"status\":");
+        json_text::push_value(line, &self.status);
+        line.extend_from_slice(b",\"duration_ms\":");
+        json_text::push_value(line, &self.duration_ms());
         if let Some(route) = self.route {
             member(line, b",\"http.route\":", route);
         }
@@ -97,17 +96,16 @@ impl RequestLine<'_> {
         line.extend_from_slice(b"}}\n");
     }
 
+    /// From the request's arrival to its answer, in milliseconds.
     fn duration_ms(&self) -> f64 {
         self.duration.as_secs_f64() * 1000.0
     }
 }
 
-/// Appends `name` (`,"name":`, as a literal) and `value`, serialised.
-fn member(line: &mut Vec<u8>, name: &[u8], value: &(impl Serialize + ?Sized)) {
+/// Appends `name` (`,"name":`, as a literal) and the string `value`.
+fn member(line: &mut Vec<u8>, name: &[u8], value: &str) {
     line.extend_from_slice(name);
-    // Plain strings and numbers serialise into a `Vec` without fail (a non-finite number as
-    // `null`).
-    let _ = serde_json::to_writer(&mut *line, value);
+    json_text::push_str(line, value);
 }
 
 thread_local! {

@@ -8,6 +8,7 @@
 //! `service/request_telemetry.rs`.
 
 pub mod access;
+mod json_text;
 pub mod metrics;
 pub mod otel;
 pub mod span_fields;

@@ -3,18 +3,18 @@
 //! and reads that text back only when a line is written inside the span, as its `span` object.
 //! tracing-subscriber's own `JsonFields` builds a `BTreeMap` of `serde_json::Value`s for every
 //! span and serialises it: ~5,000 instructions per request at `log_level: info`, a third of the
-//! level's cost, for lines that are rarely written. This one streams the fields through
-//! `serde_json` into a per-thread buffer ([`scratch`]) and stores the text with one
+//! level's cost, for lines that are rarely written. This one writes the fields as JSON
+//! ([`json_text`]) into a per-thread buffer ([`scratch`]) and stores the text with one
 //! allocation. The text is the same JSON object, with the fields in the order the span declares
 //! them rather than sorted; a field recorded later is appended, and wins when the object is
 //! read back (as a recorded value replaces the one before).
 
+use super::json_text;
 use crate::scratch;
-use serde::Serializer;
 use std::cell::Cell;
 use std::fmt;
+use tracing::field::{Field, Visit};
 use tracing::span::Record;
-use tracing_serde::SerdeMapVisitor;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::FormattedFields;
 use tracing_subscriber::fmt::format::{FormatFields, Writer};
@@ -24,7 +24,7 @@ use tracing_subscriber::fmt::format::{FormatFields, Writer};
 pub struct SpanFields;
 
 thread_local! {
-    /// Where this thread serialises span fields.
+    /// Where this thread writes span fields.
     static FIELDS_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
@@ -43,11 +43,51 @@ impl<'writer> FormatFields<'writer> for SpanFields {
 
 /// Writes `fields` into `buffer` as one JSON object, and returns its text.
 fn json_object<R: RecordFields>(buffer: &mut Vec<u8>, fields: R) -> Result<&str, fmt::Error> {
-    let mut serializer = serde_json::Serializer::new(&mut *buffer);
-    let mut visitor = SerdeMapVisitor::new(serializer.serialize_map(None).map_err(|_| fmt::Error)?);
-    fields.record(&mut visitor);
-    visitor.finish().map_err(|_| fmt::Error)?;
+    buffer.push(b'{');
+    fields.record(&mut Members(buffer));
+    buffer.push(b'}');
     std::str::from_utf8(buffer).map_err(|_| fmt::Error)
+}
+
+/// Appends each field it visits to an open JSON object as a member.
+struct Members<'a>(&'a mut Vec<u8>);
+
+impl Members<'_> {
+    /// Starts the member named for `field`.
+    fn name(&mut self, field: &Field) -> &mut Vec<u8> {
+        if self.0.last() != Some(&b'{') {
+            self.0.push(b',');
+        }
+        json_text::push_str(self.0, field.name());
+        self.0.push(b':');
+        self.0
+    }
+}
+
+impl Visit for Members<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        json_text::push_str(self.name(field), value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        json_text::push_value(self.name(field), &value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        json_text::push_value(self.name(field), &value);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        json_text::push_value(self.name(field), &value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        json_text::push_value(self.name(field), &value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        json_text::push_value(self.name(field), &format_args!("{value:?}"));
+    }
 }
 
 /// Adds the members of the JSON object `more` to the JSON object `current` (which is empty or
