@@ -81,8 +81,8 @@ impl CallOutcome {
 impl<'a> CallRequest<'a> {
     /// The call's `backend_call` span: at `info` when the request is traced (so it is
     /// exported), else at `debug`, so that at the usual log levels an untraced call costs no
-    /// span at all (every field recorded on an enabled span is re-formatted by the JSON log
-    /// layer: five calls cost as much as the rest of the page).
+    /// span at all (an enabled span's fields are formatted as JSON text by the log layer when
+    /// it starts, and each field recorded later is appended to that text).
     pub(crate) fn span(&self) -> tracing::Span {
         macro_rules! call_span {
             ($level:expr) => {

@@ -18,7 +18,8 @@
 //! - [`problem`]: every error response (`application/problem+json`) and the catalog of error
 //!   answers ([`problem::ErrorAnswer`]); [`limits`]: the fixed limits on a request.
 //! - [`rate_limit`]: per-endpoint rate limits (GCRA buckets per client key, 429, `RateLimit`).
-//! - [`scratch`]: per-thread buffers for text copied out once (backend paths, `Server-Timing`).
+//! - [`scratch`]: per-thread buffers for text copied out once (backend paths, `Server-Timing`,
+//!   log lines, span fields).
 //! - [`reload`]: the config serving now, swapped whole on SIGHUP or a file change.
 //! - [`admin`]: `/healthz`, `/readyz` and `/metrics` on the admin port.
 //! - [`upkeep`]: once a second, backend pool upkeep and giving memory back ([`memory`]).

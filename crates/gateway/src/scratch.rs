@@ -39,8 +39,9 @@ impl Buffer for Vec<u8> {
 
 /// Calls `build` with `buffer` emptied; a buffer it grew past [`MAX_KEPT`] is let go after.
 /// The buffer is taken out of its cell for the call, so a use that runs again inside itself (a
-/// log line written while a field of another is being formatted) builds in a fresh buffer
-/// instead of finding this one borrowed; each use has its own `thread_local!` buffer.
+/// span created by a field's `Debug` while another span's fields are being written) builds in
+/// a fresh buffer instead of finding this one borrowed; each use has its own `thread_local!`
+/// buffer.
 pub fn with<B: Buffer, T>(buffer: &'static LocalKey<Cell<B>>, build: impl FnOnce(&mut B) -> T) -> T {
     let mut taken = buffer.try_with(Cell::take).unwrap_or_default();
     taken.clear();
@@ -49,4 +50,40 @@ pub fn with<B: Buffer, T>(buffer: &'static LocalKey<Cell<B>>, build: impl FnOnce
         let _ = buffer.try_with(|cell| cell.set(taken));
     }
     built
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        static BUFFER: Cell<String> = const { Cell::new(String::new()) };
+    }
+
+    #[test]
+    fn a_use_inside_a_use_builds_in_a_fresh_buffer_and_leaves_the_outer_one_alone() {
+        let (outer, inner) = with(&BUFFER, |outer| {
+            outer.push_str("outer");
+            let inner = with(&BUFFER, |inner| {
+                let was_empty = inner.is_empty();
+                inner.push_str("inner");
+                (was_empty, inner.clone())
+            });
+            (outer.clone(), inner)
+        });
+        assert_eq!(outer, "outer");
+        assert_eq!(inner, (true, "inner".to_owned()));
+        // The buffer comes back emptied for the next use, with the capacity it grew.
+        let capacity = with(&BUFFER, |again| {
+            assert!(again.is_empty());
+            again.capacity()
+        });
+        assert!(capacity >= "outer".len());
+    }
+
+    #[test]
+    fn a_buffer_grown_past_the_limit_is_let_go() {
+        with(&BUFFER, |text| text.push_str(&"x".repeat(MAX_KEPT + 1)));
+        assert_eq!(with(&BUFFER, |text| text.capacity()), 0);
+    }
 }

@@ -2,8 +2,10 @@
 //! tracing-subscriber's JSON formatter, which for every event parses the stored JSON text of its
 //! span's fields back into a `serde_json::Value` before writing it out again: that was most of
 //! what a line cost. Here the line is laid out member by member from the values the request
-//! already holds (names as literals, values by [`json_text`], the timestamp by humantime) into a per-thread buffer ([`scratch`]), handed to the non-blocking
-//! [`writer`](super::writer). Same shape and field names as the formatter's lines:
+//! already holds (names as literals, values written by `json_text.rs`, the timestamp by
+//! humantime) into a per-thread buffer ([`scratch`]), handed to the non-blocking
+//! [`writer`](super::writer). Byte for byte what the formatter writes for the same event (a
+//! test compares them), timestamp aside:
 //!
 //! ```json
 //! {"timestamp":"…Z","level":"INFO","message":"request","status":200,"duration_ms":1.9,
@@ -22,7 +24,7 @@ use super::{REQUEST_LOG_TARGET, json_text};
 use crate::scratch;
 use std::cell::Cell;
 use std::io::Write;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Span name of one inbound request.
 pub const REQUEST_SPAN: &str = "request";
@@ -55,14 +57,7 @@ impl RequestLine<'_> {
     /// Writes the line (JSON), or logs it as a `request` event in the request's span (pretty).
     pub fn log(&self) {
         let Some(writer) = super::json_lines() else {
-            tracing::info!(
-                target: REQUEST_LOG_TARGET,
-                status = self.status,
-                duration_ms = self.duration_ms(),
-                http.route = self.route,
-                calls = self.calls,
-                "request"
-            );
+            self.log_event();
             return;
         };
         scratch::with(&LINE_BUFFER, |line| {
@@ -71,11 +66,24 @@ impl RequestLine<'_> {
         });
     }
 
+    /// Logs the line as a `tracing` event, for the formatter to write.
+    fn log_event(&self) {
+        tracing::info!(
+            target: REQUEST_LOG_TARGET,
+            status = self.status,
+            duration_ms = self.duration_ms(),
+            http.route = self.route,
+            calls = self.calls,
+            "request"
+        );
+    }
+
     /// Appends the JSON line, stamped `now`, to `line`. The members are laid out here, names as
-    /// literals, so only the values are written ([`json_text`]): a derived `Serialize` escaped
+    /// literals, so only the values are written (`json_text.rs`): a derived `Serialize` escaped
     /// every member name of every line again.
     fn write_json(&self, now: SystemTime, line: &mut Vec<u8>) {
-        // Writing into a `Vec` cannot fail.
+        // Writing into a `Vec` cannot fail, nor can humantime between its bounds.
+        let now = now.clamp(UNIX_EPOCH, UNIX_EPOCH + LAST_TIMESTAMP);
         let _ = write!(line, "{{\"timestamp\":\"{}\"", humantime::format_rfc3339_micros(now));
         line.extend_from_slice(b",\"level\":\"INFO\",\"message\":\"request\",\"status\":");
         json_text::push_value(line, &self.status);
@@ -102,6 +110,11 @@ impl RequestLine<'_> {
     }
 }
 
+/// The last instant a four-digit year can write (9999-12-31T23:59:59.999999Z), where humantime
+/// fails; a clock set outside 1970..=9999 is stamped at the nearer end (humantime panics
+/// before 1970) rather than breaking the line.
+const LAST_TIMESTAMP: Duration = Duration::from_micros(253_402_300_799_999_999);
+
 /// Appends `name` (`,"name":`, as a literal) and the string `value`.
 fn member(line: &mut Vec<u8>, name: &[u8], value: &str) {
     line.extend_from_slice(name);
@@ -116,10 +129,7 @@ thread_local! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
-    use std::time::UNIX_EPOCH;
-    use tracing_subscriber::fmt::format::Writer;
-    use tracing_subscriber::fmt::time::FormatTime;
+    use crate::telemetry::captured;
 
     fn line() -> RequestLine<'static> {
         RequestLine {
@@ -133,59 +143,90 @@ mod tests {
         }
     }
 
-    fn written(line: &RequestLine<'_>, now: SystemTime) -> (Vec<u8>, Value) {
+    fn written(line: &RequestLine<'_>, now: SystemTime) -> String {
         let mut bytes = Vec::new();
         line.write_json(now, &mut bytes);
-        let value = serde_json::from_slice(&bytes).unwrap();
-        (bytes, value)
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// The line tracing-subscriber's JSON formatter writes for `line` logged as an event in the
+    /// request's span (as with `log_format: pretty`, but formatted by the JSON layer).
+    fn formatted(line: &RequestLine<'_>) -> String {
+        let lines = captured::json_lines(|| {
+            let span = match line.trace_id {
+                Some(trace_id) => tracing::info_span!(
+                    REQUEST_SPAN,
+                    http.request.method = line.method,
+                    request_id = line.request_id,
+                    trace_id
+                ),
+                None => {
+                    tracing::info_span!(
+                        REQUEST_SPAN,
+                        http.request.method = line.method,
+                        request_id = line.request_id
+                    )
+                }
+            };
+            span.in_scope(|| line.log_event());
+        });
+        assert_eq!(lines.len(), 1);
+        format!("{}\n", lines[0])
+    }
+
+    /// `text` from its first member after the timestamp.
+    fn after_the_timestamp(text: &str) -> &str {
+        &text[text.find(",\"level\"").unwrap()..]
     }
 
     #[test]
-    fn a_line_is_one_json_object_with_the_formatters_members() {
+    fn a_line_is_what_the_json_formatter_writes_for_the_same_event() {
+        let absent = RequestLine { route: None, calls: None, trace_id: None, ..line() };
+        let escaped = RequestLine { calls: Some("a\"b:ok \\ \u{1} é"), ..line() };
+        for line in [line(), absent, escaped] {
+            let ours = written(&line, SystemTime::now());
+            let theirs = formatted(&line);
+            assert_eq!(after_the_timestamp(&ours), after_the_timestamp(&theirs));
+            assert_eq!(ours.matches('\n').count(), 1);
+        }
+    }
+
+    #[test]
+    fn a_line_reads_in_full() {
         let now = UNIX_EPOCH + Duration::from_micros(1_796_080_769_123_456);
-        let (bytes, value) = written(&line(), now);
-        assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 1);
-        assert!(bytes.ends_with(b"\n"));
         assert_eq!(
-            value,
-            json!({
-                "timestamp": "2026-11-30T23:19:29.123456Z",
-                "level": "INFO",
-                "message": "request",
-                "status": 504,
-                "duration_ms": 1.875,
-                "http.route": "GET /page/{id}",
-                "calls": "a:ok b:timeout",
-                "span": {
-                    "http.request.method": "GET",
-                    "request_id": "r-1",
-                    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
-                    "name": "request",
-                },
-            })
+            written(&line(), now),
+            concat!(
+                r#"{"timestamp":"2026-11-30T23:19:29.123456Z","level":"INFO","message":"request","#,
+                r#""status":504,"duration_ms":1.875,"http.route":"GET /page/{id}","calls":"a:ok b:timeout","#,
+                r#""span":{"http.request.method":"GET","request_id":"r-1","#,
+                r#""trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","name":"request"}}"#,
+                "\n"
+            )
         );
     }
 
     #[test]
-    fn absent_values_are_left_out_and_text_is_escaped() {
-        let line = RequestLine { route: None, calls: Some("a\"b:ok \\ \u{1}"), trace_id: None, ..line() };
-        let (_, value) = written(&line, SystemTime::now());
-        assert!(value.get("http.route").is_none());
-        assert!(value["span"].get("trace_id").is_none());
-        assert_eq!(value["calls"], "a\"b:ok \\ \u{1}");
+    fn the_timestamp_reads_as_every_other_lines() {
+        let ours = written(&line(), SystemTime::now());
+        let theirs = formatted(&line());
+        // The same layout, digit for digit where the two clocks can differ.
+        let layout = |text: &str| {
+            let stamp = &text[..text.find(",\"level\"").unwrap()];
+            stamp.chars().map(|c| if c.is_ascii_digit() { '0' } else { c }).collect::<String>()
+        };
+        assert_eq!(layout(&ours), layout(&theirs));
     }
 
     #[test]
-    fn the_timestamp_reads_as_every_other_lines() {
-        let now = SystemTime::now();
-        let (_, value) = written(&line(), now);
-        let mut formatter = String::new();
-        tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut formatter)).unwrap();
-        let ours = value["timestamp"].as_str().unwrap();
-        // The same layout, digit for digit where the two clocks can differ.
-        let layout =
-            |text: &str| text.chars().map(|c| if c.is_ascii_digit() { '0' } else { c }).collect::<String>();
-        assert_eq!(layout(ours), layout(&formatter));
-        assert_eq!(ours.len(), "2026-11-30T23:59:29.123456Z".len());
+    fn a_clock_outside_the_four_digit_years_stamps_the_nearer_end() {
+        for (now, stamp) in [
+            (UNIX_EPOCH - Duration::from_secs(1), "1970-01-01T00:00:00.000000Z"),
+            (UNIX_EPOCH + Duration::from_secs(300_000_000_000), "9999-12-31T23:59:59.999999Z"),
+        ] {
+            let text = written(&line(), now);
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(value["timestamp"], stamp);
+        }
     }
 }

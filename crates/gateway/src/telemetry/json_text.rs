@@ -18,7 +18,9 @@ pub fn push_str(out: &mut Vec<u8>, text: &str) {
 
 /// Appends `value`, serialised by `serde_json` (a non-finite number as `null`).
 pub fn push_value(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
-    // Strings, numbers and `Display` values serialise into a `Vec` without fail.
+    // Strings, numbers and bytes serialise into a `Vec` without fail. (A `Debug` value whose
+    // own formatting fails makes `serde_json` panic, as `format!` does in tracing-subscriber's
+    // formatter: the standard library's formatting never fails.)
     let _ = serde_json::to_writer(out, value);
 }
 

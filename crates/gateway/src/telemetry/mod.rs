@@ -1,17 +1,19 @@
 //! Telemetry: logging setup here — `tracing` events and spans written as JSON lines
 //! (production) or pretty text (development), filtered by `RUST_LOG` when set, else by
-//! `telemetry.log_level`, the per-request line in [`access`], span fields kept by
-//! [`span_fields`], every line written to stdout
-//! through the non-blocking [`writer`] — OpenTelemetry traces in [`otel`], W3C trace context
-//! from clients in [`trace_context`], Prometheus metrics in [`metrics`] and the runtime stall
-//! detector in [`stall`]. The layer of the inbound stack that uses them for each request is
+//! `telemetry.log_level`, the per-request line in [`access`], span fields kept as JSON by
+//! `span_fields.rs` (values written by `json_text.rs`), every line written to stdout through the
+//! non-blocking [`writer`] — OpenTelemetry traces in [`otel`], W3C trace context from clients
+//! in [`trace_context`], Prometheus metrics in [`metrics`] and the runtime stall detector in
+//! [`stall`]. The layer of the inbound stack that uses them for each request is
 //! `service/request_telemetry.rs`.
 
 pub mod access;
+#[cfg(test)]
+mod captured;
 mod json_text;
 pub mod metrics;
 pub mod otel;
-pub mod span_fields;
+mod span_fields;
 pub mod stall;
 pub mod trace_context;
 pub mod writer;
@@ -44,13 +46,13 @@ static LOGS: OnceLock<Logs> = OnceLock::new();
 pub fn init(settings: &TelemetrySettings, tracing: Option<&Tracing>) -> std::io::Result<writer::Flush> {
     let (writer, flush) = writer::spawn(std::io::stdout(), writer::BUFFER_BYTES)?;
     if let Some(tracing) = tracing {
-        let lines = log_lines(settings, writer.clone()).with_filter(log_filter(settings));
+        let lines = log_lines(settings.log_format, writer.clone()).with_filter(log_filter(settings));
         otel::set_dispatch(Dispatch::new(tracing_subscriber::registry().with(lines).with(tracing.layer())));
     }
     // A global filter (not a per-layer one): a disabled span is then never created at all.
     let _ = tracing_subscriber::registry()
         .with(log_filter(settings))
-        .with(log_lines(settings, writer.clone()))
+        .with(log_lines(settings.log_format, writer.clone()))
         .try_init();
     let _ = LOGS.set(Logs { writer, format: settings.log_format });
     Ok(flush)
@@ -73,13 +75,13 @@ fn log_filter(settings: &TelemetrySettings) -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// The layer that writes log lines to `writer`, in the configured format.
-fn log_lines<S>(settings: &TelemetrySettings, writer: writer::LogWriter) -> Box<dyn Layer<S> + Send + Sync>
+/// The layer that writes log lines to `writer`, in `format`.
+fn log_lines<S>(format: LogFormat, writer: writer::LogWriter) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
     let lines = tracing_subscriber::fmt::layer().with_target(false).with_writer(writer);
-    match settings.log_format {
+    match format {
         LogFormat::Json => {
             let lines = lines.json().flatten_event(true).with_current_span(true).with_span_list(false);
             Box::new(lines.fmt_fields(span_fields::SpanFields))
