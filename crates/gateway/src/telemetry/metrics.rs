@@ -37,8 +37,13 @@ const CONFIG_RELOAD_OK: &str = "fanout_config_last_reload_successful";
 const LOG_LINES_DROPPED: &str = "fanout_log_lines_dropped_total";
 const SHORTENED_DEADLINES: &str = "fanout_client_deadlines_shortened_total";
 
-/// How often recorded histogram samples are folded into their buckets.
-const UPKEEP: Duration = Duration::from_secs(2);
+/// How often recorded histogram samples are folded into their buckets. Until then the recorder
+/// keeps every sample (8 bytes in 64-sample blocks, freed in batches): six per page, so at 2 s
+/// the samples were ~1 MB of the peak RSS at 5.4k pages/s (heaptrack) and twice that at 12k.
+/// 250 ms keeps an eighth of that; a fold of empty histograms costs next to nothing, and the
+/// buckets scraped are the same. Measured: peak anonymous memory 20.4 → 19.0 MB (medians of
+/// three alternating runs, peer benchmark's page at `-c 64`, 5.4k pages/s).
+const UPKEEP: Duration = Duration::from_millis(250);
 
 /// Histogram buckets, in seconds: millisecond resolution at the low end.
 const BUCKETS: [f64; 15] =
