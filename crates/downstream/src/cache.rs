@@ -19,7 +19,10 @@
 //!
 //! **Memory.** Two moka caches, least recently used evicted first, weighed in bytes: the
 //! entries (body, key and a fixed [`ENTRY_OVERHEAD`]) get 15/16 of `max_bytes`, the per-URL
-//! index the rest. An entry is dropped when its last window ends.
+//! index the rest. An entry is dropped when its last window ends. A stored body is a copy in
+//! a buffer of its own size: the body a call returns is a view into the connection's read
+//! buffer (8 KiB or more), which an entry would otherwise keep alive in full while weighing
+//! only the body: an entry for a 500-byte answer, weighed at ~1 KiB, would hold 9 KiB or more.
 
 pub mod control;
 mod shared;
@@ -254,6 +257,7 @@ impl ResponseCache {
         if let Some(tier) = self.shared.get() {
             tier.store(url.clone(), forwarded, &variance, &body, lifetimes);
         }
+        let body = Bytes::copy_from_slice(&body);
         self.insert(url, forwarded, variance, body, lifetimes, Instant::now());
     }
 

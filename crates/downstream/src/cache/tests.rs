@@ -54,6 +54,21 @@ async fn an_answer_is_fresh_then_stale_while_revalidating_then_stale_if_error_th
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_stored_body_does_not_keep_the_buffer_it_was_read_into() {
+    let cache = ResponseCache::new("b", settings(1 << 20));
+    let none = HeaderMap::new();
+    let read_buffer = Bytes::from(vec![b' '; 8192]);
+    let body = read_buffer.slice(..500);
+    cache.store(Bytes::from_static(b"/x"), &none, body, &directives("max-age=60", ""));
+    let (entry, _) = cache.lookup(&Bytes::from_static(b"/x"), &none, Instant::now()).unwrap();
+    assert_eq!(entry.body.len(), 500);
+    assert!(
+        !read_buffer.as_ptr_range().contains(&entry.body.as_ptr()),
+        "the entry is a view into the read buffer"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn answers_are_keyed_by_the_forwarded_headers_unless_public() {
     let cache = ResponseCache::new("b", settings(1 << 20));
     let alice = forwarded(&[("authorization", "Bearer alice"), ("x-request-id", "1")]);
