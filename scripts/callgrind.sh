@@ -10,6 +10,12 @@
 #   MODE=otlp      metrics + OTLP export, SAMPLING (default 1.0) of requests traced
 #   LOG_LEVEL      telemetry.log_level (default warn: no per-request line; info adds it)
 # N (default 2000) pages. Output: target/callgrind/MODE*.out (open with callgrind_annotate).
+# The tasks that run on a timer (the metrics upkeep every 250 ms, the pool sweep every
+# SWEEP_PERIOD) are left out of the count: how many of them fall in a run depends on wall time,
+# and the gateway runs ~50x slower under callgrind, so they would weigh ~50x what they weigh at
+# speed (the upkeep alone was 8.7 % of a MODE=metrics run). docs/performance.md gives their
+# cost per run. (--toggle-collect turns collection off at start; the --collect-atstart=yes
+# after it turns it back on, so everything but those two functions is counted.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +52,8 @@ http.server.ThreadingHTTPServer(("127.0.0.1", 4318), H).serve_forever()' &
 esac
 rm -f "$OUT/$tag".out*
 env "${env[@]}" valgrind --tool=callgrind --callgrind-out-file="$OUT/$tag.out" \
+  --toggle-collect='gateway::telemetry::metrics::Exporter::install::{{closure}}' \
+  --toggle-collect='gateway::upkeep::run::{{closure}}' --collect-atstart=yes \
   ./target/release/fanout serve --config demo/fanout.yaml >"$OUT/$tag.log" 2>&1 &
 gateway=$!
 pids+=("$gateway")
