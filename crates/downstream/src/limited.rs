@@ -77,7 +77,7 @@ fn outcome(span: &tracing::Span, started: Instant, exchanged: Exchanged) -> Call
     if let Some(status) = status {
         span.record("http.response.status_code", i64::from(status));
     }
-    span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+    span.record("duration_ms", crate::millis(elapsed));
     if attempts > 1 {
         span.record("attempts", i64::from(attempts));
     }

@@ -106,7 +106,7 @@ impl RequestLine<'_> {
 
     /// From the request's arrival to its answer, in milliseconds.
     fn duration_ms(&self) -> f64 {
-        self.duration.as_secs_f64() * 1000.0
+        downstream::millis(self.duration)
     }
 }
 

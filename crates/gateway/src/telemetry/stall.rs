@@ -87,7 +87,7 @@ impl<F: Future> Future for Watched<F> {
             slot.poll_started.store(0, Ordering::Release);
             if slot.reported.load(Ordering::Acquire) && slot.reported.swap(false, Ordering::AcqRel) {
                 let blocked = Duration::from_nanos(now_nanos().saturating_sub(started));
-                tracing::warn!(parent: &*span, blocked_ms = blocked.as_secs_f64() * 1000.0, "runtime unblocked");
+                tracing::warn!(parent: &*span, blocked_ms = downstream::millis(blocked), "runtime unblocked");
             }
             result
         })
@@ -130,7 +130,7 @@ impl StallDetector {
                         continue;
                     }
                     stalls.increment(1);
-                    let blocked_ms = Duration::from_nanos(now - started).as_secs_f64() * 1000.0;
+                    let blocked_ms = downstream::millis(Duration::from_nanos(now - started));
                     // The span stays open while its request is being polled, so its id is valid here.
                     let span = std::num::NonZeroU64::new(slot.span.load(Ordering::Relaxed)).map(tracing::Id::from_non_zero_u64);
                     let warn = || tracing::warn!(parent: span.clone(), blocked_ms, "runtime worker blocked: a task is not yielding");
