@@ -135,13 +135,14 @@ async fn ten_thousand_idle_keep_alive_connections_stay_open_and_working() {
 /// holds no hyper buffer once 100 ms idle (see `connection.rs`). 2,000 connections, opened one
 /// by one, each answered one page that calls a backend, then left idle, grow the gateway's RSS
 /// by at most [`IDLE_CONNECTION_BOUND`] each within a few seconds (released, then trimmed).
-/// Measured in a release build: 3.7–3.9 KiB; ~30 KiB when hyper's buffers stayed with idle
-/// connections.
+/// Measured in a release build (`cargo test --release`, which asserts the 4 KiB goal itself):
+/// 3.6–3.9 KiB; ~30 KiB when hyper's buffers stayed with idle connections.
 #[tokio::test]
 async fn two_thousand_idle_connections_stay_under_the_memory_goal() {
     const CONNECTIONS: u64 = 2_000;
-    /// Twice the release build's 4 KiB goal: room for the debug build and the machine.
-    const IDLE_CONNECTION_BOUND: u64 = 8 * 1024;
+    /// The goal, 4 KiB, in a release build; twice that in a debug build (CI's), whose futures
+    /// and buffers are larger.
+    const IDLE_CONNECTION_BOUND: u64 = if cfg!(debug_assertions) { 8 * 1024 } else { 4 * 1024 };
     let (gateway, _backend) = gateway("", Duration::ZERO).await;
     let before = warmed_up_rss(&gateway).await;
     let mut streams = Vec::new();
