@@ -26,7 +26,9 @@ def main():
         return ticks / clk_tck / max(gateway.total, 1) * 1e6
 
     cpu_us, user_us, sys_us = per_page(user_ticks + sys_ticks), per_page(user_ticks), per_page(sys_ticks)
-    print(f"\n  gateway CPU per five-call request: {cpu_us:.1f} us   (target <= 50)")
+    # No absolute CPU target: the same page costs several times more on one 2-core machine than
+    # on another. The goal is relative (<= 0.75x nginx + Lua's, docs/performance.md).
+    print(f"\n  gateway CPU per five-call request: {cpu_us:.1f} us   (compare with nginx + Lua: ../shared/bench)")
     print(f"    of which user / kernel:          {user_us:.1f} / {sys_us:.1f} us")
     print(f"  gateway peak RSS:                  {rss_kb / 1024:.1f} MB (target <= 30)")
     print(f"  page rate / direct backend rate:   {gateway.rps / direct.rps:.3f}")
