@@ -56,11 +56,11 @@ def side(spec):
     name, target = spec.split("=", 1)
     if target.startswith("@"):
         pid, port = target[1:].split(":")
-        return {"name": name, "pid": int(pid), "port": port, "process": None}
+        return {"name": name, "pid": int(pid), "port": port, "process": None, "cpu": 0.0, "pages": 0}
     binary, config, port = target.split(":")
     with open(f"/tmp/interleaved-ab-{name}.log", "w", encoding="utf-8") as log:
         process = subprocess.Popen([binary, "serve", "--config", config], stdout=log, stderr=log)
-    return {"name": name, "pid": process.pid, "port": port, "process": process}
+    return {"name": name, "pid": process.pid, "port": port, "process": process, "cpu": 0.0, "pages": 0}
 
 
 def main():
@@ -72,7 +72,6 @@ def main():
         time.sleep(2)
         for each in sides:
             load(each["port"], "3s")
-            each["cpu"], each["pages"] = 0.0, 0
         for round_ in range(rounds):
             for each in sides if round_ % 2 == 0 else sides[::-1]:
                 before = cpu_seconds(each["pid"])
